@@ -1,0 +1,131 @@
+// Package checks holds the check registry, the runner that runs every check
+// and judges afterwards, and the fixers that change the system on request.
+// A check only reads; a fixer is a separate, explicit step.
+package checks
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"strings"
+
+	"github.com/kata-cr/kata-cr/reports"
+)
+
+// Check is one named probe. Run returns one or more findings; it must not
+// change the system.
+type Check struct {
+	// ID is stable: tools and users match on it.
+	ID       string
+	Category string
+	Level    reports.Level
+	// Title is a short human name for the check.
+	Title string
+	// Needs lists the Env parts the check reads; a check whose needs are
+	// not met is skipped with the reason, never passed.
+	Needs []Need
+	Run   func(ctx context.Context, env *Env) []reports.Finding
+}
+
+// Need is a precondition of a check.
+type Need string
+
+// The preconditions a check can declare.
+const (
+	NeedRoot   Need = "root"
+	NeedPID    Need = "pid"
+	NeedCRIU   Need = "criu"
+	NeedConfig Need = "kernel-config"
+)
+
+// Runner runs checks against one Env.
+type Runner struct {
+	Checks []Check
+}
+
+// Run runs every check, never stopping at the first failure, and turns a
+// panic in a check into an error finding.
+func (r Runner) Run(ctx context.Context, env *Env) []reports.Finding {
+	var out []reports.Finding
+	for _, c := range r.Checks {
+		if reason := env.unmet(c.Needs); reason != "" {
+			out = append(out, reports.Finding{
+				ID: c.ID, Category: c.Category, Level: c.Level, Status: reports.Skip,
+				Summary: c.Title, Reason: reason,
+			})
+			continue
+		}
+		out = append(out, runOne(ctx, c, env)...)
+	}
+	return out
+}
+
+func runOne(ctx context.Context, c Check, env *Env) (fs []reports.Finding) {
+	defer func() {
+		if p := recover(); p != nil {
+			fs = []reports.Finding{{
+				ID: c.ID, Category: c.Category, Level: c.Level, Status: reports.Error,
+				Summary: c.Title, Reason: fmt.Sprintf("check panicked: %v", p),
+				Evidence: firstLines(string(debug.Stack()), 8),
+			}}
+		}
+	}()
+	fs = c.Run(ctx, env)
+	for i := range fs {
+		if fs[i].Category == "" {
+			fs[i].Category = c.Category
+		}
+		if fs[i].Level == "" {
+			fs[i].Level = c.Level
+		}
+		if fs[i].ID == "" {
+			fs[i].ID = c.ID
+		}
+	}
+	return fs
+}
+
+func firstLines(s string, n int) []string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return lines
+}
+
+// Predict turns findings into a prediction of a plain CRIU dump. A blocking
+// finding makes the dump fail. When every blocking finding can be worked
+// around with CRIU options, WithOptions says so and the options are listed.
+func Predict(fs []reports.Finding) *reports.Prediction {
+	p := &reports.Prediction{DumpWillSucceed: true, WithOptions: true}
+	seen := map[string]bool{}
+	seenR := map[string]bool{}
+	for _, f := range fs {
+		if f.Status != reports.Fail && f.Status != reports.Error && f.Status != reports.Warn {
+			continue
+		}
+		hasOpts := f.Fix != nil && len(f.Fix.CRIUOptions) > 0
+		if hasOpts {
+			for _, o := range f.Fix.CRIUOptions {
+				if !seen[o] {
+					seen[o] = true
+					p.CRIUOptions = append(p.CRIUOptions, o)
+				}
+			}
+			for _, o := range f.Fix.RestoreOptions {
+				if !seenR[o] {
+					seenR[o] = true
+					p.RestoreOptions = append(p.RestoreOptions, o)
+				}
+			}
+		}
+		if f.Blocking() {
+			p.DumpWillSucceed = false
+			p.Reasons = append(p.Reasons, f.ID+": "+f.Summary)
+			if !hasOpts {
+				p.WithOptions = false
+			}
+		}
+	}
+	return p
+}

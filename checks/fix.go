@@ -1,0 +1,64 @@
+package checks
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kata-cr/kata-cr/reports"
+)
+
+// Fixer changes the system to mend one kind of finding. Fixers run only
+// when the user asks (--fix, --auto-fix), after all checks have run, and
+// each says what it changed.
+type Fixer struct {
+	// ID matches Fix.Fixer of the findings it mends.
+	ID    string
+	Title string
+	// Apply mends finding f and returns what it did. It returns an error
+	// when the change could not be made; the finding then stays as it is.
+	Apply func(ctx context.Context, env *Env, f reports.Finding) (reports.Action, error)
+}
+
+// ApplyFixes runs, for each failing or warning finding whose fix names a
+// known fixer, that fixer once per finding. With dryRun it only lists what
+// would be done.
+func ApplyFixes(ctx context.Context, env *Env, fs []reports.Finding, fixers []Fixer, dryRun bool) []reports.Action {
+	byID := map[string]Fixer{}
+	for _, fx := range fixers {
+		byID[fx.ID] = fx
+	}
+	var out []reports.Action
+	for _, f := range fs {
+		if f.Status != reports.Fail && f.Status != reports.Warn && f.Status != reports.Error {
+			continue
+		}
+		if f.Fix == nil || !f.Fix.AutoFixable || f.Fix.Fixer == "" {
+			continue
+		}
+		fx, ok := byID[f.Fix.Fixer]
+		if !ok {
+			continue
+		}
+		if dryRun {
+			out = append(out, reports.Action{Fixer: fx.ID, Finding: f.ID, Summary: "would " + f.Fix.Description})
+			continue
+		}
+		a, err := applyOne(ctx, env, fx, f)
+		a.Fixer, a.Finding = fx.ID, f.ID
+		if err != nil {
+			a.Applied = false
+			a.Error = err.Error()
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func applyOne(ctx context.Context, env *Env, fx Fixer, f reports.Finding) (a reports.Action, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("fixer %s panicked: %v", fx.ID, p)
+		}
+	}()
+	return fx.Apply(ctx, env, f)
+}

@@ -1,0 +1,113 @@
+// Package cmd holds the kata-cr command line: one constructor per command,
+// each with its own options struct, and the single place that maps errors
+// to exit codes.
+package cmd
+
+import (
+	"io"
+	"os"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/kata-cr/kata-cr/reports"
+)
+
+// Version is set at build time with -ldflags "-X .../cmd.Version=...".
+var Version = "dev"
+
+// Deps is what commands need from the outside world.
+type Deps struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// IsTerminal reports whether w is a terminal.
+	IsTerminal func(w io.Writer) bool
+	// Getenv reads the environment (NO_COLOR).
+	Getenv func(string) string
+}
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	Output string
+	Color  string
+}
+
+// Main runs kata-cr with args and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	deps := &Deps{Stdout: stdout, Stderr: stderr, IsTerminal: isTerminal, Getenv: os.Getenv}
+	root := newRootCmd(deps)
+	root.SetArgs(args)
+	return exitCode(root.Execute(), stderr)
+}
+
+func newRootCmd(deps *Deps) *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "kata-cr",
+		Short: "Check, checkpoint and restore containers inside Kata Containers guests with CRIU",
+		Long: `kata-cr predicts and explains why CRIU fails inside Kata Containers guests,
+fixes what it can, and checkpoints and restores workloads to prove it.
+
+Exit codes: 0 nothing required failed, 1 tool error, 2 usage error,
+3 a required check failed (or a checkpoint did not succeed).`,
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(deps.Stdout)
+	root.SetErr(deps.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text, json, junit, markdown")
+	pf.StringVar(&g.Color, "color", "auto", "colour: auto, always, never (NO_COLOR is honoured)")
+	for _, c := range commandConstructors {
+		root.AddCommand(c(deps, g))
+	}
+	return root
+}
+
+// commandConstructors lists the subcommands; each file adds its own.
+var commandConstructors []func(*Deps, *globalOptions) *cobra.Command
+
+// render prints r in the chosen format and returns errCheckFailed when a
+// required finding failed.
+func render(deps *Deps, g *globalOptions, r *reports.Report) error {
+	r.Version = Version
+	r.Finish()
+	opts, err := renderOptions(deps, g)
+	if err != nil {
+		return err
+	}
+	if err := reports.Render(deps.Stdout, r, opts); err != nil {
+		return err
+	}
+	if r.Failed {
+		return errCheckFailed
+	}
+	return nil
+}
+
+// renderOptions decides the format and colour once.
+func renderOptions(deps *Deps, g *globalOptions) (reports.Options, error) {
+	f, err := reports.ParseFormat(g.Output)
+	if err != nil {
+		return reports.Options{}, usageError{err}
+	}
+	var color bool
+	switch g.Color {
+	case "always":
+		color = true
+	case "never":
+		color = false
+	case "auto":
+		color = deps.Getenv("NO_COLOR") == "" && deps.Getenv("TERM") != "dumb" && deps.IsTerminal(deps.Stdout)
+	default:
+		return reports.Options{}, usagef("--color %q: use auto, always or never", g.Color)
+	}
+	return reports.Options{Format: f, Color: color}, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}

@@ -1,0 +1,42 @@
+package reports
+
+// Checkpoint is the outcome of a checkpoint (and restore) of a workload.
+type Checkpoint struct {
+	Workload string   `json:"workload"`
+	Command  []string `json:"command,omitempty"`
+	// Stage is the last stage reached: preflight, fix, dump, copy, restore, verify, done.
+	Stage          string   `json:"stage"`
+	DumpOK         bool     `json:"dump_ok"`
+	DumpOptions    []string `json:"dump_options,omitempty"`
+	DumpSeconds    float64  `json:"dump_seconds,omitempty"`
+	ImagesDir      string   `json:"images_dir,omitempty"`
+	ImageBytes     int64    `json:"image_bytes,omitempty"`
+	RestoreRan     bool     `json:"restore_ran"`
+	RestoreOK      bool     `json:"restore_ok"`
+	RestoreOptions []string `json:"restore_options,omitempty"`
+	RestoreSeconds float64  `json:"restore_seconds,omitempty"`
+	RestoredPID    int      `json:"restored_pid,omitempty"`
+	Verified       bool     `json:"verified"`
+	Verification   string   `json:"verification,omitempty"`
+	// WorkloadRunning reports whether the original workload was still
+	// running after a failed dump (it must be).
+	WorkloadRunning *bool `json:"workload_running,omitempty"`
+	// PredictionMatched is true when the preflight prediction agreed with
+	// what CRIU really did.
+	PredictionMatched *bool         `json:"prediction_matched,omitempty"`
+	Error             string        `json:"error,omitempty"`
+	Explanations      []Explanation `json:"explanations,omitempty"`
+	// WantRestore says whether a restore was requested, so OK can judge.
+	WantRestore bool `json:"want_restore"`
+}
+
+// OK reports whether everything that was asked for succeeded.
+func (c *Checkpoint) OK() bool {
+	if !c.DumpOK {
+		return false
+	}
+	if c.WantRestore {
+		return c.RestoreOK && c.Verified
+	}
+	return true
+}

@@ -1,0 +1,49 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+)
+
+// Format is an output format.
+type Format string
+
+// The output formats.
+const (
+	Text     Format = "text"
+	JSON     Format = "json"
+	JUnit    Format = "junit"
+	Markdown Format = "markdown"
+)
+
+// Options control rendering.
+type Options struct {
+	Format Format
+	// Color is decided once by the caller (flag, NO_COLOR, terminal).
+	Color bool
+}
+
+// ParseFormat checks a format name given by the user.
+func ParseFormat(s string) (Format, error) {
+	switch Format(s) {
+	case Text, JSON, JUnit, Markdown:
+		return Format(s), nil
+	case "md":
+		return Markdown, nil
+	}
+	return "", fmt.Errorf("output format %q: use text, json, junit or markdown", s)
+}
+
+// Render writes r to w in the format of opts.
+func Render(w io.Writer, r *Report, opts Options) error {
+	switch opts.Format {
+	case JSON:
+		return renderJSON(w, r)
+	case JUnit:
+		return renderJUnit(w, r)
+	case Markdown:
+		return renderMarkdown(w, r)
+	default:
+		return renderText(w, r, opts.Color)
+	}
+}

@@ -1,0 +1,191 @@
+// Package reports holds the Report that every kata-cr command produces, its
+// schema version, and the renderers that turn it into text, JSON, JUnit XML
+// and Markdown.
+package reports
+
+import (
+	"sort"
+)
+
+// SchemaVersion changes whenever the JSON form of Report changes in a way
+// that a consumer would notice.
+const SchemaVersion = "1"
+
+// Status is the outcome of one finding.
+type Status string
+
+// The statuses a finding can have. Skip always carries a reason.
+const (
+	Pass  Status = "pass"
+	Warn  Status = "warn"
+	Fail  Status = "fail"
+	Skip  Status = "skip"
+	Error Status = "error"
+)
+
+// Level says how much a finding matters. Only a required finding that fails
+// makes a command exit with ExitCheckFailed.
+type Level string
+
+// The levels of a requirement.
+const (
+	Required    Level = "required"
+	Recommended Level = "recommended"
+	Optional    Level = "optional"
+)
+
+// Fix is the remedy for a finding: a CRIU option to add, or a change to make.
+type Fix struct {
+	// Description says in one sentence what to do.
+	Description string `json:"description"`
+	// CRIUOptions are options to pass to criu dump (and restore) that work
+	// around the finding, each element one argv word.
+	CRIUOptions []string `json:"criu_options,omitempty"`
+	// RestoreOptions are options that criu restore needs as a consequence.
+	RestoreOptions []string `json:"restore_options,omitempty"`
+	// AutoFixable is true when kata-cr can apply the fix itself.
+	AutoFixable bool `json:"auto_fixable"`
+	// Fixer names the kata-cr fixer that applies it, when AutoFixable.
+	Fixer string `json:"fixer,omitempty"`
+}
+
+// Finding is the result of one check, or one item of a check that looks at
+// many things (one kernel option, one process).
+type Finding struct {
+	ID       string   `json:"id"`
+	Category string   `json:"category"`
+	Level    Level    `json:"level"`
+	Status   Status   `json:"status"`
+	Summary  string   `json:"summary"`
+	Evidence []string `json:"evidence,omitempty"`
+	// Reason explains a skip or an error.
+	Reason string `json:"reason,omitempty"`
+	Fix    *Fix   `json:"fix,omitempty"`
+}
+
+// Blocking reports whether the finding makes the whole run fail.
+func (f Finding) Blocking() bool {
+	return f.Level == Required && (f.Status == Fail || f.Status == Error)
+}
+
+// Target describes where the checks ran.
+type Target struct {
+	// Kind is "host", "guest" or "file" (a kernel config or a log).
+	Kind          string `json:"kind"`
+	KernelRelease string `json:"kernel_release,omitempty"`
+	Arch          string `json:"arch,omitempty"`
+	CRIUVersion   string `json:"criu_version,omitempty"`
+	// Accelerator is "kvm" or "tcg" for a guest.
+	Accelerator       string `json:"accelerator,omitempty"`
+	AcceleratorReason string `json:"accelerator_reason,omitempty"`
+	// Sources names what was read: config files, logs, a PID.
+	Sources []string `json:"sources,omitempty"`
+}
+
+// Prediction says whether a CRIU dump of the checked tree will succeed.
+type Prediction struct {
+	// DumpWillSucceed is about a plain dump, without extra options.
+	DumpWillSucceed bool `json:"dump_will_succeed"`
+	// WithOptions is true when a dump with CRIUOptions will succeed.
+	WithOptions bool `json:"succeeds_with_options"`
+	// Reasons lists the blocking findings, one line each.
+	Reasons []string `json:"reasons,omitempty"`
+	// CRIUOptions are the options the dump needs to succeed, gathered from
+	// the fixes of the findings that CRIU options can work around.
+	CRIUOptions []string `json:"criu_options,omitempty"`
+	// RestoreOptions are the matching restore options.
+	RestoreOptions []string `json:"restore_options,omitempty"`
+}
+
+// Action is something kata-cr changed, or would change, to fix a finding.
+type Action struct {
+	Fixer   string   `json:"fixer"`
+	Finding string   `json:"finding,omitempty"`
+	Applied bool     `json:"applied"`
+	Summary string   `json:"summary"`
+	Command []string `json:"command,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// Explanation maps one error in a CRIU log to its cause and fix.
+type Explanation struct {
+	Source    string   `json:"source"`
+	Line      int      `json:"line"`
+	Signature string   `json:"signature"`
+	Known     bool     `json:"known"`
+	Cause     string   `json:"cause"`
+	Fix       string   `json:"fix,omitempty"`
+	Quote     []string `json:"quote"`
+}
+
+// Report is what a kata-cr command produced.
+type Report struct {
+	SchemaVersion string        `json:"schema_version"`
+	Tool          string        `json:"tool"`
+	Version       string        `json:"version"`
+	Command       string        `json:"command"`
+	Target        Target        `json:"target"`
+	Findings      []Finding     `json:"findings,omitempty"`
+	Prediction    *Prediction   `json:"prediction,omitempty"`
+	Actions       []Action      `json:"actions,omitempty"`
+	Explanations  []Explanation `json:"explanations,omitempty"`
+	Checkpoint    *Checkpoint   `json:"checkpoint,omitempty"`
+	Tally         Tally         `json:"tally"`
+	Verdict       string        `json:"verdict"`
+	// Failed is true when a required finding failed: the exit code is 3.
+	Failed bool `json:"failed"`
+}
+
+// Tally counts findings by status.
+type Tally struct {
+	Pass  int `json:"pass"`
+	Warn  int `json:"warn"`
+	Fail  int `json:"fail"`
+	Skip  int `json:"skip"`
+	Error int `json:"error"`
+}
+
+// New returns an empty report for command.
+func New(command, version string) *Report {
+	return &Report{SchemaVersion: SchemaVersion, Tool: "kata-cr", Version: version, Command: command}
+}
+
+// statusRank orders findings worst first.
+var statusRank = map[Status]int{Fail: 0, Error: 1, Warn: 2, Skip: 3, Pass: 4}
+
+// Finish sorts the findings worst first (stable, so checks keep their order
+// within a status), counts them and sets Failed and a default Verdict.
+func (r *Report) Finish() {
+	sort.SliceStable(r.Findings, func(i, j int) bool {
+		return statusRank[r.Findings[i].Status] < statusRank[r.Findings[j].Status]
+	})
+	r.Tally = Tally{}
+	r.Failed = false
+	for _, f := range r.Findings {
+		switch f.Status {
+		case Pass:
+			r.Tally.Pass++
+		case Warn:
+			r.Tally.Warn++
+		case Fail:
+			r.Tally.Fail++
+		case Skip:
+			r.Tally.Skip++
+		case Error:
+			r.Tally.Error++
+		}
+		if f.Blocking() {
+			r.Failed = true
+		}
+	}
+	if r.Checkpoint != nil && !r.Checkpoint.OK() {
+		r.Failed = true
+	}
+	if r.Verdict == "" {
+		if r.Failed {
+			r.Verdict = "a required check failed"
+		} else {
+			r.Verdict = "no required check failed"
+		}
+	}
+}
