@@ -93,11 +93,15 @@ func firstLines(s string, n int) []string {
 	return lines
 }
 
+// treeCategories are the categories of findings about the checked process
+// tree itself, as opposed to the machine it runs on.
+var treeCategories = map[string]bool{"process": true, "mount": true}
+
 // Predict turns findings into a prediction of a plain CRIU dump. A blocking
 // finding makes the dump fail. When every blocking finding can be worked
 // around with CRIU options, WithOptions says so and the options are listed.
 func Predict(fs []reports.Finding) *reports.Prediction {
-	p := &reports.Prediction{DumpWillSucceed: true, WithOptions: true}
+	p := &reports.Prediction{DumpWillSucceed: true, WithOptions: true, TreeDumpable: true, EnvironmentReady: true}
 	seen := map[string]bool{}
 	seenR := map[string]bool{}
 	for _, f := range fs {
@@ -124,6 +128,12 @@ func Predict(fs []reports.Finding) *reports.Prediction {
 			p.Reasons = append(p.Reasons, f.ID+": "+f.Summary)
 			if !hasOpts {
 				p.WithOptions = false
+			}
+			switch {
+			case treeCategories[f.Category] && !hasOpts:
+				p.TreeDumpable = false
+			case !treeCategories[f.Category]:
+				p.EnvironmentReady = false
 			}
 		}
 	}

@@ -88,6 +88,12 @@ type Prediction struct {
 	DumpWillSucceed bool `json:"dump_will_succeed"`
 	// WithOptions is true when a dump with CRIUOptions will succeed.
 	WithOptions bool `json:"succeeds_with_options"`
+	// TreeDumpable is about the process tree and its mounts alone
+	// (process.* and mount.* findings, with CRIUOptions where they help);
+	// EnvironmentReady is about the machine: kernel, CRIU, privileges.
+	// A dump succeeds only when both hold.
+	TreeDumpable     bool `json:"tree_dumpable"`
+	EnvironmentReady bool `json:"environment_ready"`
 	// Reasons lists the blocking findings, one line each.
 	Reasons []string `json:"reasons,omitempty"`
 	// CRIUOptions are the options the dump needs to succeed, gathered from

@@ -1,0 +1,53 @@
+# kata-cr: build, test, lint, benchmark and fuzz.
+# `make deps` and `make guest-kernel` need root on Debian 12; see README.md.
+
+GO       ?= go
+BIN      := bin/kata-cr
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/kata-cr/kata-cr/cmd.Version=$(VERSION)
+# Debian kernel series for `make guest-kernel`: 6.1, 6.12 or 7.3.
+KERNEL   ?= 6.1
+# Iterations per benchmark: the VM benchmarks boot a guest per iteration.
+BENCHTIME ?= 1x
+# How long each Fuzz target runs in `make fuzz`.
+FUZZTIME ?= 15s
+
+.PHONY: all build test lint bench fuzz deps guest-kernel clean
+
+all: build
+
+# A static binary: it runs on the host and is copied into guest images.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kata-cr
+
+# The single test command (README, .ci/run). Real guest boots included.
+test:
+	$(GO) test -count=1 -timeout 40m ./...
+
+lint:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 40m ./...
+
+# Runs every Fuzz target of every package for FUZZTIME (go test -fuzz takes
+# one target in one package at a time).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		list=$$($(GO) test -list '^Fuzz' $$pkg); \
+		for target in $$(echo "$$list" | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+deps:
+	scripts/install-deps.sh
+
+guest-kernel:
+	scripts/fetch-kernel.sh $(KERNEL)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,330 @@
+package criulog
+
+import "regexp"
+
+// Signature maps one kind of CRIU error line to its cause and fix.
+//
+// Cause and Fix may name the pattern's named groups as ${name}; they are
+// filled from the matched line. A group called "mountpoint" loses CRIU's
+// leading "." ("./etc/hosts" becomes "/etc/hosts") so that it can be pasted
+// into an --external option.
+type Signature struct {
+	// ID is stable: reports and tests refer to it.
+	ID string
+	// Pattern is matched against the message of an error line, after the
+	// timestamp, pid prefix and "Error (file:line):" have been removed.
+	Pattern *regexp.Regexp
+	Cause   string
+	Fix     string
+	// Finding is the kata-cr finding that predicts this error before a
+	// dump, when there is one.
+	Finding string
+	// FollowOn marks generic lines that CRIU prints after the real error
+	// ("Dumping FAILED."): they are consequences, not causes of their own.
+	FollowOn bool
+	// AnyLine lets the signature match lines that are not CRIU Error lines:
+	// libnftables writes its own messages into CRIU's output.
+	AnyLine bool
+}
+
+// Signatures is the table of known CRIU errors. The order matters: the
+// first signature whose pattern matches wins, so specific patterns come
+// before the generic follow-on ones.
+var Signatures = []Signature{
+	{
+		ID:      "session-leader-outside-pidns",
+		Pattern: regexp.MustCompile(`A session leader of (?:zombie process )?(?P<pid>\d+)\((?P<nspid>\d+)\) is outside of its pid namespace`),
+		Cause: "Process ${pid} (pid ${nspid} inside the container) belongs to a session whose leader lives outside " +
+			"the container's pid namespace. CRIU cannot dump such a session, not even with --shell-job. This happens " +
+			"when the container init is started without setsid(): the Kata agent from 2.5.0 to 4.0.0 does so for " +
+			"every process without a terminal.",
+		Fix: "Make the container init a session leader: wrap the entrypoint itself in setsid (setsid CMD ARGS as " +
+			"pid 1), or have the runtime call setsid() for every container process (runc, crun and the Kata agent " +
+			"4.1.0 and later do). Wrapping a child, as in sh -c 'setsid sh -c \"sleep 3600\"', does not help: pid 1 " +
+			"keeps the outside session.",
+		Finding: "process.session-leader",
+	},
+	{
+		ID:      "not-session-leader-on-restore",
+		Pattern: regexp.MustCompile(`The root process (?P<pid>\d+) is not a session leader`),
+		Cause:   "The images hold a tree whose root process (${pid}) is not a session leader, as a dump with --shell-job makes.",
+		Fix:     "Restore with --shell-job as well, or dump a tree whose root is a session leader.",
+	},
+	{
+		ID:      "pidns-without-init",
+		Pattern: regexp.MustCompile(`Can't dump a pid namespace without the process init`),
+		Cause:   "The dumped tree lives in its own pid namespace, but its root is not that namespace's init (pid 1).",
+		Fix:     "Dump the namespace's init, the container's pid 1, with its whole tree.",
+		Finding: "process.pidns",
+	},
+	{
+		ID:      "sock-diag-missing",
+		Pattern: regexp.MustCompile(`Diag module missing`),
+		Cause: "The kernel cannot report sockets of some family over sock_diag: the diag modules are not loaded " +
+			"(Debian builds them as modules) or the kernel was built without them.",
+		Fix: "Load the diag modules: modprobe unix_diag inet_diag tcp_diag udp_diag af_packet_diag netlink_diag " +
+			"(kata-cr doctor --fix does it in the guest), or build the kernel with CONFIG_UNIX_DIAG, " +
+			"CONFIG_INET_DIAG, CONFIG_INET_UDP_DIAG, CONFIG_PACKET_DIAG and CONFIG_NETLINK_DIAG.",
+	},
+	{
+		ID: "nftables-missing",
+		Pattern: regexp.MustCompile(`create table inet CRIU|Can't create nftables table|kerndat_has_nftables_concat failed|` +
+			`mnl\.c:\d+: Unable to initialize Netlink socket|Could not process rule: Operation not supported`),
+		Cause: "CRIU could not create its nftables table while probing the kernel (CRIU 3.x checks nftables set " +
+			"concatenation at start): nf_tables is not loaded or not built.",
+		Fix: "Load nf_tables (it needs nfnetlink, libcrc32c and a crc32c provider: resolve them from modules.dep), " +
+			"or build the kernel with CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET. CRIU 4.1 and later only warn here.",
+		Finding: "system.network-lock",
+		AnyLine: true,
+	},
+	{
+		ID:      "loopback-down",
+		Pattern: regexp.MustCompile(`Unable to connect a socket: Network is unreachable|kerndat_tcp_repair failed`),
+		Cause: "CRIU's TCP repair probe connects to 127.0.0.1 and the network is unreachable: the loopback " +
+			"interface is down in the network namespace CRIU runs in.",
+		Fix:     "Bring the loopback interface up: ip link set lo up (kata-cr doctor --fix does it in the guest).",
+		Finding: "system.loopback",
+	},
+	{
+		ID:      "devpts-missing",
+		Pattern: regexp.MustCompile(`Can't open /dev/ptmx`),
+		Cause:   "There is no usable /dev/ptmx: devpts is not mounted.",
+		Fix: "Mount devpts: mkdir -p /dev/pts && mount -t devpts -o ptmxmode=0666 devpts /dev/pts, and make " +
+			"/dev/ptmx a link to pts/ptmx when it is missing (kata-cr doctor --fix does it in the guest).",
+		Finding: "system.devpts",
+	},
+	{
+		ID:      "vdso-bounds",
+		Pattern: regexp.MustCompile(`Unexpected rt vDSO area bounds|Failed to fill self vdso symtable|kerndat_vdso_fill_symtable failed`),
+		Cause: "This CRIU is too old for the running kernel: kernels from 6.13 on split the vvar mapping, and CRIU " +
+			"before 4.1 does not understand the new vDSO layout (Kata pins a 6.18 guest kernel).",
+		Fix: "Use CRIU 4.1 or later (Debian trixie has 4.1.1; kata-cr doctor --criu-suite trixie builds the guest " +
+			"with it), or boot a kernel older than 6.13.",
+		Finding: "criu.kernel-compat",
+	},
+	{
+		ID:      "stdio-outside-container",
+		Pattern: regexp.MustCompile(`Can't lookup mount=(?P<mnt>\d+) for fd=(?P<fd>[012]) path=(?P<path>/dev/(?:null|zero|u?random|tty|console))\b`),
+		Cause: "The process's fd ${fd} still points at the guest's ${path}, a file on a mount outside the " +
+			"container's mount namespace (mount ${mnt}), so CRIU cannot say where it is.",
+		Fix: "Open the init's stdin, stdout and stderr inside the container, after pivot_root (its own /dev/null), " +
+			"before exec; or keep them as pipes that the runtime hands back with --inherit-fd on restore.",
+		Finding: "process.fd-mounts",
+	},
+	{
+		ID:      "initramfs-root",
+		Pattern: regexp.MustCompile(`Can't lookup mount=1 for fd=(?P<fd>-?\d+) path=(?P<path>\S+)`),
+		Cause:   "${path} lies on the initramfs root (rootfs, mount 1), which is not a mount CRIU can see or dump.",
+		Fix: "Switch the root first: switch_root (or pivot_root) into a tmpfs or a real root filesystem before " +
+			"starting the workload.",
+		Finding: "process.fd-mounts",
+	},
+	{
+		ID:      "mount-lookup",
+		Pattern: regexp.MustCompile(`Can't lookup mount=(?P<mnt>\d+) for fd=(?P<fd>-?\d+) path=(?P<path>\S+)`),
+		Cause: "A dumped process holds ${path} (fd ${fd}) on mount ${mnt}, which is not part of the dumped mount " +
+			"namespace: a file bind-mounted from outside the container, such as the sandbox's /etc/hosts, " +
+			"/etc/hostname or /etc/resolv.conf.",
+		Fix: "Declare every bind mount from outside as external: criu dump --external mnt[MOUNTPOINT]:KEY, and " +
+			"criu restore --root ROOTFS --external mnt[KEY]:SOURCE (kata-cr checkpoint --auto-fix does this). " +
+			"--skip-mnt is no fix: the restored container silently loses the bind.",
+		Finding: "process.fd-mounts",
+	},
+	{
+		ID:      "mount-no-root",
+		Pattern: regexp.MustCompile(`(?P<mnt>\d+):(?P<mountpoint>\S+) doesn't have a proper root mount`),
+		Cause: "Mount ${mnt} at ${mountpoint} binds a file or directory from outside the container's root, so CRIU " +
+			"finds no mount in the dump to take it from.",
+		Fix: "Declare it external: criu dump --external mnt[${mountpoint}]:KEY, and criu restore --root ROOTFS " +
+			"--external mnt[KEY]:SOURCE (kata-cr checkpoint --auto-fix does this). --skip-mnt is no fix: the " +
+			"restored container silently loses the bind.",
+	},
+	{
+		ID:      "unix-stream-external",
+		Pattern: regexp.MustCompile(`Can't dump half of stream unix connection`),
+		Cause:   "A stream unix socket is connected to a peer outside the dumped tree; --ext-unix-sk covers datagram sockets only.",
+		Fix: "Dump with --external unix[INODE] for that socket and restore with --inherit-fd fd[N]:socket[INODE], " +
+			"or keep both ends of the connection inside the dumped tree.",
+		Finding: "process.unix-sockets",
+	},
+	{
+		ID:      "unix-external",
+		Pattern: regexp.MustCompile(`External socket (?:is used|found in image)|Can't dump name-less external socket`),
+		Cause:   "A unix socket is connected to a peer outside the dumped tree.",
+		Fix: "For a datagram socket dump and restore with --ext-unix-sk; a stream connection needs --external " +
+			"unix[INODE] on dump and --inherit-fd on restore.",
+		Finding: "process.unix-sockets",
+	},
+	{
+		ID:      "tcp-established",
+		Pattern: regexp.MustCompile(`Connected TCP socket`),
+		Cause:   "A dumped process has an established TCP connection, which CRIU refuses to dump by default.",
+		Fix: "Dump and restore with --tcp-established (the connection is frozen and restored with TCP repair; the " +
+			"peer must stay up), or close the connection before the dump.",
+		Finding: "process.tcp",
+	},
+	{
+		ID:      "tcp-in-flight",
+		Pattern: regexp.MustCompile(`In-flight connection`),
+		Cause:   "A listening socket has connections that are not yet accepted.",
+		Fix:     "Dump with --skip-in-flight to drop them (the clients retry), or dump when no connection is pending.",
+	},
+	{
+		ID:      "unsupported-fs",
+		Pattern: regexp.MustCompile(`FS mnt (?P<mountpoint>\S+) dev \S+ root \S+ unsupported id`),
+		Cause: "The mount at ${mountpoint} has a filesystem CRIU cannot dump (virtiofs, 9p, fuse and the like; Kata " +
+			"shares the container rootfs with virtio-fs or 9p).",
+		Fix: "Declare the mount external: criu dump --external mnt[${mountpoint}]:KEY, criu restore --external " +
+			"mnt[KEY]:SOURCE; or keep the workload's data on a filesystem CRIU can dump (tmpfs, ext4, overlay).",
+	},
+	{
+		ID:      "fuse-not-external",
+		Pattern: regexp.MustCompile(`(?P<mountpoint>\S+) is a fuse mount but not external`),
+		Cause:   "${mountpoint} is a FUSE mount, which CRIU cannot dump.",
+		Fix:     "Declare it external: criu dump --external mnt[${mountpoint}]:KEY, criu restore --external mnt[KEY]:SOURCE.",
+	},
+	{
+		ID:      "membarrier",
+		Pattern: regexp.MustCompile(`(?i)membarrier`),
+		Cause: "CRIU could not query or restore membarrier() registrations: CRIU 3.19 and later use membarrier, " +
+			"and the kernel was built without CONFIG_MEMBARRIER.",
+		Fix: "Build the guest kernel with CONFIG_MEMBARRIER=y (kata-cr kernel check --emit-fragment writes a fragment that adds it).",
+	},
+	{
+		ID:      "file-locks",
+		Pattern: regexp.MustCompile(`Some file locks are hold by dumping tasks`),
+		Cause:   "A dumped process holds a file lock (flock, POSIX or OFD), which CRIU refuses to dump by default.",
+		Fix:     "Dump and restore with --file-locks.",
+		Finding: "process.file-locks",
+	},
+	{
+		ID:      "tun-missing",
+		Pattern: regexp.MustCompile(`Unable to create tun|Can't create tun device|kerndat_tun_netns failed`),
+		Cause:   "CRIU could not create a tun device: the tun module is not loaded (or CONFIG_TUN is off).",
+		Fix:     "Load tun: modprobe tun (kata-cr doctor --fix does it in the guest), or build the kernel with CONFIG_TUN.",
+	},
+	{
+		ID:      "veth-missing",
+		Pattern: regexp.MustCompile(`Unable to create a veth pair|Failed to add veth pair`),
+		Cause:   "CRIU could not create a veth pair: the veth module is not loaded (or CONFIG_VETH is off).",
+		Fix:     "Load veth: modprobe veth (kata-cr doctor --fix does it in the guest), or build the kernel with CONFIG_VETH.",
+	},
+	{
+		ID:      "tmpfs-tar",
+		Pattern: regexp.MustCompile(`Can't (?:dump|restore) tmpfs content`),
+		Cause: "CRIU saves and restores the content of tmpfs mounts inside the container (/dev, /dev/shm) by " +
+			"running GNU tar, and tar failed: the guest has no tar, or busybox's, which lacks the options CRIU uses.",
+		Fix:     "Put GNU tar on the guest's PATH.",
+		Finding: "system.tar",
+	},
+	{
+		ID:      "ghost-limit",
+		Pattern: regexp.MustCompile(`Can't dump ghost file (?P<path>\S+) of (?P<size>\d+) size, increase limit`),
+		Cause:   "A process holds the deleted file ${path} (${size} bytes), larger than CRIU's ghost file limit.",
+		Fix:     "Raise the limit with --ghost-limit SIZE, or close the deleted file before the dump.",
+		Finding: "process.ghost-files",
+	},
+	{
+		ID:      "external-masters",
+		Pattern: regexp.MustCompile(`has unreachable sharing\. Try --enable-external-masters`),
+		Cause:   "A mount is a slave of a mount outside the dumped mount namespace.",
+		Fix:     "Dump with --enable-external-masters, or make the container's mounts private before starting the workload.",
+	},
+	{
+		ID:      "restore-needs-root",
+		Pattern: regexp.MustCompile(`The --root option is required to restore a mount namespace`),
+		Cause:   "The images hold a mount namespace, and CRIU needs to know which directory becomes its root.",
+		Fix:     "Restore with --root ROOTFS, the container's root filesystem.",
+	},
+	{
+		ID:      "unprivileged",
+		Pattern: regexp.MustCompile(`can't dump unprivileged task|CAP_CHECKPOINT_RESTORE|Operation not permitted.*ptrace|ptrace.*Operation not permitted`),
+		Cause:   "CRIU lacks the privileges to inspect or seize the processes.",
+		Fix:     "Run CRIU as root, or with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (and --unprivileged).",
+		Finding: "system.privileges",
+	},
+	{
+		ID:      "no-space",
+		Pattern: regexp.MustCompile(`No space left on device`),
+		Cause:   "The filesystem that holds the images (or the log) is full.",
+		Fix:     "Free space or put the images directory on a larger filesystem.",
+	},
+	{
+		ID: "checkpoint-restore-missing",
+		Pattern: regexp.MustCompile(`System call kcmp is not supported|prctl: PR_SET_MM_\w+ is not supported|` +
+			`Can't open \d+/sys/kernel/ns_last_pid`),
+		Cause: "The kernel lacks what CONFIG_CHECKPOINT_RESTORE provides (kcmp, prctl(PR_SET_MM), a writable " +
+			"ns_last_pid); Kata's kernel fragments do not set it.",
+		Fix: "Build the kernel with CONFIG_CHECKPOINT_RESTORE=y (kata-cr kernel check --emit-fragment writes a " +
+			"fragment that adds it with the other options CRIU needs).",
+		Finding: "system.ns-last-pid",
+	},
+	{
+		ID:      "uffd-missing",
+		Pattern: regexp.MustCompile(`(?:Non-cooperative )?UFFD is not supported`),
+		Cause:   "The kernel has no userfaultfd, which lazy restore (--lazy-pages) needs.",
+		Fix:     "Build the kernel with CONFIG_USERFAULTFD=y, or do not use lazy pages (a plain dump and restore work without it).",
+	},
+	{
+		ID:      "time-ns-missing",
+		Pattern: regexp.MustCompile(`Time namespaces are not supported`),
+		Cause:   "The kernel has no time namespaces, so CRIU cannot restore the monotonic and boot clocks of a dumped tree.",
+		Fix:     "Build the kernel with CONFIG_TIME_NS=y; without it a restored process sees the clocks jump.",
+	},
+	{
+		ID:      "iptables-lock",
+		Pattern: regexp.MustCompile(`Locking network failed: iptables-restore returned`),
+		Cause:   "CRIU locks the network with iptables by default, and iptables-restore failed: iptables is missing or the kernel lacks CONFIG_NETFILTER_XT_MARK.",
+		Fix:     "Install iptables and build CONFIG_NETFILTER_XT_MARK, or use --network-lock nftables (with nf_tables loaded).",
+		Finding: "system.network-lock",
+	},
+	{
+		ID:      "cpu-mismatch",
+		Pattern: regexp.MustCompile(`FPU feature required by image is not supported on host|cpu: .*not supported on host`),
+		Cause:   "The images were dumped on a CPU with features this CPU lacks (for guests: another qemu -cpu model or accelerator).",
+		Fix:     "Restore on the same CPU model (the same qemu -cpu and accelerator), or dump and restore with --cpu-cap=none when the workload does not depend on those features.",
+	},
+
+	// Follow-on lines: CRIU prints them after the error that caused them.
+	{
+		ID:       "failed",
+		Pattern:  regexp.MustCompile(`(?:Pre-dumping|Dumping|Restoring) FAILED`),
+		Cause:    "CRIU gave up; the cause is an earlier error line.",
+		FollowOn: true,
+	},
+	{
+		ID: "step-failed",
+		Pattern: regexp.MustCompile(`\(pid: \d+\) failed with -?\d+|^Pre-dumping files failed \(pid|` +
+			`^Can't dump threads$|^Can't dump thread for pid \d+$|Lazy pages transfer FAILED`),
+		Cause:    "A dump step gave up for one process; the cause is an earlier error line.",
+		FollowOn: true,
+	},
+	{
+		ID:       "kerndat-failed",
+		Pattern:  regexp.MustCompile(`\w+ failed when initializing kerndat|Could not initialize kernel features detection`),
+		Cause:    "One of CRIU's kernel feature probes failed; the cause is an earlier error line.",
+		FollowOn: true,
+	},
+	{
+		ID:       "child-exited",
+		Pattern:  regexp.MustCompile(`exited, status=\d+|Can't wait or bad status`),
+		Cause:    "A helper process that CRIU started failed; the cause is an earlier error line.",
+		FollowOn: true,
+	},
+	{
+		ID:       "netlink-error",
+		Pattern:  regexp.MustCompile(`-?\d+ reported by netlink`),
+		Cause:    "A netlink request failed; the next error line says which.",
+		FollowOn: true,
+	},
+}
+
+// SignatureByID returns the signature with the given ID.
+func SignatureByID(id string) (Signature, bool) {
+	for _, s := range Signatures {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Signature{}, false
+}

@@ -1,0 +1,232 @@
+package reports
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/fatih/color"
+)
+
+// textStyle paints text for a terminal, or leaves it plain. Each colour
+// object is switched on or off explicitly, because fatih/color's global
+// NoColor is decided once from the process's stdout, which is not
+// necessarily where this report goes.
+type textStyle struct{ color bool }
+
+func (s textStyle) paint(text string, attrs ...color.Attribute) string {
+	c := color.New(attrs...)
+	if s.color {
+		c.EnableColor()
+	} else {
+		c.DisableColor()
+	}
+	return c.Sprint(text)
+}
+
+func (s textStyle) bold(text string) string  { return s.paint(text, color.Bold) }
+func (s textStyle) faint(text string) string { return s.paint(text, color.Faint) }
+
+// status renders a status: a coloured mark on a terminal, a fixed-width
+// word otherwise, so that plain output stays easy to grep and diff.
+func (s textStyle) status(st Status) string {
+	if !s.color {
+		return fmt.Sprintf("%-5s", strings.ToUpper(string(st)))
+	}
+	switch st {
+	case Pass:
+		return s.paint("✓", color.FgGreen, color.Bold)
+	case Warn:
+		return s.paint("⚠", color.FgYellow, color.Bold)
+	case Fail:
+		return s.paint("✗", color.FgRed, color.Bold)
+	case Skip:
+		return s.paint("○", color.FgCyan)
+	case Error:
+		return s.paint("‼", color.FgMagenta, color.Bold)
+	}
+	return s.paint("?", color.Bold)
+}
+
+func (s textStyle) outcome(word string) string {
+	padded := fmt.Sprintf("%-8s", word)
+	switch word {
+	case "ok", "applied":
+		return s.paint(padded, color.FgGreen)
+	case "failed":
+		return s.paint(padded, color.FgRed, color.Bold)
+	case "planned":
+		return s.paint(padded, color.FgYellow)
+	}
+	return s.faint(padded)
+}
+
+// renderText writes r for people. Sections appear only when they have
+// content; the verdict is always the last line.
+func renderText(w io.Writer, r *Report, useColor bool) error {
+	s := textStyle{color: useColor}
+	var b bytes.Buffer
+	section := func() {
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+	}
+
+	if len(r.Findings) > 0 {
+		for _, f := range r.Findings {
+			writeFinding(&b, s, f)
+		}
+	}
+
+	if p := r.Prediction; p != nil {
+		section()
+		headline, reasons, tail := predictionLines(p)
+		hl := s.paint(headline, color.FgGreen)
+		if !p.DumpWillSucceed {
+			hl = s.paint(headline, color.FgRed)
+		}
+		fmt.Fprintf(&b, "%s %s\n", s.bold("prediction:"), hl)
+		for _, reason := range reasons {
+			fmt.Fprintf(&b, "  - %s\n", reason)
+		}
+		for _, t := range tail {
+			fmt.Fprintf(&b, "  %s\n", t)
+		}
+	}
+
+	if len(r.Actions) > 0 {
+		section()
+		fmt.Fprintf(&b, "%s\n", s.bold("actions:"))
+		for _, a := range r.Actions {
+			name := a.Fixer
+			if a.Finding != "" {
+				name += " (" + a.Finding + ")"
+			}
+			fmt.Fprintf(&b, "  %s %s: %s\n", s.outcome(actionOutcome(a)), name, a.Summary)
+			if len(a.Command) > 0 {
+				fmt.Fprintf(&b, "    command: %s\n", strings.Join(a.Command, " "))
+			}
+			if a.Error != "" {
+				fmt.Fprintf(&b, "    error: %s\n", a.Error)
+			}
+		}
+	}
+
+	if len(r.Explanations) > 0 {
+		section()
+		fmt.Fprintf(&b, "%s\n", s.bold("explanations:"))
+		writeExplanations(&b, s, r.Explanations, "  ")
+	}
+
+	if c := r.Checkpoint; c != nil {
+		section()
+		writeCheckpoint(&b, s, c)
+	}
+
+	section()
+	fmt.Fprintf(&b, "%s %s\n", s.bold("target:"), targetLine(r.Target))
+	if len(r.Target.Sources) > 0 {
+		fmt.Fprintf(&b, "%s %s\n", s.bold("sources:"), strings.Join(r.Target.Sources, ", "))
+	}
+	fmt.Fprintf(&b, "%s %s\n", s.bold("tally:"), tallyLine(r.Tally))
+	verdict := s.paint(r.Verdict, color.FgGreen, color.Bold)
+	if r.Failed {
+		verdict = s.paint(r.Verdict, color.FgRed, color.Bold)
+	}
+	fmt.Fprintf(&b, "%s %s\n", s.bold("verdict:"), verdict)
+
+	if _, err := w.Write(b.Bytes()); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+func writeFinding(b *bytes.Buffer, s textStyle, f Finding) {
+	line := fmt.Sprintf("%s %s  %s", s.status(f.Status), s.bold(f.ID), f.Summary)
+	if f.Level != "" && f.Level != Required {
+		line += " " + s.faint("["+string(f.Level)+"]")
+	}
+	b.WriteString(line + "\n")
+	const ind = "      "
+	for _, e := range f.Evidence {
+		fmt.Fprintf(b, "%s%s\n", ind, e)
+	}
+	if f.Reason != "" {
+		fmt.Fprintf(b, "%sreason: %s\n", ind, f.Reason)
+	}
+	if f.Fix == nil || f.Status == Pass || f.Status == Skip {
+		return
+	}
+	if f.Fix.Description != "" {
+		fmt.Fprintf(b, "%s%s %s\n", ind, s.paint("fix:", color.FgCyan, color.Bold), f.Fix.Description)
+	}
+	if len(f.Fix.CRIUOptions) > 0 {
+		fmt.Fprintf(b, "%scriu options: %s\n", ind, strings.Join(f.Fix.CRIUOptions, " "))
+	}
+	if len(f.Fix.RestoreOptions) > 0 {
+		fmt.Fprintf(b, "%srestore options: %s\n", ind, strings.Join(f.Fix.RestoreOptions, " "))
+	}
+	fmt.Fprintf(b, "%s%s\n", ind, autoFixLine(f.Fix))
+}
+
+func writeExplanations(b *bytes.Buffer, s textStyle, es []Explanation, ind string) {
+	for _, e := range es {
+		where := e.Source
+		if e.Line > 0 {
+			where = fmt.Sprintf("%s:%d", e.Source, e.Line)
+		}
+		sig := s.bold(e.Signature)
+		if !e.Known {
+			sig = s.paint(unknownLabel(e.Signature), color.FgYellow, color.Bold)
+		}
+		fmt.Fprintf(b, "%s%s  %s\n", ind, where, sig)
+		fmt.Fprintf(b, "%s  cause: %s\n", ind, e.Cause)
+		if e.Fix != "" {
+			fmt.Fprintf(b, "%s  %s %s\n", ind, s.paint("fix:", color.FgCyan, color.Bold), e.Fix)
+		}
+		for _, q := range e.Quote {
+			fmt.Fprintf(b, "%s  %s\n", ind, s.faint("> "+q))
+		}
+	}
+}
+
+func writeCheckpoint(b *bytes.Buffer, s textStyle, c *Checkpoint) {
+	head := "checkpoint: workload " + c.Workload
+	if len(c.Command) > 0 {
+		head += " (" + strings.Join(c.Command, " ") + ")"
+	}
+	fmt.Fprintf(b, "%s\n", s.bold(head))
+	for _, row := range stageRows(c) {
+		secs := fmt.Sprintf("%8s", "-")
+		if row.Seconds > 0 {
+			secs = fmt.Sprintf("%7.2fs", row.Seconds)
+		}
+		line := fmt.Sprintf("  %-8s %s %s", row.Name, s.outcome(row.Outcome), secs)
+		if row.Detail != "" {
+			line += "  " + row.Detail
+		}
+		b.WriteString(line + "\n")
+	}
+	if c.ImagesDir != "" || c.ImageBytes > 0 {
+		images := c.ImagesDir
+		if c.ImageBytes > 0 {
+			images = joinNonEmpty(" ", images, "("+humanBytes(c.ImageBytes)+")")
+		}
+		fmt.Fprintf(b, "  images: %s\n", images)
+	}
+	fmt.Fprintf(b, "  stage reached: %s\n", c.Stage)
+	if c.PredictionMatched != nil {
+		fmt.Fprintf(b, "  prediction matched CRIU: %s\n", boolWord(*c.PredictionMatched))
+	}
+	if c.WorkloadRunning != nil {
+		fmt.Fprintf(b, "  workload still running after the failed dump: %s\n", boolWord(*c.WorkloadRunning))
+	}
+	if c.Error != "" {
+		fmt.Fprintf(b, "  %s %s\n", s.paint("error:", color.FgRed, color.Bold), c.Error)
+	}
+	if len(c.Explanations) > 0 {
+		fmt.Fprintf(b, "  explanations:\n")
+		writeExplanations(b, s, c.Explanations, "    ")
+	}
+}
