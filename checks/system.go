@@ -208,57 +208,6 @@ func sysSetLinkUp(name string) error {
 	return nil
 }
 
-// sysMount is one line of /proc/PID/mountinfo, the parts the checks use.
-type sysMount struct {
-	MountPoint string
-	FSType     string
-	Source     string
-	Options    string // per-superblock options
-}
-
-func sysReadMountInfo(path string) ([]sysMount, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []sysMount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		a, b := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(a) < 5 || len(b) < 2 {
-			continue
-		}
-		m := sysMount{MountPoint: sysUnescape(a[4]), FSType: b[0], Source: sysUnescape(b[1])}
-		if len(b) > 2 {
-			m.Options = b[2]
-		}
-		out = append(out, m)
-	}
-	return out, sc.Err()
-}
-
-// sysUnescape undoes the octal escapes (\040 for a space) that the kernel
-// writes into mountinfo paths.
-func sysUnescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
 
 // sysDevRoot is the /dev that belongs with env's procfs: the dev directory
 // beside ProcRoot ("/dev" for "/proc"), so a fixture or a prepared root
@@ -270,7 +219,7 @@ func sysDevRoot(env *Env) string {
 // sysDevpts is what checkDevpts and the fixer look at.
 type sysDevpts struct {
 	pts, ptmx string
-	mounted   *sysMount
+	mounted   *procMount
 	others    []string
 	openErr   error
 }
@@ -278,7 +227,11 @@ type sysDevpts struct {
 func sysProbeDevpts(env *Env) (sysDevpts, error) {
 	dev := sysDevRoot(env)
 	s := sysDevpts{pts: filepath.Join(dev, "pts"), ptmx: filepath.Join(dev, "ptmx")}
-	mounts, err := sysReadMountInfo(filepath.Join(env.ProcRoot, "self", "mountinfo"))
+	data, err := os.ReadFile(filepath.Join(env.ProcRoot, "self", "mountinfo"))
+	if err != nil {
+		return s, err
+	}
+	mounts, err := procParseMountInfo(data)
 	if err != nil {
 		return s, err
 	}
@@ -309,7 +262,7 @@ func checkDevpts(_ context.Context, env *Env) []reports.Finding {
 	}
 	var ev []string
 	if s.mounted != nil {
-		ev = append(ev, fmt.Sprintf("devpts on %s (%s)", s.pts, s.mounted.Options))
+		ev = append(ev, fmt.Sprintf("devpts on %s (%s)", s.pts, s.mounted.SuperOpts))
 	} else {
 		ev = append(ev, "no devpts mounted on "+s.pts)
 	}

@@ -171,8 +171,8 @@ func TestUnescapeMount(t *testing.T) {
 		`/trailing\04`: `/trailing\04`,
 		`/back\134x`:   `/back\x`,
 	} {
-		if got := sysUnescape(in); got != want {
-			t.Errorf("sysUnescape(%q) = %q, want %q", in, got, want)
+		if got := procUnescape(in); got != want {
+			t.Errorf("procUnescape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -32,6 +32,8 @@ packages=(
 	mmdebstrap      # --criu-suite trixie: a Debian rootfs with CRIU 4.1
 	cpio            # initramfs archives
 	xz-utils        # .ko.xz modules, Debian packages
+	bzip2           # kernel image decompression tests
+	debian-archive-keyring # mmdebstrap and the private apt lists verify Debian's signatures
 	zstd            # .ko.zst modules
 	kmod            # modprobe, depmod, modinfo
 	iproute2        # ip: loopback checks and fixes

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// newRoot is where the tmpfs root is assembled.
+const newRoot = "/.kata-cr-root"
+
+// mountsToMove are the file systems u-root's init mounted, moved under the
+// new root with everything mounted below them.
+var mountsToMove = []string{"/dev", "/proc", "/sys", "/tmp"}
+
+// switchRoot moves the agent off the initramfs root, as switch_root does:
+// CRIU cannot dump files that live on rootfs ("Can't lookup mount=1 for
+// fd=-3"), and pivot_root does not work there. It copies / into a tmpfs
+// (leaving out u-root's init, which nothing runs again), moves the kernel
+// file systems over and makes the tmpfs the root with MS_MOVE and chroot.
+// Every process the agent starts from then on lives on the tmpfs. The agent
+// does not re-execute itself: its own binary is never part of a dump, and
+// under TCG a second start of the Go runtime costs a tenth of a second.
+func switchRoot() error {
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return fmt.Errorf("switch root: %w", err)
+	}
+	if err := unix.Mount("tmpfs", newRoot, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("switch root: mount tmpfs: %w", err)
+	}
+	skip := map[string]bool{newRoot: true, "/init": true}
+	for _, m := range mountsToMove {
+		skip[m] = true
+	}
+	if err := copyTree("/", newRoot, skip); err != nil {
+		return fmt.Errorf("switch root: copy the initramfs: %w", err)
+	}
+	for _, m := range mountsToMove {
+		dst := filepath.Join(newRoot, m)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return fmt.Errorf("switch root: %w", err)
+		}
+		if err := unix.Mount(m, dst, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("switch root: move %s: %w", m, err)
+		}
+	}
+	if err := os.Chdir(newRoot); err != nil {
+		return fmt.Errorf("switch root: %w", err)
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("switch root: move the tmpfs onto /: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("switch root: chroot: %w", err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return fmt.Errorf("switch root: %w", err)
+	}
+	return nil
+}
+
+// copyTree copies the tree at src into dst, keeping modes, symlinks and
+// device nodes, and leaving out the paths in skip.
+func copyTree(src, dst string, skip map[string]bool) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if skip[p] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		mode := info.Mode()
+		switch {
+		case mode.IsDir():
+			if rel == "." {
+				return os.Chmod(target, mode.Perm())
+			}
+			if err := os.Mkdir(target, mode.Perm()); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+			return os.Chmod(target, mode.Perm()|mode&(fs.ModeSticky))
+		case mode&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case mode.IsRegular():
+			return copyFile(p, target, mode.Perm())
+		default:
+			st, ok := info.Sys().(*syscall.Stat_t)
+			if !ok {
+				return nil
+			}
+			return unix.Mknod(target, st.Mode, int(st.Rdev))
+		}
+	})
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if err := sendAll(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	// The umask may have masked the mode at creation.
+	return os.Chmod(dst, perm)
+}
+
+// sendAll copies in to out with sendfile(2): the kernel copies each page
+// once, where read and write would copy it twice, which counts under TCG.
+func sendAll(out, in *os.File) error {
+	for {
+		n, err := unix.Sendfile(int(out.Fd()), int(in.Fd()), nil, 1<<30)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+				_, err = io.Copy(out, in)
+			}
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,781 @@
+// Package runtime finds guest kernels, probes KVM, runs qemu with the
+// kata-cr guest image and carries the guest agent's JSON back to the host.
+// It also holds, under runtime/container, the in-guest side of running a
+// container the way the Kata agent does.
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kata-cr/kata-cr/reports"
+)
+
+// Accel is the accelerator a guest runs under and why it was chosen.
+type Accel struct {
+	// Name is "kvm" or "tcg".
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
+// The accelerators.
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// BootSpec says how to run one guest.
+type BootSpec struct {
+	// QEMU is the qemu-system-x86_64 binary; empty means look it up in PATH.
+	QEMU   string
+	Kernel string
+	Initrd string
+	// Cmdline is appended to the kernel command line that Boot always
+	// sets (console, panic, quiet).
+	Cmdline []string
+	// MemoryMB defaults to 1024, CPUs to 1.
+	MemoryMB int
+	CPUs     int
+	// Accel defaults to TCG.
+	Accel Accel
+	// CPU is qemu's -cpu model: by default host under KVM (as Kata runs
+	// it) and max under TCG.
+	CPU string
+	// BootTimeout bounds the time until the agent says hello; it defaults
+	// to 90s under TCG and 30s under KVM.
+	BootTimeout time.Duration
+	// Interactive puts the guest's serial console on Stdin and Stdout (a
+	// terminal); the console is still logged. Otherwise the console only
+	// goes to the log.
+	Interactive bool
+	Stdin       io.Reader
+	Stdout      io.Writer
+	// ConsoleLog keeps the serial console in this file; by default it is
+	// written to a temporary file removed by Close.
+	ConsoleLog string
+	// TempDir is where the temporary directory for sockets and the console
+	// goes; it defaults to os.TempDir(). Unix socket paths are short, so it
+	// must be too.
+	TempDir string
+	// Logf, when set, receives the qemu command line and milestones.
+	Logf func(format string, args ...any)
+}
+
+// Sentinel errors for the ways a guest can fail; a *GuestError wraps one.
+var (
+	ErrQEMU        = errors.New("qemu failed")
+	ErrBootTimeout = errors.New("guest boot timed out")
+	ErrKernelPanic = errors.New("guest kernel panicked")
+	ErrGuestExited = errors.New("guest stopped before its agent started")
+	ErrAgentExited = errors.New("guest agent stopped before finishing its job")
+	ErrJobTimeout  = errors.New("guest job timed out")
+)
+
+// GuestError is a failed boot or job, with the end of the guest's serial
+// console as evidence.
+type GuestError struct {
+	// Err is one of the sentinel errors above.
+	Err error
+	// Msg is the one-line description.
+	Msg string
+	// Console is the last lines of the serial console.
+	Console []string
+	// Stderr is what qemu wrote to its standard error.
+	Stderr string
+}
+
+func (e *GuestError) Error() string { return e.Msg }
+func (e *GuestError) Unwrap() error { return e.Err }
+
+// consoleTailLines is how much of the console a GuestError carries.
+const consoleTailLines = 20
+
+// VM is a running qemu guest and the host end of its agent's channels.
+type VM struct {
+	spec    BootSpec
+	args    []string
+	cmd     *exec.Cmd
+	dir     string
+	console string
+	stderr  syncBuffer
+
+	ctlLn, dataLn *net.UnixListener
+	ctl           net.Conn
+	enc           *Encoder
+	events        chan Event
+	dataConn      chan net.Conn
+
+	exited chan struct{}
+
+	started  time.Time
+	helloAt  time.Time
+	hello    bool
+	done     bool
+	closeErr error
+	once     sync.Once
+}
+
+// Boot starts qemu and waits until it has connected the agent's control
+// channel. The guest is then booting; Next returns its events. The caller
+// must Close the VM on every path.
+func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
+	if err := checkKernelImage(spec.Kernel); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(spec.Initrd); err != nil {
+		return nil, fmt.Errorf("guest image %s: %w", spec.Initrd, errors.Unwrap(err))
+	}
+	qemu, err := lookQEMU(spec.QEMU)
+	if err != nil {
+		return nil, err
+	}
+	spec = withDefaults(spec)
+	dir, err := os.MkdirTemp(spec.TempDir, "kata-cr-vm-")
+	if err != nil {
+		return nil, fmt.Errorf("boot guest: %w", err)
+	}
+	vm := &VM{spec: spec, dir: dir, events: make(chan Event, 64), dataConn: make(chan net.Conn, 1), exited: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			vm.Close()
+		}
+	}()
+	vm.console = spec.ConsoleLog
+	if vm.console == "" {
+		vm.console = filepath.Join(dir, "console.log")
+	}
+	ctlPath, dataPath := filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "data.sock")
+	if vm.ctlLn, err = listenUnix(ctlPath); err != nil {
+		return nil, err
+	}
+	if vm.dataLn, err = listenUnix(dataPath); err != nil {
+		return nil, err
+	}
+	vm.args = qemuArgs(spec, vm.console, ctlPath, dataPath)
+	vm.cmd = exec.Command(qemu, vm.args...)
+	vm.logf("qemu command line: %s", vm.CommandLine())
+	vm.cmd.Stderr = &vm.stderr
+	if spec.Interactive {
+		// qemu must stay in the terminal's foreground process group to
+		// read from it, so it is killed by pid rather than by group.
+		vm.cmd.Stdin, vm.cmd.Stdout = spec.Stdin, spec.Stdout
+		vm.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	} else {
+		vm.cmd.Stdout = &vm.stderr
+		vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	}
+	vm.started = time.Now()
+	if err := vm.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	go func() {
+		// The exit status is read from cmd.ProcessState.
+		_ = vm.cmd.Wait()
+		close(vm.exited)
+	}()
+	go vm.acceptData()
+
+	ctlCh := make(chan net.Conn, 1)
+	go func() {
+		c, err := vm.ctlLn.Accept()
+		if err == nil {
+			ctlCh <- c
+		}
+	}()
+	// qemu connects its socket chardevs while it starts, before the guest
+	// runs: a long wait here means qemu itself is stuck.
+	select {
+	case c := <-ctlCh:
+		vm.ctl = c
+	case <-vm.exited:
+		return nil, vm.exitError()
+	case <-time.After(30 * time.Second):
+		return nil, vm.fail(ErrQEMU, "qemu did not connect the agent channel within 30s")
+	case <-ctx.Done():
+		return nil, fmt.Errorf("boot guest: %w", ctx.Err())
+	}
+	vm.enc = NewEncoder(vm.ctl)
+	go vm.readEvents()
+	ok = true
+	return vm, nil
+}
+
+func withDefaults(spec BootSpec) BootSpec {
+	if spec.MemoryMB == 0 {
+		spec.MemoryMB = 1024
+	}
+	if spec.CPUs == 0 {
+		spec.CPUs = 1
+	}
+	if spec.Accel.Name == "" {
+		spec.Accel = Accel{Name: AccelTCG, Reason: "no accelerator chosen"}
+	}
+	if spec.BootTimeout == 0 {
+		spec.BootTimeout = 90 * time.Second
+		if spec.Accel.Name == AccelKVM {
+			spec.BootTimeout = 30 * time.Second
+		}
+	}
+	return spec
+}
+
+// AgentGoneMarker is what the guest image prints on the console when its
+// agent has exited without powering the guest off (crashed or killed),
+// before it powers off.
+const AgentGoneMarker = "kata-cr: the guest agent exited without powering off"
+
+// GuestMarker is on the kernel command line of every guest kata-cr boots:
+// the agent, which powers the machine off when done, refuses to run
+// without it.
+const GuestMarker = "kata-cr.guest=1"
+
+// baseCmdline is always on the guest's kernel command line: the console is
+// the first serial port, a panic stops the guest at once (with -no-reboot
+// qemu then exits), and the boot is quiet so the console log stays short.
+// The rest follows Kata's defaults and shortens a boot under TCG.
+var baseCmdline = []string{
+	GuestMarker, "console=ttyS0", "quiet", "panic=-1", "oops=panic",
+	"i8042.noaux=1", "i8042.nopnp=1", "i8042.dumbkbd=1", "i8042.direct=1",
+	"cryptomgr.notests", "no_timer_check", "tsc=reliable", "net.ifnames=0",
+}
+
+// machineArgs are the arguments every guest kata-cr runs shares: the
+// machine, accelerator, CPU, memory, no default devices, the kernel and
+// initramfs, the kernel command line.
+func machineArgs(spec BootSpec) []string {
+	a := []string{
+		"-name", "kata-cr",
+		"-machine", "q35",
+		"-accel", spec.Accel.Name,
+	}
+	cpu := spec.CPU
+	switch {
+	case cpu != "":
+	case spec.Accel.Name == AccelKVM:
+		cpu = "host"
+	default:
+		cpu = "max"
+	}
+	return append(a, "-cpu", cpu,
+		"-m", strconv.Itoa(spec.MemoryMB),
+		"-smp", strconv.Itoa(spec.CPUs),
+		"-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+		"-no-reboot",
+		"-kernel", spec.Kernel,
+		"-initrd", spec.Initrd,
+		"-append", strings.Join(append(append([]string{}, baseCmdline...), spec.Cmdline...), " "),
+	)
+}
+
+// qemuArgs builds the qemu command line. The serial console goes to the
+// console log (and to stdio when interactive), the agent's two ports are
+// virtio-serial ports whose chardevs connect to the host's listening
+// sockets.
+func qemuArgs(spec BootSpec, console, ctlSock, dataSock string) []string {
+	a := machineArgs(spec)
+	if spec.Interactive {
+		a = append(a,
+			"-chardev", "stdio,id=con,mux=on,signal=off,logfile="+console,
+			"-serial", "chardev:con",
+			"-mon", "chardev=con,mode=readline",
+		)
+	} else {
+		a = append(a,
+			"-chardev", "file,id=con,path="+console,
+			"-serial", "chardev:con",
+			"-monitor", "none",
+		)
+	}
+	a = append(a,
+		"-device", "virtio-serial-pci,id=vser0",
+		"-chardev", "socket,id=ctl,path="+ctlSock,
+		"-device", "virtserialport,bus=vser0.0,chardev=ctl,name="+ControlPort,
+		"-chardev", "socket,id=data,path="+dataSock,
+		"-device", "virtserialport,bus=vser0.0,chardev=data,name="+DataPort,
+	)
+	return a
+}
+
+func listenUnix(path string) (*net.UnixListener, error) {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// lookQEMU finds the qemu binary.
+func lookQEMU(name string) (string, error) {
+	if name == "" {
+		name = "qemu-system-x86_64"
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found: install qemu-system-x86 (apt-get install qemu-system-x86) or pass its path", name)
+	}
+	return p, nil
+}
+
+// checkKernelImage rejects what qemu could not boot with one clear line
+// instead of qemu's own message: a missing file, a directory, or a file
+// without the x86 boot protocol header ("HdrS" at 0x202) or ELF magic.
+func checkKernelImage(path string) error {
+	if path == "" {
+		return errors.New("no guest kernel given: pass --kernel FILE (a vmlinuz) or run make guest-kernel")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("kernel %s: no such file: pass a vmlinuz file as --kernel", path)
+		}
+		return fmt.Errorf("kernel %s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return fmt.Errorf("kernel %s: is a directory: pass a vmlinuz file as --kernel", path)
+	}
+	hdr := make([]byte, 0x206)
+	n, _ := io.ReadFull(f, hdr)
+	hdr = hdr[:n]
+	if len(hdr) >= 4 && bytes.Equal(hdr[:4], []byte("\x7fELF")) {
+		return nil
+	}
+	if len(hdr) < 0x206 || binary.LittleEndian.Uint32(hdr[0x202:]) != 0x53726448 {
+		return fmt.Errorf("kernel %s: not a Linux kernel image (no x86 boot header): pass a vmlinuz file as --kernel", path)
+	}
+	return nil
+}
+
+func (vm *VM) acceptData() {
+	c, err := vm.dataLn.Accept()
+	if err == nil {
+		vm.dataConn <- c
+	}
+}
+
+func (vm *VM) readEvents() {
+	defer close(vm.events)
+	dec := NewDecoder(vm.ctl)
+	for {
+		var ev Event
+		if err := dec.Decode(&ev); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				vm.logf("agent channel: %v", err)
+			}
+			return
+		}
+		vm.events <- ev
+	}
+}
+
+func (vm *VM) logf(format string, args ...any) {
+	if vm.spec.Logf != nil {
+		vm.spec.Logf(format, args...)
+	}
+}
+
+// Args returns qemu's arguments (without the binary).
+func (vm *VM) Args() []string { return append([]string(nil), vm.args...) }
+
+// CommandLine returns the qemu command, quoted for reading.
+func (vm *VM) CommandLine() string { return quoteArgs(append([]string{vm.cmd.Path}, vm.args...)) }
+
+// BootTime is the time from starting qemu to the agent's hello, zero
+// before the hello.
+func (vm *VM) BootTime() time.Duration {
+	if !vm.hello {
+		return 0
+	}
+	return vm.helloAt.Sub(vm.started)
+}
+
+// Send writes one message to the agent.
+func (vm *VM) Send(m HostMessage) error {
+	if err := vm.enc.Encode(m); err != nil {
+		return fmt.Errorf("send %s to guest agent: %w", m.Kind, err)
+	}
+	return nil
+}
+
+// Data returns the host end of the bulk data port, waiting until qemu has
+// connected it.
+func (vm *VM) Data(ctx context.Context) (net.Conn, error) {
+	select {
+	case c := <-vm.dataConn:
+		vm.dataConn <- c
+		return c, nil
+	case <-vm.exited:
+		return nil, vm.exitError()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Next returns the agent's next event. Until the agent's hello it enforces
+// the boot timeout. When the guest stops it returns a *GuestError saying
+// how (kernel panic, agent gone, qemu failure), or io.EOF after the
+// agent's done event.
+func (vm *VM) Next(ctx context.Context) (Event, error) {
+	var bootTimer <-chan time.Time
+	if !vm.hello {
+		t := time.NewTimer(time.Until(vm.started.Add(vm.spec.BootTimeout)))
+		defer t.Stop()
+		bootTimer = t.C
+	}
+	exited := vm.exited
+	var drain <-chan time.Time
+	for {
+		select {
+		case ev, ok := <-vm.events:
+			if !ok {
+				// The channel ended: qemu is gone or going.
+				select {
+				case <-vm.exited:
+				case <-time.After(5 * time.Second):
+					vm.kill()
+				}
+				return Event{}, vm.exitError()
+			}
+			switch ev.Kind {
+			case EventHello:
+				if !vm.hello {
+					vm.hello, vm.helloAt = true, time.Now()
+					vm.logf("agent up after %s", vm.helloAt.Sub(vm.started).Round(10*time.Millisecond))
+				}
+			case EventDone:
+				vm.done = true
+			}
+			return ev, nil
+		case <-exited:
+			// Let the reader hand over what the agent sent last.
+			exited = nil
+			drain = time.After(2 * time.Second)
+		case <-drain:
+			return Event{}, vm.exitError()
+		case <-bootTimer:
+			vm.kill()
+			return Event{}, vm.fail(ErrBootTimeout, fmt.Sprintf("guest did not start its agent within %s (accelerator %s)", vm.spec.BootTimeout, vm.spec.Accel.Name))
+		case <-ctx.Done():
+			vm.kill()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return Event{}, vm.fail(ErrJobTimeout, "guest job timed out")
+			}
+			return Event{}, fmt.Errorf("guest: %w", ctx.Err())
+		}
+	}
+}
+
+// exitError says why qemu stopped, once it has.
+func (vm *VM) exitError() error {
+	if vm.done {
+		return io.EOF
+	}
+	tail := vm.ConsoleTail(consoleTailLines)
+	for _, l := range tail {
+		i := strings.Index(l, "Kernel panic")
+		if i < 0 {
+			continue
+		}
+		// u-root's init exits, and the kernel panics, once the agent has
+		// exited: that is the agent's failure, not the kernel's.
+		if strings.Contains(l, "Attempted to kill init") {
+			if vm.hello {
+				return vm.failTail(ErrAgentExited, "guest agent exited before finishing its job (then init exited and the kernel panicked)", tail)
+			}
+			return vm.failTail(ErrGuestExited, "guest agent exited before it started talking to the host (then init exited and the kernel panicked)", tail)
+		}
+		return vm.failTail(ErrKernelPanic, "guest kernel panicked: "+strings.TrimSpace(l[i:]), tail)
+	}
+	for _, l := range tail {
+		if strings.Contains(l, AgentGoneMarker) {
+			if vm.hello {
+				return vm.failTail(ErrAgentExited, "guest agent crashed: it exited before finishing its job", tail)
+			}
+			return vm.failTail(ErrGuestExited, "guest agent crashed before it started talking to the host", tail)
+		}
+	}
+	if !vm.hello {
+		if msg := qemuMessage(vm.stderr.String()); msg != "" && vm.exitCode() != 0 {
+			return vm.failTail(ErrQEMU, "qemu failed: "+msg, tail)
+		}
+		return vm.failTail(ErrGuestExited, fmt.Sprintf("guest stopped before its agent started (qemu %s)", vm.exitStatus()), tail)
+	}
+	return vm.failTail(ErrAgentExited, fmt.Sprintf("guest agent stopped before finishing its job (qemu %s)", vm.exitStatus()), tail)
+}
+
+func (vm *VM) exitCode() int {
+	if vm.cmd == nil || vm.cmd.ProcessState == nil {
+		return -1
+	}
+	return vm.cmd.ProcessState.ExitCode()
+}
+
+func (vm *VM) exitStatus() string {
+	if vm.cmd == nil || vm.cmd.ProcessState == nil {
+		return "still running"
+	}
+	return vm.cmd.ProcessState.String()
+}
+
+// qemuMessage picks qemu's own error line out of its stderr.
+func qemuMessage(stderr string) string {
+	var last string
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.Contains(l, "terminating on signal") {
+			continue
+		}
+		l = strings.TrimPrefix(l, "qemu-system-x86_64: ")
+		if strings.Contains(l, "warning:") {
+			continue
+		}
+		if last == "" {
+			last = l
+		}
+	}
+	return last
+}
+
+func (vm *VM) fail(err error, msg string) *GuestError {
+	return vm.failTail(err, msg, vm.ConsoleTail(consoleTailLines))
+}
+
+func (vm *VM) failTail(err error, msg string, tail []string) *GuestError {
+	return &GuestError{Err: err, Msg: msg, Console: tail, Stderr: vm.stderr.String()}
+}
+
+var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|c|[()][0-9A-Za-z])`)
+
+// ConsoleTail returns the last n lines of the serial console, without
+// terminal escapes.
+func (vm *VM) ConsoleTail(n int) []string {
+	return tailLines(vm.console, n)
+}
+
+func tailLines(path string, n int) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	const window = 64 << 10
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	off := max(fi.Size()-window, 0)
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil
+	}
+	text := ansiEscape.ReplaceAllString(string(buf), "")
+	var lines []string
+	for _, l := range strings.Split(text, "\n") {
+		if i := strings.LastIndexByte(strings.TrimRight(l, "\r"), '\r'); i >= 0 {
+			l = l[i+1:]
+		}
+		l = strings.TrimRight(l, "\r ")
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// Wait waits up to timeout for qemu to exit by itself (the agent powers the
+// guest off after its job) and kills it after that.
+func (vm *VM) Wait(timeout time.Duration) error {
+	select {
+	case <-vm.exited:
+		return nil
+	case <-time.After(timeout):
+		vm.kill()
+		<-vm.exited
+		return vm.fail(ErrAgentExited, fmt.Sprintf("guest did not power off within %s after its job", timeout))
+	}
+}
+
+// kill stops qemu: SIGTERM first, so that an interactive qemu gives the
+// terminal back, then SIGKILL to its whole process group.
+func (vm *VM) kill() {
+	if vm.cmd == nil || vm.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-vm.exited:
+		return
+	default:
+	}
+	pid := vm.cmd.Process.Pid
+	if vm.spec.Interactive {
+		_ = vm.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-vm.exited:
+			return
+		case <-time.After(3 * time.Second):
+		}
+		_ = vm.cmd.Process.Kill()
+	} else {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	select {
+	case <-vm.exited:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// Close kills qemu if it still runs, closes the channels and removes the
+// temporary files. It is safe to call more than once.
+func (vm *VM) Close() error {
+	vm.once.Do(func() {
+		vm.kill()
+		if vm.ctl != nil {
+			_ = vm.ctl.Close()
+		}
+		if vm.ctlLn != nil {
+			_ = vm.ctlLn.Close()
+		}
+		if vm.dataLn != nil {
+			_ = vm.dataLn.Close()
+		}
+		select {
+		case c := <-vm.dataConn:
+			_ = c.Close()
+		default:
+		}
+		if vm.dir != "" {
+			vm.closeErr = os.RemoveAll(vm.dir)
+		}
+	})
+	return vm.closeErr
+}
+
+// Result is what a job in a guest produced.
+type Result struct {
+	// Report is the last report the agent sent, nil if none.
+	Report *reports.Report
+	// Data holds the result events' data, in order.
+	Data []Event
+	// Agent is what the agent said about itself.
+	Agent *AgentInfo
+	// Args is qemu's arguments; CommandLine the whole command, quoted for
+	// reading.
+	Args        []string
+	CommandLine string
+	// Boot is the time from starting qemu to the agent's hello; Total
+	// runs until the agent's done.
+	Boot, Total time.Duration
+	// Console is the end of the serial console.
+	Console []string
+}
+
+// Run boots a guest, gives its agent job, passes every event to onEvent
+// (which may be nil) and returns what the agent sent. The guest is always
+// stopped and its temporary files removed before Run returns.
+func Run(ctx context.Context, spec BootSpec, job Job, onEvent func(Event)) (*Result, error) {
+	return RunWith(ctx, spec, job, func(_ *VM, ev Event) error {
+		if onEvent != nil {
+			onEvent(ev)
+		}
+		return nil
+	})
+}
+
+// RunWith is Run with a handler that also gets the VM, so that a job that
+// moves bulk data (CRIU images) can use vm.Data while it runs. An error
+// from handle stops the guest and is returned.
+func RunWith(ctx context.Context, spec BootSpec, job Job, handle func(*VM, Event) error) (*Result, error) {
+	vm, err := Boot(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	defer vm.Close()
+	res := &Result{Args: vm.Args(), CommandLine: vm.CommandLine()}
+	var jobErr error
+	for {
+		ev, err := vm.Next(ctx)
+		if err != nil {
+			res.Console = vm.ConsoleTail(consoleTailLines)
+			return res, err
+		}
+		if handle != nil {
+			if err := handle(vm, ev); err != nil {
+				res.Console = vm.ConsoleTail(consoleTailLines)
+				return res, err
+			}
+		}
+		switch ev.Kind {
+		case EventHello:
+			res.Agent = ev.Agent
+			res.Boot = vm.BootTime()
+			if err := vm.Send(HostMessage{Kind: HostJob, Job: &job}); err != nil {
+				return res, err
+			}
+		case EventReport:
+			res.Report = ev.Report
+		case EventResult:
+			res.Data = append(res.Data, ev)
+		case EventError:
+			jobErr = fmt.Errorf("guest agent: %s", ev.Error)
+		case EventDone:
+			res.Total = time.Since(vm.started)
+			_ = vm.Send(HostMessage{Kind: HostAck})
+			_ = vm.Wait(20 * time.Second)
+			res.Console = vm.ConsoleTail(consoleTailLines)
+			return res, jobErr
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for qemu's output goroutines and readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.Len() > 1<<20 {
+		return len(p), nil
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// quoteArgs renders a command line for logs, quoting what a shell would
+// split. It is only for display: commands always run from argument lists.
+func quoteArgs(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"\\$`;&|<>(){}*?[]#~") {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		} else {
+			out[i] = a
+		}
+	}
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,219 @@
+package runtime
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kata-cr/kata-cr/reports"
+)
+
+// hasSeq reports whether args holds seq as consecutive elements.
+func hasSeq(args []string, seq ...string) bool {
+	for i := 0; i+len(seq) <= len(args); i++ {
+		if slices.Equal(args[i:i+len(seq)], seq) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestQEMUArgs(t *testing.T) {
+	base := BootSpec{Kernel: "/k/vmlinuz", Initrd: "/k/guest.cpio", MemoryMB: 1024, CPUs: 1}
+	tests := []struct {
+		name   string
+		spec   func(BootSpec) BootSpec
+		want   [][]string
+		absent []string
+	}{
+		{"tcg", func(s BootSpec) BootSpec { s.Accel = Accel{Name: AccelTCG}; return s },
+			[][]string{
+				{"-accel", "tcg"}, {"-cpu", "max"}, {"-m", "1024"}, {"-smp", "1"}, {"-no-reboot"},
+				{"-kernel", "/k/vmlinuz"}, {"-initrd", "/k/guest.cpio"},
+				{"-chardev", "file,id=con,path=/tmp/c.log"}, {"-serial", "chardev:con"}, {"-monitor", "none"},
+				{"-device", "virtio-serial-pci,id=vser0"},
+				{"-chardev", "socket,id=ctl,path=/tmp/ctl.sock"},
+				{"-device", "virtserialport,bus=vser0.0,chardev=ctl,name=" + ControlPort},
+				{"-chardev", "socket,id=data,path=/tmp/data.sock"},
+				{"-device", "virtserialport,bus=vser0.0,chardev=data,name=" + DataPort},
+			}, []string{"-enable-kvm"}},
+		{"kvm uses the host cpu", func(s BootSpec) BootSpec { s.Accel = Accel{Name: AccelKVM}; return s },
+			[][]string{{"-accel", "kvm"}, {"-cpu", "host"}}, nil},
+		{"cpu override", func(s BootSpec) BootSpec { s.Accel = Accel{Name: AccelKVM}; s.CPU = "qemu64"; return s },
+			[][]string{{"-cpu", "qemu64"}}, nil},
+		{"interactive console on stdio, still logged", func(s BootSpec) BootSpec { s.Interactive = true; return s },
+			[][]string{{"-chardev", "stdio,id=con,mux=on,signal=off,logfile=/tmp/c.log"}, {"-mon", "chardev=con,mode=readline"}},
+			[]string{"-monitor"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := qemuArgs(withDefaults(tt.spec(base)), "/tmp/c.log", "/tmp/ctl.sock", "/tmp/data.sock")
+			for _, w := range tt.want {
+				if !hasSeq(args, w...) {
+					t.Errorf("args lack %q:\n%s", w, strings.Join(args, " "))
+				}
+			}
+			for _, a := range tt.absent {
+				if slices.Contains(args, a) {
+					t.Errorf("args hold %q:\n%s", a, strings.Join(args, " "))
+				}
+			}
+			i := slices.Index(args, "-append")
+			if i < 0 {
+				t.Fatalf("no -append")
+			}
+			cmdline := strings.Fields(args[i+1])
+			for _, w := range []string{GuestMarker, "console=ttyS0", "panic=-1"} {
+				if !slices.Contains(cmdline, w) {
+					t.Errorf("kernel command line %q lacks %s", args[i+1], w)
+				}
+			}
+		})
+	}
+}
+
+// bzImageHeader is the start of a file with an x86 boot protocol header.
+func bzImageHeader() []byte {
+	b := make([]byte, 0x400)
+	b[0x1FE], b[0x1FF] = 0x55, 0xAA
+	binary.LittleEndian.PutUint32(b[0x202:], 0x53726448)
+	return b
+}
+
+func TestCheckKernelImage(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, path, wantErr string
+	}{
+		{"bzImage", write("vmlinuz", bzImageHeader()), ""},
+		{"elf vmlinux", write("vmlinux", append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 64)...)), ""},
+		{"missing", filepath.Join(dir, "nope"), "no such file"},
+		{"directory", dir, "is a directory"},
+		{"text file", write("passwd", []byte("root:x:0:0:root:/root:/bin/bash\n")), "not a Linux kernel image"},
+		{"empty", write("empty", nil), "not a Linux kernel image"},
+		{"none given", "", "no guest kernel given"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkKernelImage(tt.path)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestCodec(t *testing.T) {
+	var buf bytes.Buffer
+	enc := NewEncoder(&buf)
+	sent := []Event{
+		{Kind: EventHello, Agent: &AgentInfo{Version: "v", KernelRelease: "6.1.0", Root: "tmpfs"}},
+		{Kind: EventProgress, Stage: "checks", Message: "running 3 checks"},
+		{Kind: EventReport, Report: &reports.Report{Command: "doctor", Findings: []reports.Finding{{ID: "x", Status: reports.Pass}}}},
+		{Kind: EventDone},
+	}
+	for _, ev := range sent {
+		if err := enc.Encode(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Blank lines, CRLF and a last line without its newline are read too.
+	stream := "\n" + strings.ReplaceAll(buf.String(), "\n", "\r\n") + `{"kind":"log","message":"last"}`
+	dec := NewDecoder(strings.NewReader(stream))
+	var got []Event
+	for {
+		var ev Event
+		err := dec.Decode(&ev)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev)
+	}
+	if len(got) != len(sent)+1 {
+		t.Fatalf("got %d events, want %d", len(got), len(sent)+1)
+	}
+	if got[0].Agent == nil || got[0].Agent.Root != "tmpfs" || got[2].Report == nil || got[2].Report.Findings[0].ID != "x" || got[4].Message != "last" {
+		t.Errorf("events came back different: %+v", got)
+	}
+
+	var ev Event
+	if err := NewDecoder(strings.NewReader("{not json}\n")).Decode(&ev); err == nil || !strings.Contains(err.Error(), "not json") {
+		t.Errorf("bad line: error %v, want one quoting the line", err)
+	}
+	long := `{"kind":"log","message":"` + strings.Repeat("x", maxLine) + `"}` + "\n"
+	if err := NewDecoder(strings.NewReader(long)).Decode(&ev); !errors.Is(err, ErrLineTooLong) {
+		t.Errorf("long line: error %v, want ErrLineTooLong", err)
+	}
+}
+
+func TestTailLines(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "console.log")
+	var b strings.Builder
+	b.WriteString("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16)\r\n")
+	for i := 0; i < 30; i++ {
+		b.WriteString("line " + string(rune('a'+i%26)) + "\r\n")
+	}
+	b.WriteString("\n\n[    2.1] Kernel panic - not syncing: No working init found.\r\n")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := tailLines(p, 5)
+	want := []string{"line a", "line b", "line c", "line d", "[    2.1] Kernel panic - not syncing: No working init found."}
+	if !slices.Equal(got, want) {
+		t.Errorf("tail %q, want %q", got, want)
+	}
+	if all := tailLines(p, 100); all[0] != "SeaBIOS (version 1.16)" {
+		t.Errorf("escapes not stripped: %q", all[0])
+	}
+	if got := tailLines(filepath.Join(t.TempDir(), "none"), 5); got != nil {
+		t.Errorf("missing file: %q", got)
+	}
+}
+
+func TestQEMUMessage(t *testing.T) {
+	tests := []struct{ stderr, want string }{
+		{"qemu-system-x86_64: warning: host doesn't support requested feature: CPUID.01H:ECX.pni [bit 0]\nqemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\nqemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.\n",
+			"error: failed to set MSR 0x10a to 0x69"},
+		{"qemu-system-x86_64: Error loading uncompressed kernel without PVH ELF Note\n", "Error loading uncompressed kernel without PVH ELF Note"},
+		{"qemu-system-x86_64: terminating on signal 15 from pid 12\n", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := qemuMessage(tt.stderr); got != tt.want {
+			t.Errorf("qemuMessage(%q) = %q, want %q", tt.stderr, got, tt.want)
+		}
+	}
+}
+
+func TestQuoteArgs(t *testing.T) {
+	got := quoteArgs([]string{"/usr/bin/qemu", "-append", "console=ttyS0 quiet", "it's", ""})
+	want := `/usr/bin/qemu -append 'console=ttyS0 quiet' 'it'\''s' ''`
+	if got != want {
+		t.Errorf("quoteArgs = %s, want %s", got, want)
+	}
+}
