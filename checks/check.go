@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -41,21 +42,43 @@ const (
 // Runner runs checks against one Env.
 type Runner struct {
 	Checks []Check
+	// Workers is how many checks run at once; 0 or 1 runs them one after
+	// the other. Most checks wait on a criu process or read /proc, so a few
+	// at a time keep the doctor fast; findings keep the order of Checks.
+	Workers int
 }
 
 // Run runs every check, never stopping at the first failure, and turns a
 // panic in a check into an error finding.
 func (r Runner) Run(ctx context.Context, env *Env) []reports.Finding {
-	var out []reports.Finding
-	for _, c := range r.Checks {
+	results := make([][]reports.Finding, len(r.Checks))
+	workers := max(r.Workers, 1)
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for i, c := range r.Checks {
 		if reason := env.unmet(c.Needs); reason != "" {
-			out = append(out, reports.Finding{
+			results[i] = []reports.Finding{{
 				ID: c.ID, Category: c.Category, Level: c.Level, Status: reports.Skip,
 				Summary: c.Title, Reason: reason,
-			})
+			}}
 			continue
 		}
-		out = append(out, runOne(ctx, c, env)...)
+		if workers == 1 {
+			results[i] = runOne(ctx, c, env)
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = runOne(ctx, c, env)
+		}()
+	}
+	wg.Wait()
+	var out []reports.Finding
+	for _, fs := range results {
+		out = append(out, fs...)
 	}
 	return out
 }

@@ -208,7 +208,6 @@ func sysSetLinkUp(name string) error {
 	return nil
 }
 
-
 // sysDevRoot is the /dev that belongs with env's procfs: the dev directory
 // beside ProcRoot ("/dev" for "/proc"), so a fixture or a prepared root
 // carries its own.

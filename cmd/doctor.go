@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -169,24 +168,7 @@ const checkWorkers = 4
 // runChecks runs cs through checks.Runner, one check per runner so that
 // they can run at once, and returns the findings in the order of cs.
 func runChecks(ctx context.Context, env *checks.Env, cs []checks.Check) []reports.Finding {
-	results := make([][]reports.Finding, len(cs))
-	sem := make(chan struct{}, checkWorkers)
-	var wg sync.WaitGroup
-	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			results[i] = checks.Runner{Checks: []checks.Check{c}}.Run(ctx, env)
-		}()
-	}
-	wg.Wait()
-	var out []reports.Finding
-	for _, fs := range results {
-		out = append(out, fs...)
-	}
-	return out
+	return checks.Runner{Checks: cs, Workers: checkWorkers}.Run(ctx, env)
 }
 
 // hostEnv gathers what the checks read on this machine. Bad flag values
