@@ -1,0 +1,503 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/kata-cr/kata-cr/guestimage"
+	"github.com/kata-cr/kata-cr/images"
+	"github.com/kata-cr/kata-cr/reports"
+	krt "github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/container"
+)
+
+func init() { commandConstructors = append(commandConstructors, newCheckpointCmd) }
+
+// checkpointOptions are the flags and arguments of kata-cr checkpoint.
+type checkpointOptions struct {
+	// Workload is the named workload; Command the argv after --.
+	Workload string
+	Command  []string
+
+	AutoFix       bool
+	NoRestart     bool
+	RuntimeSetsid bool
+	Terminal      bool
+	ImagesDir     string
+	NoRestore     bool
+	LeaveRunning  bool
+	// Bench also times raw criu next to kata-cr in the same guest.
+	Bench bool
+
+	guest guestOptions
+}
+
+func newCheckpointCmd(deps *Deps, g *globalOptions) *cobra.Command {
+	return newCheckpointCmdWith(deps, g, nil)
+}
+
+// newCheckpointCmdWith builds the command; a non-nil runF replaces the run,
+// so that tests can capture the parsed options.
+func newCheckpointCmdWith(deps *Deps, g *globalOptions, runF func(context.Context, *checkpointOptions) error) *cobra.Command {
+	o := &checkpointOptions{}
+	c := &cobra.Command{
+		Use:   "checkpoint [WORKLOAD] [-- COMMAND [ARG...]]",
+		Short: "Checkpoint a container workload in a Kata-style guest and restore it in a fresh one",
+		Long: `checkpoint boots a Kata-style guest, starts WORKLOAD in it as a container the
+way the Kata agent does (own pid, mount, uts and ipc namespaces, pivot_root,
+the sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf bind-mounted, a
+non-terminal init that is not a session leader), runs every check on the guest
+and on the live workload, and predicts the dump before it tries one.
+
+Without --auto-fix it prints the plan (the fixes and CRIU options it would
+use) and tries a plain dump anyway, to compare the prediction with CRIU; a
+failed dump leaves the workload running, and the report says so.
+With --auto-fix it loads the guest's modules, restarts the workload with its
+init a session leader when that is what blocks the dump (its in-memory state
+since the start is lost; --no-restart refuses instead), declares the bind
+mounts external, adds the CRIU options the checks ask for, dumps, verifies the
+images and copies them with the container's changed files to --images-dir.
+Unless --no-restore it then restores them in a fresh guest and verifies that
+the workload carried on.
+
+Workloads: ` + strings.Join(container.Names(), ", ") + ` (default ` + container.DefaultWorkload + `), or any command of the
+guest image after -- (busybox applets, and files added with --include).
+
+Exit codes: 0 everything asked for succeeded; 1 kata-cr could not do its
+work (a guest failure, an images directory it refuses); 2 bad command line
+(unknown workload, a command not in the image, an images directory that
+cannot be written); 3 the dump, the restore or its verification failed.`,
+		Example: `  kata-cr checkpoint --auto-fix
+  kata-cr checkpoint counter --auto-fix --images-dir /tmp/counter
+  kata-cr checkpoint --auto-fix -- sh -c 'while :; do sleep 1; done'
+  kata-cr checkpoint nginx --auto-fix --no-restore -o json`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := o.parseArgs(args, c.ArgsLenAtDash()); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(c.Context(), o)
+			}
+			return runCheckpoint(c.Context(), deps, g, o)
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&o.AutoFix, "auto-fix", false, "apply the fixes and CRIU options the checks call for, then dump")
+	f.BoolVar(&o.NoRestart, "no-restart", false, "with --auto-fix, refuse to restart the workload (which loses its state) to make its init a session leader")
+	f.BoolVar(&o.RuntimeSetsid, "runtime-setsid", false, "start the init as a session leader, as runc and the Kata agent 4.1.0 do")
+	f.BoolVarP(&o.Terminal, "tty", "t", false, "give the workload a terminal")
+	f.StringVar(&o.ImagesDir, "images-dir", "", "write the checkpoint to this new `DIR` (default: a new directory under kata-cr's cache)")
+	f.BoolVar(&o.NoRestore, "no-restore", false, "stop after the dump: do not restore in a fresh guest")
+	f.BoolVar(&o.LeaveRunning, "leave-running", false, "keep the original workload running after the dump")
+	f.BoolVar(&o.Bench, "bench", false, "also time a raw criu dump and restore of the workload in the same guest")
+	_ = f.MarkHidden("bench")
+	o.guest.addFlags(f, true)
+	return c
+}
+
+// parseArgs reads WORKLOAD or -- COMMAND; dash is cobra's ArgsLenAtDash.
+func (o *checkpointOptions) parseArgs(args []string, dash int) error {
+	switch {
+	case dash >= 0:
+		if dash > 0 {
+			return usagef("give a workload name or a command after --, not both (%q and %q)", strings.Join(args[:dash], " "), strings.Join(args[dash:], " "))
+		}
+		if len(args) == 0 {
+			return usagef("-- needs a command to run, such as -- sleep 3600")
+		}
+		o.Command = append([]string(nil), args...)
+	case len(args) > 1:
+		return usagef("one workload at a time, got %q: put a command after --", strings.Join(args, " "))
+	case len(args) == 1:
+		o.Workload = args[0]
+	}
+	return nil
+}
+
+// workload resolves the workload the options name.
+func (o *checkpointOptions) workload() (container.Workload, error) {
+	if len(o.Command) > 0 {
+		return container.Command(o.Command), nil
+	}
+	name := o.Workload
+	if name == "" {
+		name = container.DefaultWorkload
+	}
+	w, err := container.Lookup(name)
+	if err != nil {
+		return w, usageError{err}
+	}
+	return w, nil
+}
+
+// validate checks everything that can be checked before a guest boots:
+// the workload, that its command is in the image, the guest flags and that
+// the images directory can be written. It adds the workload's own binaries
+// (nginx, redis-server) to the image.
+func (o *checkpointOptions) validate() error {
+	w, err := o.workload()
+	if err != nil {
+		return err
+	}
+	if err := o.guest.includeWorkload(w); err != nil {
+		return err
+	}
+	if err := o.guest.validate(); err != nil {
+		return err
+	}
+	if len(o.Command) > 0 {
+		if err := o.checkCommandInImage(o.Command[0]); err != nil {
+			return err
+		}
+	}
+	if o.ImagesDir == "" {
+		o.ImagesDir = filepath.Join(krt.CacheDir(), "checkpoints", w.Name+"-"+time.Now().UTC().Format("20060102-150405.000"))
+	}
+	abs, err := filepath.Abs(o.ImagesDir)
+	if err != nil {
+		return usagef("--images-dir %s: %v", o.ImagesDir, err)
+	}
+	o.ImagesDir = abs
+	return checkImagesDirWritable(abs)
+}
+
+// includeWorkload adds the binaries a workload needs beyond busybox (nginx,
+// redis-server) to the guest image, from this machine.
+func (o *guestOptions) includeWorkload(w container.Workload) error {
+	files, err := w.HostFiles()
+	if err != nil {
+		return err
+	}
+	for _, p := range sortedFiles(files) {
+		if o.includes(p) {
+			continue
+		}
+		// The guest looks the binary up by name: put the file itself at
+		// the path, not a link to a target the image would lack
+		// (/usr/bin/redis-server is a link to redis-check-rdb).
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return fmt.Errorf("workload %s: %w", w.Name, err)
+		}
+		if err := o.Include.Set(real + ":" + p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// includes reports whether an --include already puts a file at guest path
+// p.
+func (o *guestOptions) includes(p string) bool {
+	for _, inc := range o.Include.List() {
+		if e, err := guestimage.ParseInclude(inc); err == nil && e.Guest == p {
+			return true
+		}
+	}
+	return false
+}
+
+// checkCommandInImage refuses, before any boot, a command that the
+// container cannot run: it must be a busybox applet or a file added with
+// --include (by its guest path, or by its name when it lands in PATH).
+func (o *checkpointOptions) checkCommandInImage(name string) error {
+	var guestPaths []string
+	for _, inc := range o.guest.Include.List() {
+		if e, err := guestimage.ParseInclude(inc); err == nil {
+			guestPaths = append(guestPaths, e.Guest)
+		}
+	}
+	applets, err := busyboxAppletPaths()
+	if err != nil {
+		return err
+	}
+	inPath := map[string]bool{}
+	for _, d := range filepath.SplitList(container.DefaultPath) {
+		inPath[d] = true
+	}
+	for _, a := range applets {
+		if name == a || (!strings.Contains(name, "/") && path.Base(a) == name && inPath[path.Dir(a)]) {
+			return nil
+		}
+	}
+	for _, g := range guestPaths {
+		if name == g || (!strings.Contains(name, "/") && path.Base(g) == name && inPath[path.Dir(g)]) {
+			return nil
+		}
+	}
+	return usagef("command %q is not in the guest image: use a busybox applet, or add your program with --include HOST_PATH[:GUEST_PATH] (in %s, or give its full guest path)", name, container.DefaultPath)
+}
+
+// busyboxAppletPaths lists the absolute paths of busybox's applets as the
+// container's rootfs has them, from the busybox the image ships.
+func busyboxAppletPaths() ([]string, error) {
+	bb := ""
+	for _, c := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if _, err := os.Stat(c); err == nil {
+			bb = c
+			break
+		}
+	}
+	if bb == "" {
+		return nil, errors.New("busybox not found: install busybox-static (apt-get install busybox-static)")
+	}
+	out, err := exec.Command(bb, "--list-full").Output()
+	if err != nil {
+		return nil, fmt.Errorf("list busybox applets with %s --list-full: %w", bb, err)
+	}
+	list := []string{container.BusyboxPath}
+	for _, l := range strings.Fields(string(out)) {
+		list = append(list, "/"+strings.TrimPrefix(l, "/"))
+	}
+	return list, nil
+}
+
+// checkImagesDirWritable fails before any boot when the checkpoint could
+// not be written to dir: it exists and is not an empty directory, or its
+// parent cannot be created or written.
+func checkImagesDirWritable(dir string) error {
+	fi, err := os.Lstat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return usagef("--images-dir %s: exists and is not a directory: give a new directory", dir)
+	case err == nil:
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return usagef("--images-dir %s: %v", dir, errors.Unwrap(err))
+		}
+		if len(entries) > 0 {
+			return usagef("--images-dir %s: not empty: give a new directory (a checkpoint never overwrites another)", dir)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return usagef("--images-dir %s: %v", dir, errors.Unwrap(err))
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return usagef("--images-dir %s: cannot create %s: %v: give a writable directory", dir, parent, errors.Unwrap(err))
+	}
+	probe, err := os.MkdirTemp(parent, ".kata-cr-probe-")
+	if err != nil {
+		return usagef("--images-dir %s: %s is not writable: %v: give a writable directory", dir, parent, errors.Unwrap(err))
+	}
+	return os.Remove(probe)
+}
+
+// runCheckpoint boots guest A for the checkpoint job, saves the images the
+// agent streams back, and unless --no-restore restores them in guest B.
+func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpointOptions) error {
+	if _, err := renderOptions(deps, g); err != nil {
+		return err
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	w, _ := o.workload()
+	ctx, stop := signalContext(ctx)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.guest.Timeout)
+	defer cancel()
+
+	p := newProgress(deps, o.guest.Verbose)
+	gst, err := prepareGuest(ctx, &o.guest, p)
+	if err != nil {
+		return err
+	}
+	jobOpts, err := json.Marshal(krt.CheckpointOptions{
+		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
+		NoRestart: o.NoRestart, LeaveRunning: o.LeaveRunning, Bench: o.Bench,
+	})
+	if err != nil {
+		return err
+	}
+	p.printf("booting guest A under %s to checkpoint %s", gst.accel.Name, w.Name)
+	job := krt.Job{Kind: krt.JobCheckpoint, Fix: o.AutoFix, Verbose: o.guest.Verbose, Options: jobOpts}
+	var saved *images.Set
+	var bench *krt.BenchResult
+	res, err := krt.RunWith(ctx, gst.bootSpec(&o.guest, p), job, func(vm *krt.VM, ev krt.Event) error {
+		p.event(ev)
+		if ev.Kind != krt.EventResult {
+			return nil
+		}
+		switch ev.Stage {
+		case krt.ResultImages:
+			var ir krt.ImagesReady
+			if err := json.Unmarshal(ev.Data, &ir); err != nil {
+				return fmt.Errorf("read the images' manifest from the guest: %w", err)
+			}
+			conn, err := vm.Data(ctx)
+			if err != nil {
+				return fmt.Errorf("open the data channel: %w", err)
+			}
+			ir.Manifest.KataCRVersion = Version
+			saved, err = images.Write(o.ImagesDir, ir.Manifest, images.FromTar(conn))
+			if err != nil {
+				return fmt.Errorf("save the checkpoint: %w", err)
+			}
+			p.printf("checkpoint saved in %s (%d bytes)", saved.Dir, saved.Size())
+		case krt.ResultBench:
+			bench = &krt.BenchResult{}
+			if err := json.Unmarshal(ev.Data, bench); err != nil {
+				return fmt.Errorf("read the benchmark from the guest: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		reportGuestError(deps, err)
+		return guestRunError(err, o.guest.Timeout)
+	}
+	r := res.Report
+	if r == nil || r.Checkpoint == nil {
+		return errors.New("guest agent finished without sending a checkpoint report")
+	}
+	r.Command = "checkpoint"
+	gst.fillTarget(r)
+	r.Findings = append(r.Findings, gst.bootFinding(res))
+	cp := r.Checkpoint
+	cp.WantRestore = !o.NoRestore
+	if bench != nil {
+		r.Findings = append(r.Findings, benchFinding(bench))
+	}
+	if cp.DumpOK && saved == nil {
+		cp.Error = "the dump succeeded but the guest sent no images"
+		return render(deps, g, r)
+	}
+	if saved != nil {
+		cp.ImagesDir, cp.ImageBytes = saved.Dir, saved.Size()
+	}
+	if !cp.DumpOK || o.NoRestore {
+		return render(deps, g, r)
+	}
+	if err := restoreHalf(ctx, deps, o.guest, gst, saved, r, p); err != nil {
+		// The checkpoint itself is saved: report it with why the restore
+		// did not happen, rather than lose the report.
+		cp.Error = "restore: " + err.Error()
+	}
+	return render(deps, g, r)
+}
+
+// fillTarget adds how the guest was booted to the agent's target.
+func (gst *guest) fillTarget(r *reports.Report) {
+	r.Target.Accelerator = gst.accel.Name
+	r.Target.AcceleratorReason = gst.accel.Reason
+	r.Target.Sources = append(r.Target.Sources, "guest kernel "+gst.kernel.Image+" ("+gst.kernel.Source+")")
+}
+
+// guestCompat is what the guest kata-cr will boot runs: a checkpoint
+// restores only there.
+func (gst *guest) compat() images.Compat {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	c := images.Compat{KernelRelease: gst.kernel.Release, Arch: unix.ByteSliceToString(uts.Machine[:])}
+	if gst.criu != nil {
+		c.CRIUVersion = gst.criu.Version
+	}
+	return c
+}
+
+// restoreHalf refuses the checkpoint when it does not fit the guest about
+// to boot, else boots guest B, streams the images to its agent, and merges
+// the restore's outcome into r. An error is a refusal or a failure of the
+// guest itself; a failed restore is a result in r.
+func restoreHalf(ctx context.Context, deps *Deps, gopt guestOptions, gst *guest, set *images.Set, r *reports.Report, p *progress) error {
+	if err := set.Verify(gst.compat()); err != nil {
+		return err
+	}
+	opts, err := json.Marshal(krt.RestoreOptions{Manifest: set.Manifest})
+	if err != nil {
+		return err
+	}
+	p.printf("booting guest B under %s to restore %s", gst.accel.Name, set.Dir)
+	job := krt.Job{Kind: krt.JobRestore, LoadModules: true, Verbose: gopt.Verbose, Options: opts}
+	res, err := krt.RunWith(ctx, gst.bootSpec(&gopt, p), job, func(vm *krt.VM, ev krt.Event) error {
+		p.event(ev)
+		if ev.Kind == krt.EventProgress && ev.Stage == krt.StageReceiveImages {
+			conn, err := vm.Data(ctx)
+			if err != nil {
+				return fmt.Errorf("open the data channel: %w", err)
+			}
+			if err := images.WriteTar(conn, set.Dir); err != nil {
+				return fmt.Errorf("send the images to the guest: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		reportGuestError(deps, err)
+		return guestRunError(err, gopt.Timeout)
+	}
+	rr := res.Report
+	if rr == nil || rr.Checkpoint == nil {
+		return errors.New("guest agent finished without sending a restore report")
+	}
+	mergeRestore(r, rr)
+	boot := gst.bootFinding(res)
+	boot.ID = "guest.boot-restore"
+	r.Findings = append(r.Findings, boot)
+	return nil
+}
+
+// mergeRestore copies the restore's outcome into the checkpoint's report.
+func mergeRestore(r, rr *reports.Report) {
+	cp, rc := r.Checkpoint, rr.Checkpoint
+	if r.Target.Kind == "" {
+		r.Target = rr.Target
+	}
+	cp.RestoreRan = true
+	cp.RestoreOK = rc.RestoreOK
+	cp.RestoreOptions = rc.RestoreOptions
+	cp.RestoreSeconds = rc.RestoreSeconds
+	cp.RestoredPID = rc.RestoredPID
+	cp.Verified = rc.Verified
+	cp.Verification = rc.Verification
+	cp.Stage = rc.Stage
+	if rc.Error != "" {
+		cp.Error = "restore: " + rc.Error
+	}
+	cp.Explanations = append(cp.Explanations, rc.Explanations...)
+	for _, a := range rr.Actions {
+		a.Summary = "restore guest: " + a.Summary
+		r.Actions = append(r.Actions, a)
+	}
+	for _, f := range rr.Findings {
+		f.ID = "restore." + f.ID
+		r.Findings = append(r.Findings, f)
+	}
+}
+
+// benchFinding shows kata-cr's dump and restore next to raw criu's.
+func benchFinding(b *krt.BenchResult) reports.Finding {
+	ratio := func(a, b float64) string {
+		if b <= 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%+.0f%%", (a/b-1)*100)
+	}
+	return reports.Finding{ID: "checkpoint.bench", Category: "checkpoint", Level: reports.Optional, Status: reports.Pass,
+		Summary: fmt.Sprintf("%s: kata-cr dump %.3fs, restore %.3fs; raw criu dump %.3fs, restore %.3fs (kata-cr %s / %s)",
+			b.Workload, b.KataCRDump, b.KataCRRestore, b.RawDump, b.RawRestore,
+			ratio(b.KataCRDump, b.RawDump), ratio(b.KataCRRestore, b.RawRestore)),
+		Evidence: []string{"raw dump: " + strings.Join(b.RawDumpCommand, " ")}}
+}
+
+func sortedFiles(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,520 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kata-cr/kata-cr/guestimage"
+	"github.com/kata-cr/kata-cr/images"
+	"github.com/kata-cr/kata-cr/reports"
+	krt "github.com/kata-cr/kata-cr/runtime"
+)
+
+func TestCheckpointFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want func(o *checkpointOptions) string
+	}{
+		{"default workload", nil, func(o *checkpointOptions) string {
+			if o.Workload != "" || o.Command != nil || o.AutoFix || o.NoRestore {
+				return "want the zero options"
+			}
+			return ""
+		}},
+		{"named workload with fixes", []string{"counter", "--auto-fix", "--images-dir", "/tmp/x", "--no-restore"}, func(o *checkpointOptions) string {
+			if o.Workload != "counter" || !o.AutoFix || o.ImagesDir != "/tmp/x" || !o.NoRestore {
+				return "flags not captured"
+			}
+			return ""
+		}},
+		{"command after --", []string{"--auto-fix", "--", "sh", "-c", "sleep 9"}, func(o *checkpointOptions) string {
+			if o.Workload != "" || !slices.Equal(o.Command, []string{"sh", "-c", "sleep 9"}) || !o.AutoFix {
+				return "command not captured"
+			}
+			return ""
+		}},
+		{"runtime flags", []string{"-t", "--runtime-setsid", "--no-restart", "--leave-running", "--include", "/bin/true:/usr/bin/mytrue", "--accel", "tcg", "--kernel-version", "6.1"}, func(o *checkpointOptions) string {
+			if !o.Terminal || !o.RuntimeSetsid || !o.NoRestart || !o.LeaveRunning {
+				return "runtime flags not captured"
+			}
+			if o.guest.Accel != "tcg" || o.guest.KernelVersion != "6.1" || o.guest.Include.List()[0] != "/bin/true:/usr/bin/mytrue" {
+				return "guest flags not captured"
+			}
+			return ""
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got *checkpointOptions
+			deps := &Deps{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, IsTerminal: func(io.Writer) bool { return false }, Getenv: os.Getenv}
+			c := newCheckpointCmdWith(deps, &globalOptions{}, func(_ context.Context, o *checkpointOptions) error {
+				got = o
+				return nil
+			})
+			c.SetArgs(tt.args)
+			if err := c.Execute(); err != nil {
+				t.Fatalf("checkpoint %v: %v", tt.args, err)
+			}
+			if msg := tt.want(got); msg != "" {
+				t.Errorf("checkpoint %v: %s: %+v", tt.args, msg, got)
+			}
+		})
+	}
+}
+
+// TestCheckpointBadInput: every mistake is refused with one line and a
+// documented exit code before any guest boots.
+func TestCheckpointBadInput(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	full := filepath.Join(dir, "full")
+	if err := os.MkdirAll(filepath.Join(full, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown workload", []string{"nosuch"}, ExitUsage, `unknown workload "nosuch": known workloads are counter, flock`},
+		{"two workloads", []string{"sleep", "counter"}, ExitUsage, "one workload at a time"},
+		{"workload and command", []string{"sleep", "--", "sleep", "1"}, ExitUsage, "not both"},
+		{"command not in image", []string{"--", "no-such-program", "x"}, ExitUsage, `command "no-such-program" is not in the guest image`},
+		{"images dir under a file", []string{"--images-dir", filepath.Join(file, "images")}, ExitUsage, "--images-dir " + filepath.Join(file, "images")},
+		{"images dir not empty", []string{"--images-dir", full}, ExitUsage, "not empty"},
+		{"bad accel", []string{"--accel", "warp"}, ExitUsage, `--accel "warp"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runKataCR(append([]string{"checkpoint"}, tt.args...)...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr %q", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr %q does not say %q", stderr, tt.want)
+			}
+			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 || stdout != "" {
+				t.Errorf("want one line on stderr and nothing on stdout, got stderr %q stdout %q", stderr, stdout)
+			}
+		})
+	}
+	if code, _, stderr := runKataCR("restore"); code != ExitUsage || !strings.Contains(stderr, "--images-dir is required") {
+		t.Errorf("restore without --images-dir: exit %d, %q", code, stderr)
+	}
+}
+
+// fakeCheckpoint writes an images directory through images.Write, as
+// kata-cr checkpoint does, for the kernel, CRIU and architecture the
+// default guest runs, with stand-in image files: the refusals only read
+// the manifest and the checksums.
+func fakeCheckpoint(t *testing.T) string {
+	t.Helper()
+	k, err := krt.FindKernel(krt.KernelOptions{Version: "6.1"})
+	if err != nil {
+		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
+	}
+	p, err := guestimage.HostCRIU("")
+	if err != nil {
+		t.Fatalf("no criu on the host (apt-get install criu): %v", err)
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	for name, size := range map[string]int{"pages-1.img": 8192, "pstree.img": 64, "inventory.img": 32, images.RootfsDiffName: 1024} {
+		if err := os.WriteFile(filepath.Join(src, name), bytes.Repeat([]byte{0x5a}, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "images")
+	_, err = images.Write(dir, images.Manifest{
+		KernelRelease: k.Release, CRIUVersion: p.Version, Arch: unix.ByteSliceToString(uts.Machine[:]),
+		Workload: "counter", WorkloadState: map[string]string{"counter": "12"},
+	}, images.FromDir(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestRestoreRefuses: a damaged checkpoint, or one from another kernel, is
+// refused with its stable reason before any guest boots.
+func TestRestoreRefuses(t *testing.T) {
+	// The control: the untouched checkpoint is accepted.
+	set, err := openCheckpoint(fakeCheckpoint(t))
+	if err != nil {
+		t.Fatalf("an intact checkpoint is refused: %v", err)
+	}
+	k, _ := krt.FindKernel(krt.KernelOptions{Version: "6.1"})
+	if set.Manifest.KernelRelease != k.Release {
+		t.Fatalf("manifest kernel %q, want %q", set.Manifest.KernelRelease, k.Release)
+	}
+
+	editManifest := func(t *testing.T, dir string, edit func(m map[string]any)) {
+		p := filepath.Join(dir, images.ManifestName)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		edit(m)
+		data, _ = json.Marshal(m)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, dir string)
+		reason string
+	}{
+		{"truncated image", func(t *testing.T, dir string) {
+			if err := os.Truncate(filepath.Join(dir, "pages-1.img"), 100); err != nil {
+				t.Fatal(err)
+			}
+		}, images.ReasonTruncated},
+		{"wrong checksum", func(t *testing.T, dir string) {
+			f, err := os.OpenFile(filepath.Join(dir, "pages-1.img"), os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt([]byte{0x00}, 4000); err != nil {
+				t.Fatal(err)
+			}
+		}, images.ReasonChecksum},
+		{"other kernel", func(t *testing.T, dir string) {
+			editManifest(t, dir, func(m map[string]any) { m["kernel_release"] = "7.3.0-1-amd64" })
+		}, images.ReasonKernelMismatch},
+		{"unfinished", func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, images.ManifestName)); err != nil {
+				t.Fatal(err)
+			}
+		}, images.ReasonIncomplete},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := fakeCheckpoint(t)
+			tt.damage(t, dir)
+			code, stdout, stderr := runKataCR("restore", "--images-dir", dir, "--accel", "tcg", "--kernel-version", "6.1")
+			if code != ExitToolError {
+				t.Errorf("exit %d, want %d; stderr %q", code, ExitToolError, stderr)
+			}
+			if !strings.Contains(stderr, "("+tt.reason+")") {
+				t.Errorf("stderr %q does not give the reason %s", stderr, tt.reason)
+			}
+			if n := strings.Count(strings.TrimSpace(stderr), "\n"); n != 0 || stdout != "" {
+				t.Errorf("want one line on stderr, got %q (stdout %q)", stderr, stdout)
+			}
+		})
+	}
+}
+
+// runCheckpointVM runs kata-cr checkpoint (or restore) against the cached
+// Debian 6.1 guest, logs how the guests were booted, and returns the exit
+// code and the JSON report.
+func runCheckpointVM(t *testing.T, args ...string) (int, *reports.Report) {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Fatal("qemu-system-x86_64 not found: install qemu-system-x86")
+	}
+	if _, err := krt.FindKernel(krt.KernelOptions{Version: "6.1"}); err != nil {
+		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
+	}
+	cmd, rest := args[0], args[1:]
+	dash := slices.Index(rest, "--")
+	flags := []string{cmd, "-o", "json", "--kernel-version", "6.1", "--timeout", "5m", "-v"}
+	if dash >= 0 {
+		args = append(append(flags, rest[:dash]...), rest[dash:]...)
+	} else {
+		args = append(flags, rest...)
+	}
+	code, stdout, stderr := runKataCR(args...)
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.Contains(l, "qemu command line") || strings.Contains(l, "guest: ") {
+			t.Log(l)
+		}
+	}
+	var r reports.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("kata-cr %s: exit %d, no JSON report: %v\nstderr: %s", strings.Join(args, " "), code, err, stderr)
+	}
+	if r.Checkpoint == nil {
+		t.Fatalf("kata-cr %s: no checkpoint in the report", strings.Join(args, " "))
+	}
+	c := r.Checkpoint
+	t.Logf("kata-cr %s: exit %d; stage %s, dump %v (%.2fs), restore %v (%.2fs), verified %v: %s; error %q",
+		strings.Join(args, " "), code, c.Stage, c.DumpOK, c.DumpSeconds, c.RestoreOK, c.RestoreSeconds, c.Verified, c.Verification, c.Error)
+	return code, &r
+}
+
+func actionApplied(r *reports.Report, fixer string) bool {
+	for _, a := range r.Actions {
+		if a.Fixer == fixer && a.Applied {
+			return true
+		}
+	}
+	return false
+}
+
+func predictionReasons(r *reports.Report) string {
+	if r.Prediction == nil {
+		return ""
+	}
+	return strings.Join(r.Prediction.Reasons, "\n")
+}
+
+// TestCheckpointSeedWorkload boots the seed's workload (busybox sleep 3600
+// started as the Kata agent 2.5 to 4.0 starts it). Without --auto-fix the
+// preflight predicts the failure (session leader outside the pid
+// namespace), the plain dump fails as predicted and the workload keeps
+// running. With --auto-fix it is dumped, restored in a fresh guest and
+// verified, with the sandbox's /etc/hosts back on its bind mount.
+func TestCheckpointSeedWorkload(t *testing.T) {
+	t.Run("without auto-fix", func(t *testing.T) {
+		code, r := runCheckpointVM(t, "checkpoint", "--images-dir", filepath.Join(t.TempDir(), "images"))
+		c := r.Checkpoint
+		if code != ExitCheckFailed {
+			t.Errorf("exit %d, want %d", code, ExitCheckFailed)
+		}
+		if r.Prediction == nil || r.Prediction.DumpWillSucceed || !strings.Contains(predictionReasons(r), "process.session-leader") {
+			t.Errorf("prediction %+v does not fail on process.session-leader", r.Prediction)
+		}
+		if c.DumpOK {
+			t.Errorf("the plain dump succeeded")
+		}
+		if c.PredictionMatched == nil || !*c.PredictionMatched {
+			t.Errorf("prediction_matched %v, want true", c.PredictionMatched)
+		}
+		if c.WorkloadRunning == nil || !*c.WorkloadRunning {
+			t.Errorf("workload_running %v after the failed dump, want true", c.WorkloadRunning)
+		}
+		// As Kata boots the guest, CRIU stops at the first thing it
+		// misses, which must be among the predicted reasons.
+		if f := guestFindings(r)["checkpoint.prediction"]; f.Status != reports.Pass {
+			t.Errorf("checkpoint.prediction: %s %q", f.Status, f.Summary)
+		}
+		for _, a := range r.Actions {
+			if a.Applied {
+				t.Errorf("action applied without --auto-fix: %+v", a)
+			}
+		}
+	})
+
+	t.Run("auto-fix", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "images")
+		code, r := runCheckpointVM(t, "checkpoint", "--auto-fix", "--images-dir", dir)
+		c := r.Checkpoint
+		if code != ExitOK || !c.OK() {
+			t.Fatalf("exit %d, want 0: %+v", code, c)
+		}
+		if !actionApplied(r, "restart-setsid") {
+			t.Errorf("no restart-setsid action: %+v", r.Actions)
+		}
+		if !slices.Contains(c.DumpOptions, "mnt[/etc/hosts]:hosts") {
+			t.Errorf("dump options %v do not declare /etc/hosts external", c.DumpOptions)
+		}
+		if !strings.Contains(c.Verification, "/etc/hosts") || c.RestoredPID == 0 {
+			t.Errorf("verification %q (pid %d) does not prove the restored container sees the sandbox's /etc/hosts", c.Verification, c.RestoredPID)
+		}
+		if c.PredictionMatched == nil || !*c.PredictionMatched {
+			t.Errorf("prediction_matched %v, want true", c.PredictionMatched)
+		}
+		set, err := images.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("images dir mode %v (%v), want 0700", fi.Mode(), err)
+		}
+		if m := set.Manifest; m.KernelRelease == "" || m.CRIUVersion == "" || m.Arch == "" || len(m.ExternalMounts) != 3 || m.Workload != "sleep" {
+			t.Errorf("manifest lacks what a restore needs: %+v", m)
+		}
+		if c.ImageBytes != set.Size() || c.ImagesDir != dir {
+			t.Errorf("report says %s with %d bytes, the set is %s with %d", c.ImagesDir, c.ImageBytes, dir, set.Size())
+		}
+	})
+}
+
+// TestCheckpointNoRestart: with the environment fixed but the restart
+// refused, the prediction after the fixes still fails on the session
+// leader, and CRIU agrees with exactly that error.
+func TestCheckpointNoRestart(t *testing.T) {
+	code, r := runCheckpointVM(t, "checkpoint", "--auto-fix", "--no-restart", "--no-restore", "--images-dir", filepath.Join(t.TempDir(), "images"))
+	c := r.Checkpoint
+	if code != ExitCheckFailed || c.DumpOK {
+		t.Fatalf("exit %d, dump ok %v: want a failed dump", code, c.DumpOK)
+	}
+	if !strings.Contains(c.Error, "session leader") {
+		t.Errorf("CRIU's error %q is not about the session leader", c.Error)
+	}
+	if f := guestFindings(r)["checkpoint.prediction"]; f.Status != reports.Pass || !strings.Contains(f.Summary, "as process.session-leader predicted") {
+		t.Errorf("checkpoint.prediction: %s %q, want CRIU's error predicted by process.session-leader", f.Status, f.Summary)
+	}
+	if c.PredictionMatched == nil || !*c.PredictionMatched {
+		t.Errorf("prediction_matched %v, want true", c.PredictionMatched)
+	}
+	if c.WorkloadRunning == nil || !*c.WorkloadRunning {
+		t.Errorf("workload_running %v, want true", c.WorkloadRunning)
+	}
+	for _, a := range r.Actions {
+		if a.Fixer == "restart-setsid" && (a.Applied || !strings.Contains(a.Error, "--no-restart")) {
+			t.Errorf("restart-setsid with --no-restart: %+v", a)
+		}
+	}
+}
+
+// TestCheckpointSeedFix: the seed's proposed fix makes the container exit
+// at once (pid 1 leads its process group, so setsid(1) forks and pid 1
+// exits); kata-cr says so rather than blaming CRIU.
+func TestCheckpointSeedFix(t *testing.T) {
+	code, r := runCheckpointVM(t, "checkpoint", "seed-fix", "--auto-fix", "--no-restore", "--images-dir", filepath.Join(t.TempDir(), "images"))
+	if code != ExitCheckFailed || r.Checkpoint.DumpOK {
+		t.Errorf("exit %d, dump ok %v: want 3 and no dump", code, r.Checkpoint.DumpOK)
+	}
+	f := guestFindings(r)["workload.start"]
+	if f.Status != reports.Fail || !strings.Contains(f.Summary, "exited right after it started") {
+		t.Errorf("workload.start: %s %q, want a failure saying it exited", f.Status, f.Summary)
+	}
+	if !strings.Contains(strings.Join(f.Evidence, "\n"), "setsid() refuses a group leader") {
+		t.Errorf("workload.start does not explain why: %v", f.Evidence)
+	}
+}
+
+var counterLine = regexp.MustCompile(`counter carried on: (\d+) at the dump, (\d+) after the restore`)
+
+// TestCheckpointCounter: the counter keeps its count only in memory; the
+// restored one carries on from at least the value it had at the dump.
+func TestCheckpointCounter(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "images")
+	code, r := runCheckpointVM(t, "checkpoint", "counter", "--auto-fix", "--images-dir", dir)
+	c := r.Checkpoint
+	if code != ExitOK || !c.Verified {
+		t.Fatalf("exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
+	}
+	m := counterLine.FindStringSubmatch(c.Verification)
+	if m == nil {
+		t.Fatalf("verification %q does not give the counts", c.Verification)
+	}
+	dumped, _ := strconv.Atoi(m[1])
+	restored, _ := strconv.Atoi(m[2])
+	if restored < dumped || dumped < 10 {
+		t.Errorf("counter %d at the dump, %d after the restore", dumped, restored)
+	}
+	set, err := images.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Manifest.WorkloadState["counter"] != m[1] {
+		t.Errorf("manifest state %v, want counter %s", set.Manifest.WorkloadState, m[1])
+	}
+
+	// kata-cr restore restores the same checkpoint again, in another
+	// fresh guest, and the counter again carries on from the dump.
+	code, r = runCheckpointVM(t, "restore", "--images-dir", dir)
+	c = r.Checkpoint
+	if code != ExitOK || !c.Verified || r.Command != "restore" {
+		t.Fatalf("kata-cr restore: exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
+	}
+	m = counterLine.FindStringSubmatch(c.Verification)
+	if m == nil || m[1] != set.Manifest.WorkloadState["counter"] {
+		t.Errorf("kata-cr restore verification %q, want the counter from %s on", c.Verification, set.Manifest.WorkloadState["counter"])
+	}
+}
+
+// TestCheckpointFlock: a held flock fails a plain dump; --auto-fix adds
+// --file-locks and the restored workload holds its lock again.
+func TestCheckpointFlock(t *testing.T) {
+	code, r := runCheckpointVM(t, "checkpoint", "flock", "--auto-fix", "--images-dir", filepath.Join(t.TempDir(), "images"))
+	c := r.Checkpoint
+	if code != ExitOK || !c.Verified {
+		t.Fatalf("exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
+	}
+	if r.Prediction == nil || !slices.Contains(r.Prediction.CRIUOptions, "--file-locks") {
+		t.Errorf("the prediction does not ask for --file-locks: %+v", r.Prediction)
+	}
+	if !slices.Contains(c.DumpOptions, "--file-locks") || !slices.Contains(c.RestoreOptions, "--file-locks") {
+		t.Errorf("dump %v / restore %v options lack --file-locks", c.DumpOptions, c.RestoreOptions)
+	}
+	if !strings.Contains(c.Verification, "holds its flock") {
+		t.Errorf("verification %q", c.Verification)
+	}
+}
+
+// TestCheckpointTerminal: a terminal container (-t) keeps its pty's master
+// outside the tree; kata-cr declares the pty an external tty on dump and
+// hands the restored init a new pty, rather than --shell-job.
+func TestCheckpointTerminal(t *testing.T) {
+	code, r := runCheckpointVM(t, "checkpoint", "-t", "--auto-fix", "--images-dir", filepath.Join(t.TempDir(), "images"))
+	c := r.Checkpoint
+	if code != ExitOK || !c.Verified {
+		t.Fatalf("exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
+	}
+	if !slices.ContainsFunc(c.DumpOptions, func(a string) bool { return strings.HasPrefix(a, "tty[") }) || slices.Contains(c.DumpOptions, "--shell-job") {
+		t.Errorf("dump options %q: want an external tty and no --shell-job", c.DumpOptions)
+	}
+	if !slices.Contains(c.RestoreOptions, "--inherit-fd") {
+		t.Errorf("restore options %q: want --inherit-fd with a new pty", c.RestoreOptions)
+	}
+	if f := guestFindings(r)["process.tty"]; f.Status != reports.Warn {
+		t.Errorf("process.tty: %s %q, want a warning worked around by the external tty", f.Status, f.Summary)
+	}
+}
+
+var benchLine = regexp.MustCompile(`kata-cr dump ([\d.]+)s, restore ([\d.]+)s; raw criu dump ([\d.]+)s, restore ([\d.]+)s`)
+
+// BenchmarkCheckpointCounter times kata-cr's dump and restore of the counter
+// next to a raw `criu dump` / `criu restore` of the same workload with the
+// same options, in the same guest boot.
+func BenchmarkCheckpointCounter(b *testing.B) {
+	if _, err := krt.FindKernel(krt.KernelOptions{Version: "6.1"}); err != nil {
+		b.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
+	}
+	var sums [4]float64
+	for i := 0; i < b.N; i++ {
+		args := []string{"checkpoint", "counter", "--auto-fix", "--no-restore", "--bench", "-o", "json",
+			"--kernel-version", "6.1", "--timeout", "5m", "--images-dir", filepath.Join(b.TempDir(), "images")}
+		code, stdout, stderr := runKataCR(args...)
+		var r reports.Report
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			b.Fatalf("kata-cr %s: exit %d, no JSON report: %v\nstderr: %s", strings.Join(args, " "), code, err, stderr)
+		}
+		f := guestFindings(&r)["checkpoint.bench"]
+		m := benchLine.FindStringSubmatch(f.Summary)
+		if code != ExitOK || m == nil {
+			b.Fatalf("kata-cr %s: exit %d, bench %q %s", strings.Join(args, " "), code, f.Summary, f.Reason)
+		}
+		b.Logf("%s", f.Summary)
+		for j := range sums {
+			v, _ := strconv.ParseFloat(m[j+1], 64)
+			sums[j] += v
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(sums[0]/n, "katacr-dump-s")
+	b.ReportMetric(sums[1]/n, "katacr-restore-s")
+	b.ReportMetric(sums[2]/n, "criu-dump-s")
+	b.ReportMetric(sums[3]/n, "criu-restore-s")
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kata-cr/kata-cr/checks"
+	"github.com/kata-cr/kata-cr/criu"
+	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/container"
+)
+
+// bench times, in this guest, kata-cr's restore of the images just dumped
+// and then a raw `criu dump` and `criu restore -d` (the command line, no
+// RPC) of a fresh copy of the same workload with the same options, so that
+// kata-cr's cost shows next to CRIU's own.
+func (j *cpJob) bench(ctx context.Context, env *checks.Env, do criu.DumpOpts, dumped time.Duration) (*runtime.BenchResult, error) {
+	b := &runtime.BenchResult{Workload: j.w.Name, KataCRDump: dumped.Seconds()}
+	sources := map[string]string{}
+	for _, m := range j.spec.Sandbox.Binds() {
+		sources[m.Target] = m.Source
+	}
+	flags := restoreWords(do)
+
+	ro, err := criu.ParseRestoreArgs(flags)
+	if err != nil {
+		return nil, err
+	}
+	ro.ImagesDir = j.paths.images
+	ro.WorkDir = filepath.Join(crRoot, "bench-work")
+	ro.Root = j.paths.rootfs
+	ro.RestoreSibling = true
+	for _, m := range do.ExternalMounts {
+		ro.ExternalMounts = append(ro.ExternalMounts, criu.ExternalMount{Key: m.Key, Path: sources[m.Path]})
+	}
+	if j.ctr != nil {
+		_ = j.ctr.Kill()
+	}
+	res, err := env.CRIU.Restore(ctx, ro)
+	if err != nil {
+		return nil, fmt.Errorf("bench: kata-cr restore: %w", err)
+	}
+	b.KataCRRestore = res.Duration.Seconds()
+	if c, err := container.Adopt(res.PID, j.paths.rootfs); err == nil {
+		_ = c.Kill()
+	}
+
+	// The same workload again, from its start, for raw criu.
+	if _, err := j.start(ctx); err != nil {
+		return nil, fmt.Errorf("bench: start the workload again: %w", err)
+	}
+	raw := filepath.Join(crRoot, "bench-raw")
+	if err := os.RemoveAll(raw); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(raw, 0o700); err != nil {
+		return nil, err
+	}
+	dargs := []string{"dump", "-t", strconv.Itoa(j.ctr.PID()), "-D", raw, "-o", "dump.log", "-v4"}
+	for _, a := range do.Args() {
+		if a != "--leave-running" {
+			dargs = append(dargs, a)
+		}
+	}
+	b.RawDumpCommand = append([]string{env.CRIU.Path}, dargs...)
+	t0 := time.Now()
+	if out, err := exec.CommandContext(ctx, env.CRIU.Path, dargs...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("bench: raw criu dump: %w: %s (log %s)", err, strings.TrimSpace(string(out)), filepath.Join(raw, "dump.log"))
+	}
+	b.RawDump = time.Since(t0).Seconds()
+	_ = j.ctr.Kill()
+
+	pidfile := filepath.Join(crRoot, "bench-raw.pid")
+	rargs := []string{"restore", "-D", raw, "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, "--root", j.paths.rootfs}
+	rargs = append(rargs, flags...)
+	for _, m := range do.ExternalMounts {
+		rargs = append(rargs, "--external", "mnt["+m.Key+"]:"+sources[m.Path])
+	}
+	t0 = time.Now()
+	if out, err := exec.CommandContext(ctx, env.CRIU.Path, rargs...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("bench: raw criu restore: %w: %s (log %s)", err, strings.TrimSpace(string(out)), filepath.Join(raw, "restore.log"))
+	}
+	b.RawRestore = time.Since(t0).Seconds()
+	if data, err := os.ReadFile(pidfile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	return b, nil
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kata-cr/kata-cr/criu"
+	"github.com/kata-cr/kata-cr/images"
+	"github.com/kata-cr/kata-cr/reports"
+	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/container"
+)
+
+func init() { register(runtime.JobRestore, runRestore) }
+
+// restoreTimeout bounds one CRIU restore under TCG.
+const restoreTimeout = 3 * time.Minute
+
+// runRestore restores a checkpoint in this fresh guest: it refuses images
+// from another kernel, CRIU or architecture before asking for them, gets
+// them from the host, prepares the container's rootfs and sandbox as the
+// checkpoint job did, replays the rootfs diff, restores with the sandbox's
+// files mapped back onto the external mounts, adopts the restored init and
+// verifies that the workload carried on.
+func runRestore(ctx context.Context, s *session, job runtime.Job) error {
+	var o runtime.RestoreOptions
+	if err := json.Unmarshal(job.Options, &o); err != nil {
+		return fmt.Errorf("restore options: %w", err)
+	}
+	m := o.Manifest
+	if err := s.requireTmpfsRoot(); err != nil {
+		return err
+	}
+	ensurePath()
+	w, err := workloadFor(m.Workload, commandOf(m))
+	if err != nil {
+		return err
+	}
+	r := reports.New("restore", version)
+	cp := &reports.Checkpoint{Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true,
+		DumpOptions: m.DumpOptions, WantRestore: true, RestoreRan: true}
+	r.Checkpoint = cp
+	env, target := s.guestEnv(ctx)
+	r.Target = target
+	if env.CRIU == nil {
+		cp.Error = "no criu in the guest: " + env.CRIUMissing
+		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	// The host refused a mismatch before booting; this guards against an
+	// image that is not what the host thought it booted.
+	if probs := images.CheckCompat(m, images.Compat{KernelRelease: s.release, CRIUVersion: target.CRIUVersion, Arch: s.machine}); len(probs) > 0 {
+		cp.Error = (&images.RefusedError{Dir: "(received)", Problems: probs}).Error()
+		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	if job.LoadModules {
+		if err := s.loadCRIUModules(); err != nil {
+			return err
+		}
+		r.Actions = append(r.Actions, reports.Action{Fixer: "load-module", Applied: true,
+			Summary: "loaded the modules CRIU needs: " + strings.Join(s.manifest.CRIUModules, " ")})
+	}
+	paths, err := newCRPaths()
+	if err != nil {
+		return err
+	}
+
+	s.progress(runtime.StageReceiveImages, "waiting for the images")
+	port, err := s.Data()
+	if err != nil {
+		return err
+	}
+	if err := images.ExtractTar(port, paths.images); err != nil {
+		return fmt.Errorf("receive the images: %w", err)
+	}
+	set, err := images.Open(paths.images)
+	if err == nil {
+		err = set.VerifyFiles()
+	}
+	if err != nil {
+		cp.Error = fmt.Sprintf("the images arrived damaged: %v", err)
+		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	s.logf("received %d bytes of images", set.Size())
+
+	s.progress("prepare", "preparing the rootfs and the sandbox for %s", w.Name)
+	if err := container.PrepareWorkload(paths.rootfs, w, s.extraFiles()); err != nil {
+		return err
+	}
+	sb, err := container.PrepareSandbox(paths.sandbox, sandboxHostname)
+	if err != nil {
+		return err
+	}
+	if err := container.ApplyRootfsDiff(paths.images, paths.rootfs); err != nil {
+		return err
+	}
+	ro, mapped, err := restoreOpts(m, paths, sb)
+	if err != nil {
+		cp.Error = err.Error()
+		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	if m.Terminal {
+		key := ttyKey(m.DumpOptions)
+		if key == "" {
+			cp.Error = "the checkpoint is of a terminal container but its dump options name no external tty"
+			return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		}
+		// A new pty for the restored terminal; the agent keeps the master
+		// as it did for the original.
+		master, slave, err := container.OpenPty()
+		if err != nil {
+			return err
+		}
+		defer master.Close()
+		defer slave.Close()
+		ro.InheritFDs = append(ro.InheritFDs, criu.InheritFD{Key: key, File: slave})
+	}
+	cp.RestoreOptions = ro.Args()
+	s.progress("restore", "criu restore %s", strings.Join(cp.RestoreOptions, " "))
+	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	res, err := env.CRIU.Restore(rctx, ro)
+	cancel()
+	if err != nil {
+		criuFailure(cp, err)
+		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	cp.RestoreOK = true
+	cp.RestoreSeconds = res.Duration.Seconds()
+	cp.RestoredPID = res.PID
+	s.progress("restore", "restored in %s as pid %d", res.Duration.Round(time.Millisecond), res.PID)
+	ctr, err := container.Adopt(res.PID, paths.rootfs)
+	if err != nil {
+		cp.Error = err.Error()
+		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	defer ctr.Kill()
+
+	cp.Stage = "verify"
+	msg, err := verifyRestored(ctx, w, res.PID, m.WorkloadState, mapped)
+	if err != nil {
+		cp.Error = err.Error()
+		cp.Verification = err.Error()
+		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	cp.Verified = true
+	cp.Verification = msg
+	cp.Stage = "done"
+	s.progress("verify", "%s", msg)
+	return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+}
+
+// commandOf is the argv of a user's command checkpoint, nil for a named
+// workload.
+func commandOf(m images.Manifest) []string {
+	if m.Workload == container.Command(nil).Name {
+		return m.Command
+	}
+	return nil
+}
+
+// restoreOpts builds the restore's options: the checkpoint's own (file
+// locks, tcp...), the new rootfs as --root, each external mount mapped back
+// to the file of this guest's sandbox that the dump's mount point had, and
+// the restored init as our child. It returns the sandbox files it mapped,
+// for the verification.
+func restoreOpts(m images.Manifest, paths crPaths, sb container.SandboxFiles) (criu.RestoreOpts, container.SandboxFiles, error) {
+	ro, err := criu.ParseRestoreArgs(m.RestoreOptions)
+	if err != nil {
+		return ro, container.SandboxFiles{}, fmt.Errorf("the checkpoint's restore options: %w", err)
+	}
+	ro.ImagesDir = paths.images
+	ro.Root = paths.rootfs
+	ro.RestoreSibling = true
+	var mapped container.SandboxFiles
+	for _, em := range m.ExternalMounts {
+		src := ""
+		for _, b := range sb.Binds() {
+			if b.Target == em.Target {
+				src = b.Source
+			}
+		}
+		switch em.Target {
+		case "/etc/hosts":
+			mapped.Hosts = src
+		case "/etc/hostname":
+			mapped.Hostname = src
+		case "/etc/resolv.conf":
+			mapped.ResolvConf = src
+		}
+		if src == "" {
+			return ro, mapped, fmt.Errorf("the checkpoint declares the mount %s external (key %s): kata-cr maps back only the sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf", em.Target, em.Key)
+		}
+		ro.ExternalMounts = append(ro.ExternalMounts, criu.ExternalMount{Key: em.Key, Path: src})
+	}
+	return ro, mapped, nil
+}
+
+// ttyKey finds the external tty among the dump's options.
+func ttyKey(dumpArgs []string) string {
+	for i, a := range dumpArgs {
+		v, ok := strings.CutPrefix(a, "--external=")
+		if !ok && a == "--external" && i+1 < len(dumpArgs) {
+			v, ok = dumpArgs[i+1], true
+		}
+		if ok && strings.HasPrefix(v, "tty[") {
+			return v
+		}
+	}
+	return ""
+}
+
+// verifyRestored runs the workload's own verification against the state
+// recorded before the dump, then checks that the sandbox's files came back
+// on their mount points.
+func verifyRestored(ctx context.Context, w container.Workload, pid int, state container.State, mapped container.SandboxFiles) (string, error) {
+	vctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	msg, err := w.Verify(vctx, container.Probe{PID: pid}, state)
+	if err != nil {
+		return "", err
+	}
+	if binds := mapped.Binds(); len(binds) > 0 {
+		if err := container.CheckSandboxFiles("/proc", pid, mapped); err != nil {
+			return "", err
+		}
+		var ts []string
+		for _, b := range binds {
+			ts = append(ts, b.Target)
+		}
+		msg += fmt.Sprintf("; the restored container sees the sandbox's %s", strings.Join(ts, ", "))
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		return "", fmt.Errorf("the restored init %d is gone after the verification", pid)
+	}
+	return msg, nil
+}

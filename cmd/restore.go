@@ -1,0 +1,135 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kata-cr/kata-cr/images"
+	"github.com/kata-cr/kata-cr/reports"
+	"github.com/kata-cr/kata-cr/runtime/container"
+)
+
+func init() { commandConstructors = append(commandConstructors, newRestoreCmd) }
+
+// restoreCmdOptions are the flags of kata-cr restore.
+type restoreCmdOptions struct {
+	ImagesDir string
+	guest     guestOptions
+}
+
+func newRestoreCmd(deps *Deps, g *globalOptions) *cobra.Command {
+	return newRestoreCmdWith(deps, g, nil)
+}
+
+// newRestoreCmdWith builds the command; a non-nil runF replaces the run, so
+// that tests can capture the parsed options.
+func newRestoreCmdWith(deps *Deps, g *globalOptions, runF func(context.Context, *restoreCmdOptions) error) *cobra.Command {
+	o := &restoreCmdOptions{}
+	c := &cobra.Command{
+		Use:   "restore --images-dir DIR",
+		Short: "Restore a checkpoint taken by kata-cr checkpoint in a fresh Kata-style guest",
+		Long: `restore checks the checkpoint in DIR (every file against the manifest's
+checksums, and the kernel, CRIU and architecture it was taken on against the
+guest about to boot) and refuses it before booting when anything differs.
+Then it boots a fresh guest, prepares the container's rootfs and sandbox,
+replays the container's changed files, restores with the sandbox's files
+mapped back onto the bind mounts, and verifies that the workload carried on
+(the counter continues, the lock is held, the sandbox's /etc/hosts is there).
+The guest image gets the workload's binaries (nginx, redis-server) as for
+the checkpoint; a checkpoint of your own program needs the same --include.
+
+Exit codes: 0 restored and verified; 1 the checkpoint is refused (the reason
+ID, such as images.kernel-mismatch or images.checksum, is in the message) or
+the guest failed; 2 bad command line; 3 the restore or its verification
+failed.`,
+		Example: `  kata-cr restore --images-dir /tmp/counter
+  kata-cr restore --images-dir /tmp/counter -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if o.ImagesDir == "" {
+				return usagef("--images-dir is required: give the directory kata-cr checkpoint wrote")
+			}
+			if err := o.guest.validate(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(c.Context(), o)
+			}
+			return runRestore(c.Context(), deps, g, o)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.ImagesDir, "images-dir", "", "the checkpoint `DIR` written by kata-cr checkpoint")
+	o.guest.addFlags(f, true)
+	return c
+}
+
+// runRestore refuses a damaged or foreign checkpoint before booting, then
+// restores it in a fresh guest.
+func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmdOptions) error {
+	if _, err := renderOptions(deps, g); err != nil {
+		return err
+	}
+	set, err := openCheckpoint(o.ImagesDir)
+	if err != nil {
+		return err
+	}
+	w, err := workloadFor(set.Manifest)
+	if err != nil {
+		return err
+	}
+	if err := o.guest.includeWorkload(w); err != nil {
+		return err
+	}
+	ctx, stop := signalContext(ctx)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.guest.Timeout)
+	defer cancel()
+	p := newProgress(deps, o.guest.Verbose)
+	gst, err := prepareGuest(ctx, &o.guest, p)
+	if err != nil {
+		return err
+	}
+	if probs := images.CheckCompat(set.Manifest, gst.compat()); len(probs) > 0 {
+		return &images.RefusedError{Dir: set.Dir, Problems: probs}
+	}
+	m := set.Manifest
+	r := reports.New("restore", Version)
+	r.Checkpoint = &reports.Checkpoint{
+		Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true, DumpOptions: m.DumpOptions,
+		ImagesDir: set.Dir, ImageBytes: set.Size(), WantRestore: true,
+	}
+	if err := restoreHalf(ctx, deps, o.guest, gst, set, r, p); err != nil {
+		return err
+	}
+	gst.fillTarget(r)
+	return render(deps, g, r)
+}
+
+// workloadFor is the workload a checkpoint holds, to add what it needs to
+// the restoring guest.
+func workloadFor(m images.Manifest) (container.Workload, error) {
+	if m.Workload == container.Command(nil).Name {
+		return container.Command(m.Command), nil
+	}
+	w, err := container.Lookup(m.Workload)
+	if err != nil {
+		return w, fmt.Errorf("the checkpoint's workload: %w", err)
+	}
+	return w, nil
+}
+
+// openCheckpoint opens an images directory and checks every file against
+// its manifest: what needs no guest is refused before one boots.
+func openCheckpoint(dir string) (*images.Set, error) {
+	set, err := images.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := set.VerifyFiles(); err != nil {
+		return nil, err
+	}
+	return set, nil
+}

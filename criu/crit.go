@@ -1,0 +1,290 @@
+package criu
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v7/crit"
+	criucore "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
+	"google.golang.org/protobuf/proto"
+)
+
+// Process is one process of a tree, as the dumped images record it or as
+// /proc shows it live. IDs are those of the tree's own pid namespace (the
+// last field of NSpid, NSpgid and NSsid), the ones CRIU stores; 0 means
+// "outside the namespace".
+type Process struct {
+	PID     int    `json:"pid"`
+	PPID    int    `json:"ppid"`
+	PGID    int    `json:"pgid"`
+	SID     int    `json:"sid"`
+	Threads []int  `json:"threads"`
+	Comm    string `json:"comm,omitempty"`
+}
+
+// ReadPstree decodes the process tree of an images directory: pstree.img
+// and, for each process, the command name from core-PID.img. It decodes
+// the files itself rather than through crit's explorer, which caches
+// files.img in package variables and would answer for a previous
+// directory.
+func ReadPstree(dir string) ([]Process, error) {
+	img, err := decodeImage(filepath.Join(dir, "pstree.img"), &pstree.PstreeEntry{})
+	if err != nil {
+		return nil, fmt.Errorf("read process tree of %s: %w", dir, err)
+	}
+	var out []Process
+	for _, e := range img.Entries {
+		pe, ok := e.Message.(*pstree.PstreeEntry)
+		if !ok {
+			return nil, fmt.Errorf("read process tree of %s: pstree.img holds %T", dir, e.Message)
+		}
+		p := Process{
+			PID:  int(pe.GetPid()),
+			PPID: int(pe.GetPpid()),
+			PGID: int(pe.GetPgid()),
+			SID:  int(pe.GetSid()),
+		}
+		for _, t := range pe.GetThreads() {
+			p.Threads = append(p.Threads, int(t))
+		}
+		core, err := decodeImage(filepath.Join(dir, fmt.Sprintf("core-%d.img", p.PID)), &criucore.CoreEntry{})
+		if err != nil {
+			return nil, fmt.Errorf("read process tree of %s: %w", dir, err)
+		}
+		if len(core.Entries) > 0 {
+			if ce, ok := core.Entries[0].Message.(*criucore.CoreEntry); ok {
+				p.Comm = ce.GetTc().GetComm()
+			}
+		}
+		out = append(out, p)
+	}
+	sortTree(out)
+	return out, nil
+}
+
+func decodeImage(path string, entry proto.Message) (*crit.CriuImage, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, err := crit.New(f, nil, "", false, false).Decode(entry)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s: %w", filepath.Base(path), err)
+	}
+	return img, nil
+}
+
+// LiveTree reads the process tree rooted at pid (in procRoot's view) from
+// procRoot, following each thread's children file. It must be read before a
+// dump that does not leave the tree running.
+func LiveTree(procRoot string, pid int) ([]Process, error) {
+	var out []liveProc
+	seen := map[int]bool{}
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		proc, children, err := liveProcess(procRoot, p)
+		if err != nil {
+			if p != pid && errors.Is(err, os.ErrNotExist) {
+				// A child that exited while we walked.
+				continue
+			}
+			return nil, fmt.Errorf("read live tree of %d: %w", pid, err)
+		}
+		if p == pid {
+			// The root's parent is outside the tree, whatever /proc says.
+			proc.PPID = 0
+		}
+		out = append(out, proc)
+		queue = append(queue, children...)
+	}
+	// PPIDs from status are in procRoot's namespace: map them into the
+	// tree's own.
+	ns := map[int]int{}
+	for _, p := range out {
+		ns[p.hostPID] = p.PID
+	}
+	for i := range out {
+		if out[i].PPID != 0 {
+			out[i].PPID = ns[out[i].PPID]
+		}
+	}
+	res := make([]Process, len(out))
+	for i, p := range out {
+		res[i] = p.Process
+	}
+	sortTree(res)
+	return res, nil
+}
+
+type liveProc struct {
+	Process
+	hostPID int
+}
+
+func liveProcess(procRoot string, pid int) (liveProc, []int, error) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	st, err := readStatus(filepath.Join(dir, "status"))
+	if err != nil {
+		return liveProc{}, nil, err
+	}
+	p := liveProc{hostPID: pid}
+	p.PID = lastField(st["NSpid"])
+	p.PGID = lastField(st["NSpgid"])
+	p.SID = lastField(st["NSsid"])
+	p.PPID, _ = strconv.Atoi(st["PPid"])
+	p.Comm = st["Name"]
+	tasks, err := os.ReadDir(filepath.Join(dir, "task"))
+	if err != nil {
+		return liveProc{}, nil, err
+	}
+	var children []int
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		ts, err := readStatus(filepath.Join(dir, "task", t.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		p.Threads = append(p.Threads, lastField(ts["NSpid"]))
+		data, err := os.ReadFile(filepath.Join(dir, "task", strconv.Itoa(tid), "children"))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				children = append(children, c)
+			}
+		}
+	}
+	sort.Ints(p.Threads)
+	return p, children, nil
+}
+
+func readStatus(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	return out, sc.Err()
+}
+
+// lastField returns the last number of a status line such as "NSpid: 812
+// 1", the id in the innermost pid namespace.
+func lastField(v string) int {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[len(f)-1])
+	return n
+}
+
+func sortTree(t []Process) {
+	sort.Slice(t, func(i, j int) bool { return t[i].PID < t[j].PID })
+	for i := range t {
+		sort.Ints(t[i].Threads)
+	}
+}
+
+// CompareTrees checks that the dumped tree is the live one: the same
+// processes with the same parents, sessions, groups and threads. The error
+// lists every difference.
+func CompareTrees(dumped, live []Process) error {
+	d := map[int]Process{}
+	for _, p := range dumped {
+		d[p.PID] = p
+	}
+	l := map[int]Process{}
+	for _, p := range live {
+		l[p.PID] = p
+	}
+	var diffs []string
+	for _, lp := range live {
+		dp, ok := d[lp.PID]
+		if !ok {
+			diffs = append(diffs, fmt.Sprintf("pid %d (%s) is missing from the images", lp.PID, lp.Comm))
+			continue
+		}
+		if dp.PPID != lp.PPID || dp.PGID != lp.PGID || dp.SID != lp.SID {
+			diffs = append(diffs, fmt.Sprintf("pid %d: images have ppid %d pgid %d sid %d, live %d %d %d",
+				lp.PID, dp.PPID, dp.PGID, dp.SID, lp.PPID, lp.PGID, lp.SID))
+		}
+		if !equalInts(dp.Threads, lp.Threads) {
+			diffs = append(diffs, fmt.Sprintf("pid %d: images have threads %v, live %v", lp.PID, dp.Threads, lp.Threads))
+		}
+	}
+	for _, dp := range dumped {
+		if _, ok := l[dp.PID]; !ok {
+			diffs = append(diffs, fmt.Sprintf("pid %d (%s) is in the images but not in the live tree", dp.PID, dp.Comm))
+		}
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("dumped tree (%d processes) differs from the live one (%d): %s", len(dumped), len(live), strings.Join(diffs, "; "))
+	}
+	return nil
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// DumpStats are CRIU's statistics of one dump (stats-dump).
+type DumpStats struct {
+	FreezingTime time.Duration `json:"freezing_time"`
+	FrozenTime   time.Duration `json:"frozen_time"`
+	MemdumpTime  time.Duration `json:"memdump_time"`
+	MemwriteTime time.Duration `json:"memwrite_time"`
+	PagesScanned uint64        `json:"pages_scanned"`
+	PagesWritten uint64        `json:"pages_written"`
+}
+
+// ReadDumpStats reads the stats-dump file of an images directory.
+func ReadDumpStats(dir string) (*DumpStats, error) {
+	s, err := crit.GetDumpStats(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read dump stats of %s: %w", dir, err)
+	}
+	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
+	return &DumpStats{
+		FreezingTime: us(s.GetFreezingTime()),
+		FrozenTime:   us(s.GetFrozenTime()),
+		MemdumpTime:  us(s.GetMemdumpTime()),
+		MemwriteTime: us(s.GetMemwriteTime()),
+		PagesScanned: s.GetPagesScanned(),
+		PagesWritten: s.GetPagesWritten(),
+	}, nil
+}

@@ -1,0 +1,497 @@
+package criu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	gocriu "github.com/checkpoint-restore/go-criu/v7"
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"github.com/kata-cr/kata-cr/criulog"
+	"github.com/kata-cr/kata-cr/reports"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+)
+
+// LogLevel is the verbosity of every dump and restore log: 4 is the level
+// at which CRIU says why it failed, with the lines that lead up to it.
+const LogLevel = 4
+
+// The default log file names, inside the work directory.
+const (
+	DumpLogName    = "dump.log"
+	RestoreLogName = "restore.log"
+)
+
+// ExternalMount names a mount CRIU saves by reference. On dump, Path is the
+// mount point inside the dumped mount namespace and the option is
+// `--external mnt[Path]:Key`; on restore, Path is the source to mount in
+// its place and the option is `--external mnt[Key]:Path`.
+type ExternalMount struct {
+	Key  string `json:"key"`
+	Path string `json:"path"`
+}
+
+// The --manage-cgroups modes.
+var cgroupModes = map[string]rpc.CriuCgMode{
+	"ignore": rpc.CriuCgMode_IGNORE,
+	"none":   rpc.CriuCgMode_CG_NONE,
+	"props":  rpc.CriuCgMode_PROPS,
+	"soft":   rpc.CriuCgMode_SOFT,
+	"full":   rpc.CriuCgMode_FULL,
+	"strict": rpc.CriuCgMode_STRICT,
+}
+
+// DumpOpts are the options of one dump.
+type DumpOpts struct {
+	// PID is the root of the tree to dump, in the caller's pid namespace.
+	PID int
+	// ImagesDir receives the images; it is created 0700 when missing.
+	ImagesDir string
+	// WorkDir receives the log (and CRIU's scratch files); ImagesDir when
+	// empty.
+	WorkDir string
+	// LogFile is the log's file name inside WorkDir; DumpLogName when
+	// empty.
+	LogFile string
+
+	LeaveRunning   bool
+	ShellJob       bool
+	FileLocks      bool
+	TCPEstablished bool
+	ExtUnixSk      bool
+	// OrphanPtsMaster lets CRIU dump a pty whose master is outside the
+	// tree (the launcher holds it).
+	OrphanPtsMaster bool
+	// ExternalMounts become `--external mnt[Path]:Key`.
+	ExternalMounts []ExternalMount
+	// External holds other --external values, such as "unix[12345]".
+	External []string
+	// SkipMounts become --skip-mnt: the mount is left out of the images,
+	// and a restore silently lacks it.
+	SkipMounts []string
+	// ManageCgroups is a --manage-cgroups mode; CRIU's default when empty.
+	ManageCgroups string
+	// Root is --root: the root of the dumped mount namespace.
+	Root string
+	// ProcRoot is where Dump reads the live tree while CRIU holds it
+	// frozen; "/proc" when empty.
+	ProcRoot string
+}
+
+// Args returns the options as criu command-line words, for reports and for
+// the plan shown before a dump.
+func (o DumpOpts) Args() []string {
+	var a []string
+	flag := func(on bool, name string) {
+		if on {
+			a = append(a, name)
+		}
+	}
+	flag(o.LeaveRunning, "--leave-running")
+	flag(o.ShellJob, "--shell-job")
+	flag(o.FileLocks, "--file-locks")
+	flag(o.TCPEstablished, "--tcp-established")
+	flag(o.ExtUnixSk, "--ext-unix-sk")
+	flag(o.OrphanPtsMaster, "--orphan-pts-master")
+	for _, m := range o.ExternalMounts {
+		a = append(a, "--external", "mnt["+m.Path+"]:"+m.Key)
+	}
+	for _, e := range o.External {
+		a = append(a, "--external", e)
+	}
+	for _, s := range o.SkipMounts {
+		a = append(a, "--skip-mnt", s)
+	}
+	if o.ManageCgroups != "" {
+		a = append(a, "--manage-cgroups="+o.ManageCgroups)
+	}
+	if o.Root != "" {
+		a = append(a, "--root", o.Root)
+	}
+	return a
+}
+
+// ParseDumpArgs turns criu dump command-line words (a finding's
+// Fix.CRIUOptions) into DumpOpts. It knows the options kata-cr uses and
+// rejects any other, naming it.
+func ParseDumpArgs(args []string) (DumpOpts, error) {
+	var o DumpOpts
+	err := parseArgs(args, map[string]*bool{
+		"--leave-running":     &o.LeaveRunning,
+		"--shell-job":         &o.ShellJob,
+		"--file-locks":        &o.FileLocks,
+		"--tcp-established":   &o.TCPEstablished,
+		"--ext-unix-sk":       &o.ExtUnixSk,
+		"--orphan-pts-master": &o.OrphanPtsMaster,
+	}, func(name, val string) error {
+		switch name {
+		case "--external":
+			if inner, key, ok := parseMntExternal(val); ok {
+				o.ExternalMounts = append(o.ExternalMounts, ExternalMount{Path: inner, Key: key})
+			} else {
+				o.External = append(o.External, val)
+			}
+		case "--skip-mnt":
+			o.SkipMounts = append(o.SkipMounts, val)
+		case "--manage-cgroups":
+			if _, ok := cgroupModes[val]; !ok {
+				return fmt.Errorf("--manage-cgroups %q: want one of %s", val, strings.Join(cgroupModeNames(), ", "))
+			}
+			o.ManageCgroups = val
+		case "--root":
+			o.Root = val
+		default:
+			return errUnknownOption
+		}
+		return nil
+	})
+	return o, err
+}
+
+var errUnknownOption = errors.New("unknown option")
+
+// valueOptions take an argument, as "--name VALUE" or "--name=VALUE".
+var valueOptions = map[string]bool{
+	"--external": true, "--skip-mnt": true, "--manage-cgroups": true, "--root": true,
+	"--inherit-fd": true,
+}
+
+func parseArgs(args []string, flags map[string]*bool, value func(name, val string) error) error {
+	for i := 0; i < len(args); i++ {
+		name, val, hasVal := strings.Cut(args[i], "=")
+		if p, ok := flags[name]; ok && !hasVal {
+			*p = true
+			continue
+		}
+		if !valueOptions[name] {
+			return fmt.Errorf("criu option %q: not one kata-cr passes to criu", args[i])
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return fmt.Errorf("criu option %s: missing its value", name)
+			}
+			i++
+			val = args[i]
+		}
+		if err := value(name, val); err != nil {
+			if errors.Is(err, errUnknownOption) {
+				return fmt.Errorf("criu option %q: not one kata-cr passes to criu", args[i])
+			}
+			return fmt.Errorf("criu option %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// parseMntExternal splits "mnt[A]:B" into A and B.
+func parseMntExternal(v string) (inner, key string, ok bool) {
+	rest, found := strings.CutPrefix(v, "mnt[")
+	if !found {
+		return "", "", false
+	}
+	i := strings.Index(rest, "]:")
+	if i < 0 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+2:], true
+}
+
+func cgroupModeNames() []string {
+	names := make([]string, 0, len(cgroupModes))
+	for n := range cgroupModes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DumpResult is what a successful dump produced.
+type DumpResult struct {
+	ImagesDir string
+	LogPath   string
+	Duration  time.Duration
+	// Args are the options as criu command-line words.
+	Args []string
+	// Tree is the live process tree as it was while CRIU held it frozen
+	// (read at the post-dump notification), the one the images must
+	// match: a tree read before the dump races with short-lived children.
+	// Nil when it could not be read; TreeErr says why.
+	Tree    []Process
+	TreeErr error
+}
+
+// VerifyTree checks the images' process tree against the frozen live one.
+func (r *DumpResult) VerifyTree() error {
+	if r.Tree == nil {
+		return fmt.Errorf("verify dumped tree: the live tree was not read: %v", r.TreeErr)
+	}
+	dumped, err := ReadPstree(r.ImagesDir)
+	if err != nil {
+		return err
+	}
+	return CompareTrees(dumped, r.Tree)
+}
+
+// treeNotify reads the live tree at post-dump, while the tree is frozen.
+// It never fails the dump: a notification error would abort it.
+type treeNotify struct {
+	gocriu.NoNotify
+	procRoot string
+	pid      int
+	tree     []Process
+	err      error
+}
+
+func (n *treeNotify) PostDump() error {
+	n.tree, n.err = LiveTree(n.procRoot, n.pid)
+	return nil
+}
+
+// Error is a failed dump or restore. It carries the log, quoted: the error
+// lines with the lines before them, and kata-cr's explanations of them.
+type Error struct {
+	// Op is "dump" or "restore".
+	Op      string
+	LogPath string
+	// ErrorLines are the log's "Error (...)" lines, without timestamps.
+	ErrorLines   []string
+	Explanations []reports.Explanation
+	Err          error
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("criu %s failed", e.Op)
+	if h := e.Headline(); h != "" {
+		msg += ": " + h
+	} else {
+		msg += ": " + strings.ReplaceAll(e.Err.Error(), "\n", ": ")
+	}
+	if e.LogPath != "" {
+		msg += " (log: " + e.LogPath + ")"
+	}
+	return msg
+}
+
+// Headline is the log line that best says why CRIU failed: the first one
+// kata-cr knows, else the first error line.
+func (e *Error) Headline() string {
+	for _, x := range e.Explanations {
+		if x.Known && len(x.Quote) > 0 {
+			return stripTimestamp(x.Quote[len(x.Quote)-1])
+		}
+	}
+	if len(e.ErrorLines) > 0 {
+		return e.ErrorLines[0]
+	}
+	return ""
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// newError reads the log at logPath and builds the Error for err.
+func newError(op, logPath string, err error) *Error {
+	e := &Error{Op: op, LogPath: logPath, Err: err}
+	data, rerr := os.ReadFile(logPath)
+	if rerr != nil {
+		e.Err = fmt.Errorf("%w (and the log cannot be read: %v)", err, rerr)
+		e.LogPath = ""
+		return e
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	e.ErrorLines = LogErrors(lines)
+	e.Explanations = criulog.ExplainLines(logPath, lines)
+	return e
+}
+
+// LogErrors returns CRIU's error lines ("Error (file:line): message")
+// among lines, without their timestamps.
+func LogErrors(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		t := stripTimestamp(l)
+		if strings.HasPrefix(t, "Error (") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// stripTimestamp removes the "(00.123456) " CRIU puts before log lines.
+func stripTimestamp(l string) string {
+	t := strings.TrimSpace(l)
+	if strings.HasPrefix(t, "(") {
+		if i := strings.Index(t, ") "); i > 0 && i < 16 {
+			t = t[i+2:]
+		}
+	}
+	return t
+}
+
+// Dump checkpoints the process tree rooted at o.PID through criu swrk,
+// always with a log at LogLevel. On failure the error is an *Error quoting
+// the log. A dump cannot be cancelled once CRIU has frozen the tree
+// (killing CRIU then could leave the workload stopped), so ctx is checked
+// before it starts and its deadline becomes CRIU's timeout for freezing
+// the tree.
+func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
+	if o.PID <= 0 {
+		return nil, fmt.Errorf("criu dump: pid %d: give the pid of the tree's root", o.PID)
+	}
+	if o.ImagesDir == "" {
+		return nil, errors.New("criu dump: no images directory given")
+	}
+	if err := os.MkdirAll(o.ImagesDir, 0o700); err != nil {
+		return nil, fmt.Errorf("criu dump: %w", err)
+	}
+	if err := os.Chmod(o.ImagesDir, 0o700); err != nil {
+		return nil, fmt.Errorf("criu dump: %w", err)
+	}
+	dirs, err := openDirs(o.ImagesDir, o.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("criu dump: %w", err)
+	}
+	defer dirs.close()
+	logName := o.LogFile
+	if logName == "" {
+		logName = DumpLogName
+	}
+	if err := checkLogName(logName); err != nil {
+		return nil, fmt.Errorf("criu dump: %w", err)
+	}
+	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), logName)
+	if err != nil {
+		return nil, fmt.Errorf("criu dump: %w", err)
+	}
+	logPath := filepath.Join(dirs.workPath, logName)
+	c := gocriu.MakeCriu()
+	c.SetCriuPath(b.Path)
+	procRoot := o.ProcRoot
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	n := &treeNotify{procRoot: procRoot, pid: o.PID}
+	start := time.Now()
+	err = c.Dump(opts, n)
+	d := time.Since(start)
+	if err != nil {
+		return nil, newError("dump", logPath, err)
+	}
+	if n.tree == nil && n.err == nil {
+		n.err = errors.New("criu sent no post-dump notification")
+	}
+	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: logPath, Duration: d, Args: o.Args(), Tree: n.tree, TreeErr: n.err}, nil
+}
+
+// rpcOpts builds the swrk request's options.
+func (o DumpOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
+	opts := &rpc.CriuOpts{
+		Pid:             proto.Int32(int32(o.PID)),
+		ImagesDirFd:     proto.Int32(int32(imagesFD)),
+		WorkDirFd:       proto.Int32(int32(workFD)),
+		LogLevel:        proto.Int32(LogLevel),
+		LogFile:         proto.String(logName),
+		LeaveRunning:    proto.Bool(o.LeaveRunning),
+		ShellJob:        proto.Bool(o.ShellJob),
+		FileLocks:       proto.Bool(o.FileLocks),
+		TcpEstablished:  proto.Bool(o.TCPEstablished),
+		ExtUnixSk:       proto.Bool(o.ExtUnixSk),
+		OrphanPtsMaster: proto.Bool(o.OrphanPtsMaster),
+		SkipMnt:         o.SkipMounts,
+	}
+	for _, m := range o.ExternalMounts {
+		opts.External = append(opts.External, "mnt["+m.Path+"]:"+m.Key)
+	}
+	opts.External = append(opts.External, o.External...)
+	if err := setCommon(opts, o.ManageCgroups, o.Root); err != nil {
+		return nil, err
+	}
+	if err := setTimeout(ctx, opts); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+// setCommon sets the options dump and restore share.
+func setCommon(opts *rpc.CriuOpts, cgMode, root string) error {
+	if cgMode != "" {
+		m, ok := cgroupModes[cgMode]
+		if !ok {
+			return fmt.Errorf("--manage-cgroups %q: want one of %s", cgMode, strings.Join(cgroupModeNames(), ", "))
+		}
+		opts.ManageCgroups = proto.Bool(true)
+		opts.ManageCgroupsMode = &m
+	}
+	if root != "" {
+		opts.Root = proto.String(root)
+	}
+	return nil
+}
+
+// setTimeout turns ctx's deadline into CRIU's timeout (whole seconds).
+func setTimeout(ctx context.Context, opts *rpc.CriuOpts) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		secs := int(time.Until(dl) / time.Second)
+		if secs < 1 {
+			return context.DeadlineExceeded
+		}
+		opts.Timeout = proto.Uint32(uint32(secs))
+	}
+	return nil
+}
+
+// checkLogName enforces CRIU's rule for log_file over RPC: a plain name in
+// the work directory.
+func checkLogName(name string) error {
+	if strings.Contains(name, "/") || name == "." || name == ".." {
+		return fmt.Errorf("log file %q: give a file name; the log goes into the work directory", name)
+	}
+	return nil
+}
+
+// dirFDs holds the images and work directories open for the RPC: criu swrk
+// opens them through /proc/<our pid>/fd.
+type dirFDs struct {
+	images, work *os.File
+	workPath     string
+}
+
+func openDirs(imagesDir, workDir string) (*dirFDs, error) {
+	if workDir == "" {
+		workDir = imagesDir
+	}
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return nil, err
+	}
+	img, err := openDir(imagesDir)
+	if err != nil {
+		return nil, err
+	}
+	work, err := openDir(workDir)
+	if err != nil {
+		img.Close()
+		return nil, err
+	}
+	return &dirFDs{images: img, work: work, workPath: workDir}, nil
+}
+
+func openDir(p string) (*os.File, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open directory %s: %w", p, err)
+	}
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+func (d *dirFDs) close() {
+	d.images.Close()
+	d.work.Close()
+}

@@ -1,0 +1,238 @@
+package criu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	gocriu "github.com/checkpoint-restore/go-criu/v7"
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+)
+
+// InheritFD hands one of our open files to the restored tree in place of
+// the external resource CRIU saved under Key (`--inherit-fd fd[N]:Key`),
+// such as a new pty for a terminal or the peer of a stream unix socket.
+type InheritFD struct {
+	Key  string
+	File *os.File
+}
+
+// RestoreOpts are the options of one restore.
+type RestoreOpts struct {
+	// ImagesDir holds the images of the dump.
+	ImagesDir string
+	// WorkDir receives the log; ImagesDir when empty.
+	WorkDir string
+	// LogFile is the log's file name inside WorkDir; RestoreLogName when
+	// empty.
+	LogFile string
+	// Root is --root: the directory that becomes the restored mount
+	// namespace's root (the container's prepared rootfs).
+	Root string
+	// ExternalMounts become `--external mnt[Key]:Path`: each mount the
+	// dump declared external is mounted from Path.
+	ExternalMounts []ExternalMount
+	// External holds other --external values.
+	External []string
+	// InheritFDs become --inherit-fd.
+	InheritFDs []InheritFD
+
+	ShellJob       bool
+	FileLocks      bool
+	TCPEstablished bool
+	ExtUnixSk      bool
+	// RestoreSibling makes the restored tree's root our child rather than
+	// criu swrk's, so that we can wait for it (and reap it) like a
+	// container we started.
+	RestoreSibling bool
+	// OrphanPtsMaster restores a pty whose master was outside the tree
+	// (dumped with --orphan-pts-master). CRIU then sends the new master
+	// over the RPC socket, where go-criu drops it: the restored terminal
+	// loses its master.
+	OrphanPtsMaster bool
+	// ManageCgroups is a --manage-cgroups mode; CRIU's default when empty.
+	ManageCgroups string
+}
+
+// Args returns the options as criu command-line words.
+func (o RestoreOpts) Args() []string {
+	var a []string
+	flag := func(on bool, name string) {
+		if on {
+			a = append(a, name)
+		}
+	}
+	flag(o.ShellJob, "--shell-job")
+	flag(o.FileLocks, "--file-locks")
+	flag(o.TCPEstablished, "--tcp-established")
+	flag(o.ExtUnixSk, "--ext-unix-sk")
+	flag(o.RestoreSibling, "--restore-sibling")
+	flag(o.OrphanPtsMaster, "--orphan-pts-master")
+	for _, m := range o.ExternalMounts {
+		a = append(a, "--external", "mnt["+m.Key+"]:"+m.Path)
+	}
+	for _, e := range o.External {
+		a = append(a, "--external", e)
+	}
+	for _, f := range o.InheritFDs {
+		a = append(a, "--inherit-fd", "fd["+strconv.Itoa(int(f.File.Fd()))+"]:"+f.Key)
+	}
+	if o.ManageCgroups != "" {
+		a = append(a, "--manage-cgroups="+o.ManageCgroups)
+	}
+	if o.Root != "" {
+		a = append(a, "--root", o.Root)
+	}
+	return a
+}
+
+// ParseRestoreArgs turns criu restore command-line words (a finding's
+// Fix.RestoreOptions) into RestoreOpts. --inherit-fd needs an open file and
+// cannot come from words: it is rejected like any option kata-cr does not
+// pass.
+func ParseRestoreArgs(args []string) (RestoreOpts, error) {
+	var o RestoreOpts
+	err := parseArgs(args, map[string]*bool{
+		"--shell-job":         &o.ShellJob,
+		"--file-locks":        &o.FileLocks,
+		"--tcp-established":   &o.TCPEstablished,
+		"--ext-unix-sk":       &o.ExtUnixSk,
+		"--restore-sibling":   &o.RestoreSibling,
+		"--orphan-pts-master": &o.OrphanPtsMaster,
+	}, func(name, val string) error {
+		switch name {
+		case "--external":
+			if key, src, ok := parseMntExternal(val); ok {
+				o.ExternalMounts = append(o.ExternalMounts, ExternalMount{Key: key, Path: src})
+			} else {
+				o.External = append(o.External, val)
+			}
+		case "--manage-cgroups":
+			if _, ok := cgroupModes[val]; !ok {
+				return fmt.Errorf("--manage-cgroups %q: want one of %s", val, strings.Join(cgroupModeNames(), ", "))
+			}
+			o.ManageCgroups = val
+		case "--root":
+			o.Root = val
+		default:
+			return errUnknownOption
+		}
+		return nil
+	})
+	return o, err
+}
+
+// rpcOpts builds the swrk request's options.
+func (o RestoreOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
+	opts := &rpc.CriuOpts{
+		ImagesDirFd:    proto.Int32(int32(imagesFD)),
+		WorkDirFd:      proto.Int32(int32(workFD)),
+		LogLevel:       proto.Int32(LogLevel),
+		LogFile:        proto.String(logName),
+		ShellJob:       proto.Bool(o.ShellJob),
+		FileLocks:      proto.Bool(o.FileLocks),
+		TcpEstablished: proto.Bool(o.TCPEstablished),
+		ExtUnixSk:      proto.Bool(o.ExtUnixSk),
+		RstSibling:     proto.Bool(o.RestoreSibling),
+	}
+	if o.OrphanPtsMaster {
+		opts.OrphanPtsMaster = proto.Bool(true)
+	}
+	for _, m := range o.ExternalMounts {
+		opts.External = append(opts.External, "mnt["+m.Key+"]:"+m.Path)
+	}
+	opts.External = append(opts.External, o.External...)
+	for _, f := range o.InheritFDs {
+		opts.InheritFd = append(opts.InheritFd, &rpc.InheritFd{Key: proto.String(f.Key), Fd: proto.Int32(int32(f.File.Fd()))})
+	}
+	if err := setCommon(opts, o.ManageCgroups, o.Root); err != nil {
+		return nil, err
+	}
+	if err := setTimeout(ctx, opts); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+// RestoreResult is what a successful restore produced.
+type RestoreResult struct {
+	// PID is the restored tree's root in the caller's pid namespace.
+	PID      int
+	LogPath  string
+	Duration time.Duration
+	Args     []string
+}
+
+// pidNotify takes the restored root's pid from the post-restore
+// notification: go-criu's Restore does not return CRIU's answer, which
+// holds it.
+type pidNotify struct {
+	gocriu.NoNotify
+	pid int32
+}
+
+func (n *pidNotify) PostRestore(pid int32) error {
+	n.pid = pid
+	return nil
+}
+
+// Restore restores the tree dumped in o.ImagesDir through criu swrk, always
+// with a log at LogLevel, and returns the restored root's pid. On failure
+// the error is an *Error quoting the log. Like Dump, it cannot be cancelled
+// midway; ctx is checked before it starts and its deadline becomes CRIU's
+// timeout.
+func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, error) {
+	if o.ImagesDir == "" {
+		return nil, errors.New("criu restore: no images directory given")
+	}
+	if _, err := os.Stat(filepath.Join(o.ImagesDir, "inventory.img")); err != nil {
+		return nil, fmt.Errorf("criu restore: %s holds no CRIU images: %w", o.ImagesDir, err)
+	}
+	dirs, err := openDirs(o.ImagesDir, o.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("criu restore: %w", err)
+	}
+	defer dirs.close()
+	logName := o.LogFile
+	if logName == "" {
+		logName = RestoreLogName
+	}
+	if err := checkLogName(logName); err != nil {
+		return nil, fmt.Errorf("criu restore: %w", err)
+	}
+	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), logName)
+	if err != nil {
+		return nil, fmt.Errorf("criu restore: %w", err)
+	}
+	// criu swrk is started by go-criu without ExtraFiles, so an inherited
+	// file reaches it by keeping its number across exec: clear
+	// close-on-exec for the restore, set it again after.
+	for _, f := range o.InheritFDs {
+		fd := int(f.File.Fd())
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
+			return nil, fmt.Errorf("criu restore: pass fd %d for %s: %w", fd, f.Key, err)
+		}
+		defer unix.CloseOnExec(fd)
+	}
+	logPath := filepath.Join(dirs.workPath, logName)
+	c := gocriu.MakeCriu()
+	c.SetCriuPath(b.Path)
+	n := &pidNotify{}
+	start := time.Now()
+	err = c.Restore(opts, n)
+	d := time.Since(start)
+	if err != nil {
+		return nil, newError("restore", logPath, err)
+	}
+	if n.pid <= 0 {
+		return nil, newError("restore", logPath, errors.New("criu reported success but sent no post-restore notification with the pid"))
+	}
+	return &RestoreResult{PID: int(n.pid), LogPath: logPath, Duration: d, Args: o.Args()}, nil
+}

@@ -1,0 +1,91 @@
+// Package images keeps checkpoint images on the host: a directory (0700,
+// files 0600) holding CRIU's images, the container's changed files
+// (rootfs-diff.tar) and a manifest.json that records where the checkpoint
+// was taken (kernel release, CRIU version, architecture), how (workload,
+// command, CRIU options, external mounts) and a SHA-256 checksum of every
+// file.
+//
+// A directory only ever appears under its final name complete: Write fills
+// DIR.partial-XXXX and renames it, so an interrupted or failed checkpoint
+// never leaves something that looks like a checkpoint. Open and Verify
+// refuse, with a stable reason ID, a directory that is incomplete, damaged
+// or taken on another kernel, CRIU or architecture.
+//
+// The tar helpers stream a directory over the guest's data channel in both
+// directions and refuse entries that would land outside the target.
+package images
+
+import (
+	"time"
+)
+
+// SchemaVersion is the version of manifest.json that this package writes;
+// it changes when a reader of an older version would misread the file.
+const SchemaVersion = 1
+
+// ManifestName is the manifest's file name inside an images directory.
+const ManifestName = "manifest.json"
+
+// RootfsDiffName is the tar of the container's changed files, podman's name
+// for it.
+const RootfsDiffName = "rootfs-diff.tar"
+
+// DeletedFilesName lists (as a JSON array) the rootfs paths the container
+// deleted, podman's name for it.
+const DeletedFilesName = "deleted.files"
+
+// Manifest describes one checkpoint.
+type Manifest struct {
+	SchemaVersion int `json:"schema_version"`
+	// Complete is set by Write as the last thing before the directory gets
+	// its final name.
+	Complete      bool      `json:"complete"`
+	Created       time.Time `json:"created"`
+	KataCRVersion string    `json:"kata_cr_version"`
+
+	// Where the dump ran: a restore must match all three.
+	KernelRelease string `json:"kernel_release"`
+	CRIUVersion   string `json:"criu_version"`
+	Arch          string `json:"arch"`
+
+	// What was dumped.
+	Workload string   `json:"workload"`
+	Command  []string `json:"command,omitempty"`
+	Terminal bool     `json:"terminal,omitempty"`
+	Setsid   bool     `json:"setsid,omitempty"`
+	// WorkloadState is what the workload's verification needs after the
+	// restore, such as the counter's value at dump time.
+	WorkloadState map[string]string `json:"workload_state,omitempty"`
+
+	// How it was dumped, as CRIU command-line words.
+	DumpOptions    []string        `json:"dump_options,omitempty"`
+	RestoreOptions []string        `json:"restore_options,omitempty"`
+	ExternalMounts []ExternalMount `json:"external_mounts,omitempty"`
+
+	// Files lists every file of the directory except the manifest.
+	Files []File `json:"files"`
+}
+
+// ExternalMount is a mount CRIU saved by reference only: the restore maps
+// Key back to a source on the restoring side.
+type ExternalMount struct {
+	Key string `json:"key"`
+	// Target is the mount point inside the container.
+	Target string `json:"target"`
+}
+
+// File is one file of an images directory.
+type File struct {
+	// Name is the slash-separated path relative to the directory.
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Compat is what the restoring side runs: a checkpoint restores only where
+// all three match the manifest.
+type Compat struct {
+	KernelRelease string
+	CRIUVersion   string
+	Arch          string
+}

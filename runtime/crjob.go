@@ -1,0 +1,64 @@
+package runtime
+
+import (
+	"github.com/kata-cr/kata-cr/images"
+)
+
+// CheckpointOptions are the Options of a checkpoint job: which workload the
+// agent starts, as which runtime would, and what it may do to dump it. The
+// job's Fix field is --auto-fix.
+type CheckpointOptions struct {
+	// Workload names an entry of container.Workloads; Command, when set,
+	// runs that argv instead.
+	Workload string   `json:"workload,omitempty"`
+	Command  []string `json:"command,omitempty"`
+	// Terminal gives the workload a pty (-t).
+	Terminal bool `json:"terminal,omitempty"`
+	// RuntimeSetsid makes the container init a session leader from the
+	// start, as runc and the Kata agent 4.1.0 do.
+	RuntimeSetsid bool `json:"runtime_setsid,omitempty"`
+	// NoRestart refuses the restart-setsid fix instead of restarting the
+	// workload (which loses its in-memory state).
+	NoRestart bool `json:"no_restart,omitempty"`
+	// LeaveRunning keeps the original workload running after the dump.
+	LeaveRunning bool `json:"leave_running,omitempty"`
+	// Bench also times a raw criu dump and restore of the same workload
+	// in the same guest, with the criu command line.
+	Bench bool `json:"bench,omitempty"`
+}
+
+// RestoreOptions are the Options of a restore job. The images follow on
+// the DataPort as a tar stream once the agent asks for them with a
+// progress event of stage StageReceiveImages.
+type RestoreOptions struct {
+	Manifest images.Manifest `json:"manifest"`
+}
+
+// ImagesReady is the Data of the result event a checkpoint job sends after
+// a successful dump: the manifest of the images (without the file list,
+// which the host computes) that follow on the DataPort as a tar stream.
+type ImagesReady struct {
+	Manifest images.Manifest `json:"manifest"`
+}
+
+// BenchResult is the Data of the result event of a checkpoint job with
+// Bench: kata-cr's dump and restore of the workload next to raw criu's.
+type BenchResult struct {
+	Workload       string   `json:"workload"`
+	KataCRDump     float64  `json:"katacr_dump_seconds"`
+	KataCRRestore  float64  `json:"katacr_restore_seconds"`
+	RawDump        float64  `json:"raw_dump_seconds"`
+	RawRestore     float64  `json:"raw_restore_seconds"`
+	RawDumpCommand []string `json:"raw_dump_command"`
+}
+
+// StageReceiveImages is the stage of the progress event with which a
+// restore job asks the host for the images.
+const StageReceiveImages = "receive-images"
+
+// ResultImages and ResultBench tag the result events of a checkpoint job
+// (Event.Stage).
+const (
+	ResultImages = "images"
+	ResultBench  = "bench"
+)
