@@ -18,17 +18,22 @@ import (
 // The fixer names that process and mount findings point at. The fixers
 // themselves live elsewhere: "criu-option" adds the finding's CRIUOptions
 // to the dump (and RestoreOptions to the restore), "restart-setsid"
-// restarts the workload with its entrypoint wrapped in setsid.
+// restarts the workload with setsid() called for its init before exec.
 const (
 	procFixerCRIUOption    = "criu-option"
 	procFixerRestartSetsid = "restart-setsid"
 )
 
 // procSetsidFix is the remedy for a session outside the pid namespace.
-// FACTS.md: only the container init being a session leader helps; CRIU
-// refuses sid 0 even with --shell-job, and setsid in a child changes
-// nothing for pid 1.
-const procSetsidFix = "make the container init a session leader: wrap the entrypoint in setsid (or use a runtime that calls setsid(): runc, crun, Kata agent 4.1.0+)"
+// Only the container init being a session leader helps: CRIU refuses sid 0
+// even with --shell-job, and setsid in a child changes nothing for pid 1.
+// The Kata agent starts the init as the leader of its own process group,
+// where setsid() fails: a setsid wrapper then forks and pid 1 exits, so the
+// dependable remedy is the runtime calling setsid() before it execs the
+// init (kata-cr's restart-setsid fixer does exactly that).
+const procSetsidFix = "make the container init a session leader: have the runtime call setsid() for it " +
+	"(Kata agent 4.1.0 and later, runc and crun always do; Kata 2.5.0 to 4.0.0 only for terminal processes, so -t also works). " +
+	"A setsid wrapper in the entrypoint works only where the init does not lead its process group; wrapping a child never helps"
 
 // ProcessChecks are the checks of the process tree rooted at Env.PID, as
 // `criu dump -t PID` will walk it: namespaces, sessions, terminals, locks,
@@ -301,7 +306,7 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 		if firstBad == r {
 			for _, p := range t.Procs[1:] {
 				if procLast(p.Status.NSsid) == procLast(p.Status.NSpid) {
-					ev = append(ev, fmt.Sprintf("%s is a session leader, but that does not help: %s keeps the outside session, and CRIU needs every process's session inside the namespace (setsid must wrap the init itself)", p.label(), r.label()))
+					ev = append(ev, fmt.Sprintf("%s is a session leader, but that does not help: %s keeps the outside session, and CRIU needs every process's session inside the namespace (the init itself must be the session leader)", p.label(), r.label()))
 					break
 				}
 			}

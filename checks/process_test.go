@@ -183,7 +183,7 @@ func TestProcSessionLeaderLive(t *testing.T) {
 				t.Errorf("summary %q does not carry CRIU's message %q", f.Summary, wantSummary)
 			}
 			if f.Fix == nil || !f.Fix.AutoFixable || f.Fix.Fixer != "restart-setsid" || len(f.Fix.CRIUOptions) != 0 ||
-				!strings.Contains(f.Fix.Description, "wrap the entrypoint in setsid") {
+				!strings.Contains(f.Fix.Description, "runtime call setsid() for it") {
 				t.Errorf("fix: %+v", f.Fix)
 			}
 			if p.WithOptions {

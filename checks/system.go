@@ -423,7 +423,7 @@ func checkNetworkLock(_ context.Context, env *Env) []reports.Finding {
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: "no iptables-restore for criu's default network lock; the kernel has nf_tables",
 			Fix: &reports.Fix{Description: "pass --network-lock nftables to criu (needs a criu built with nftables: see criu.feature.network_lock_nftables), or install iptables (apt-get install iptables)",
-				CRIUOptions: []string{"--network-lock", "nftables"}}}}
+				CRIUOptions: []string{"--network-lock=nftables"}}}}
 	}
 	return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 		Summary: "no network lock backend: dumping established TCP connections or a network namespace will fail",

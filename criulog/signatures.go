@@ -38,10 +38,12 @@ var Signatures = []Signature{
 			"the container's pid namespace. CRIU cannot dump such a session, not even with --shell-job. This happens " +
 			"when the container init is started without setsid(): the Kata agent from 2.5.0 to 4.0.0 does so for " +
 			"every process without a terminal.",
-		Fix: "Make the container init a session leader: wrap the entrypoint itself in setsid (setsid CMD ARGS as " +
-			"pid 1), or have the runtime call setsid() for every container process (runc, crun and the Kata agent " +
-			"4.1.0 and later do). Wrapping a child, as in sh -c 'setsid sh -c \"sleep 3600\"', does not help: pid 1 " +
-			"keeps the outside session.",
+		Fix: "Make the container init a session leader: have the runtime call setsid() before it execs the init " +
+			"(the Kata agent 4.1.0 and later, runc and crun always do; Kata 2.5.0 to 4.0.0 do it only for processes " +
+			"with a terminal, so running the container with -t also works). A setsid wrapper as the entrypoint " +
+			"helps only where the init does not lead its own process group; under Kata's agent it does, so setsid " +
+			"forks and pid 1 exits. Wrapping a child, as in sh -c 'setsid sh -c \"sleep 3600\"', never helps: " +
+			"pid 1 keeps the outside session.",
 		Finding: "process.session-leader",
 	},
 	{
