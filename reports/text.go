@@ -148,6 +148,10 @@ func writeFinding(b *bytes.Buffer, s textStyle, f Finding) {
 		line += " " + s.faint("["+string(f.Level)+"]")
 	}
 	b.WriteString(line + "\n")
+	if f.Status == Pass {
+		// A pass needs no proof on a terminal; -o json keeps its evidence.
+		return
+	}
 	const ind = "      "
 	for _, e := range f.Evidence {
 		fmt.Fprintf(b, "%s%s\n", ind, e)
