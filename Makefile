@@ -12,7 +12,7 @@ BENCHTIME ?= 1x
 # How long each Fuzz target runs in `make fuzz`.
 FUZZTIME ?= 15s
 
-.PHONY: all build test lint bench fuzz deps guest-kernel clean
+.PHONY: all build test lint bench fuzz deps guest-kernel guest-kernels clean
 
 all: build
 
@@ -48,6 +48,12 @@ deps:
 
 guest-kernel:
 	scripts/fetch-kernel.sh $(KERNEL)
+
+# The kernels the tests boot: Debian's 6.1 (the default guest) and 7.3 (newer
+# than 6.13: the CRIU 4.1 vDSO case).
+guest-kernels:
+	scripts/fetch-kernel.sh 6.1
+	scripts/fetch-kernel.sh 7.3
 
 clean:
 	rm -rf bin
