@@ -36,7 +36,7 @@ func runDoctor(ctx context.Context, s *session, job runtime.Job) error {
 		}
 	}
 	env, target := s.guestEnv(ctx)
-	runner := checks.Runner{Checks: guestChecks()}
+	runner := checks.Runner{Checks: guestChecks(), Workers: checkWorkers}
 	s.progress("checks", "running %d checks", len(runner.Checks))
 	findings := runner.Run(ctx, env)
 	r := reports.New("doctor", version)
@@ -98,3 +98,7 @@ func (s *session) guestEnv(ctx context.Context) (*checks.Env, reports.Target) {
 	}
 	return env, target
 }
+
+// checkWorkers bounds how many checks run at once in the guest: most of
+// them wait on a criu process, so a few at a time shorten boot-to-verdict.
+const checkWorkers = 4
