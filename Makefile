@@ -8,7 +8,7 @@ LDFLAGS  := -X github.com/kata-cr/kata-cr/cmd.Version=$(VERSION)
 # Debian kernel series for `make guest-kernel`: 6.1, 6.12 or 7.3.
 KERNEL   ?= 6.1
 # Iterations per benchmark: the VM benchmarks boot a guest per iteration.
-BENCHTIME ?= 1x
+BENCHTIME ?= 3x
 # How long each Fuzz target runs in `make fuzz`.
 FUZZTIME ?= 15s
 
