@@ -6,7 +6,7 @@
 // file.
 //
 // A directory only ever appears under its final name complete: Write fills
-// DIR.partial-XXXX and renames it, so an interrupted or failed checkpoint
+// DIR.partial-<random> and renames it, so an interrupted or failed checkpoint
 // never leaves something that looks like a checkpoint. Open and Verify
 // refuse, with a stable reason ID, a directory that is incomplete, damaged
 // or taken on another kernel, CRIU or architecture.
@@ -53,6 +53,10 @@ type Manifest struct {
 	Command  []string `json:"command,omitempty"`
 	Terminal bool     `json:"terminal,omitempty"`
 	Setsid   bool     `json:"setsid,omitempty"`
+	// Includes are the host files the guest image got (--include, and
+	// the workload's own binaries), so that a restore rebuilds the same
+	// image without the user repeating them.
+	Includes []Include `json:"includes,omitempty"`
 	// WorkloadState is what the workload's verification needs after the
 	// restore, such as the counter's value at dump time.
 	WorkloadState map[string]string `json:"workload_state,omitempty"`
@@ -72,6 +76,16 @@ type ExternalMount struct {
 	Key string `json:"key"`
 	// Target is the mount point inside the container.
 	Target string `json:"target"`
+}
+
+// Include is one host file added to the guest image.
+type Include struct {
+	// Host is the absolute path on the host; Guest the path in the guest.
+	Host  string `json:"host"`
+	Guest string `json:"guest"`
+	// SHA256 is the checksum of the host file when the checkpoint was
+	// taken: the restoring guest must run the same binary.
+	SHA256 string `json:"sha256"`
 }
 
 // File is one file of an images directory.

@@ -89,7 +89,7 @@ func copyFile(src, dst string) error {
 // Write creates the images directory dir from src with manifest m: the
 // directory 0700, every file 0600 whatever the umask, and a manifest.json
 // listing every file's size and SHA-256. It fills a sibling
-// DIR.partial-XXXX and renames it to dir only when everything is written and
+// DIR.partial-<random> and renames it to dir only when everything is written and
 // synced, so dir never exists incomplete; on failure the partial directory
 // is removed. dir must not exist, or be an empty directory.
 //
