@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -71,7 +72,13 @@ since the start is lost; --no-restart refuses instead), declares the bind
 mounts external, adds the CRIU options the checks ask for, dumps, verifies the
 images and copies them with the container's changed files to --images-dir.
 Unless --no-restore it then restores them in a fresh guest and verifies that
-the workload carried on.
+the workload carried on. The workload is never lost: when the dump stopped
+it (no --leave-running) and its images cannot be saved (the images
+directory fails, the images do not match the frozen tree, the host does not
+answer), the agent restores it in place in the first guest from its own
+copy of the images, and the report says so. The manifest records the
+--include files with their checksums, so kata-cr restore rebuilds the same
+guest image without them.
 
 Workloads: ` + strings.Join(container.Names(), ", ") + ` (default ` + container.DefaultWorkload + `), or any command of the
 guest image after -- (busybox applets, and files added with --include).
@@ -324,7 +331,12 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	}
 	p.printf("booting guest A under %s to checkpoint %s", gst.accel.Name, w.Name)
 	job := krt.Job{Kind: krt.JobCheckpoint, Fix: o.AutoFix, Verbose: o.guest.Verbose, Options: jobOpts}
+	includes, err := o.guest.includeRecords()
+	if err != nil {
+		return err
+	}
 	var saved *images.Set
+	var saveErr error
 	var bench *krt.BenchResult
 	res, err := krt.RunWith(ctx, gst.bootSpec(&o.guest, p), job, func(vm *krt.VM, ev krt.Event) error {
 		p.event(ev)
@@ -333,20 +345,20 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		}
 		switch ev.Stage {
 		case krt.ResultImages:
-			var ir krt.ImagesReady
-			if err := json.Unmarshal(ev.Data, &ir); err != nil {
-				return fmt.Errorf("read the images' manifest from the guest: %w", err)
+			saved, saveErr = saveImages(ctx, vm, o.ImagesDir, ev.Data, includes)
+			answer := krt.ImagesSaved{OK: saveErr == nil}
+			if saveErr != nil {
+				answer.Error = saveErr.Error()
+				p.printf("could not save the checkpoint: %v", saveErr)
+			} else {
+				answer.Dir = saved.Dir
+				p.printf("checkpoint saved in %s (%d bytes)", saved.Dir, saved.Size())
 			}
-			conn, err := vm.Data(ctx)
-			if err != nil {
-				return fmt.Errorf("open the data channel: %w", err)
+			// The agent keeps the workload's only copy until it knows:
+			// told that the save failed, it puts the workload back.
+			if err := vm.Send(krt.HostMessage{Kind: krt.HostImagesSaved, Saved: &answer}); err != nil {
+				return fmt.Errorf("tell the guest whether the images were saved: %w", err)
 			}
-			ir.Manifest.KataCRVersion = Version
-			saved, err = images.Write(o.ImagesDir, ir.Manifest, images.FromTar(conn))
-			if err != nil {
-				return fmt.Errorf("save the checkpoint: %w", err)
-			}
-			p.printf("checkpoint saved in %s (%d bytes)", saved.Dir, saved.Size())
 		case krt.ResultBench:
 			bench = &krt.BenchResult{}
 			if err := json.Unmarshal(ev.Data, bench); err != nil {
@@ -372,7 +384,21 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		r.Findings = append(r.Findings, benchFinding(bench))
 	}
 	if cp.DumpOK && saved == nil {
-		cp.Error = "the dump succeeded but the guest sent no images"
+		f := reports.Finding{ID: "checkpoint.saved", Category: "checkpoint", Level: reports.Required, Status: reports.Fail,
+			Summary: "the dump succeeded but no checkpoint was saved"}
+		switch {
+		case saveErr != nil:
+			f.Summary = "the dump succeeded but the checkpoint could not be saved in " + o.ImagesDir
+			f.Reason = saveErr.Error()
+		case cp.Error != "":
+			f.Reason = cp.Error
+		default:
+			f.Reason = "the guest sent no images"
+		}
+		if cp.Error == "" {
+			cp.Error = f.Summary + ": " + f.Reason
+		}
+		r.Findings = append(r.Findings, f)
 		return render(deps, g, r)
 	}
 	if saved != nil {
@@ -387,6 +413,55 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		cp.Error = "restore: " + err.Error()
 	}
 	return render(deps, g, r)
+}
+
+// writeImages saves the images the agent streams; tests replace it to
+// make the save fail after the dump.
+var writeImages = func(dir string, m images.Manifest, r io.Reader) (*images.Set, error) {
+	return images.Write(dir, m, images.FromTar(r))
+}
+
+// saveImages writes the images the agent announced with data and streams
+// on the data channel into dir. On failure it keeps draining the channel,
+// so that the agent finishes sending and reads the answer.
+func saveImages(ctx context.Context, vm *krt.VM, dir string, data []byte, includes []images.Include) (*images.Set, error) {
+	var ir krt.ImagesReady
+	if err := json.Unmarshal(data, &ir); err != nil {
+		return nil, fmt.Errorf("read the images' manifest from the guest: %w", err)
+	}
+	conn, err := vm.Data(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open the data channel: %w", err)
+	}
+	ir.Manifest.KataCRVersion = Version
+	ir.Manifest.Includes = includes
+	set, err := writeImages(dir, ir.Manifest, conn)
+	if err != nil {
+		// The rest of the stream is of no use; reading it ends when the
+		// guest stops and its channel closes.
+		go func() { _, _ = io.Copy(io.Discard, conn) }()
+		return nil, fmt.Errorf("save the checkpoint: %w", err)
+	}
+	return set, nil
+}
+
+// includeRecords are the files the guest image gets from this host, with
+// their checksums, for the manifest: a restore rebuilds the same image
+// from them.
+func (o *guestOptions) includeRecords() ([]images.Include, error) {
+	var out []images.Include
+	for _, inc := range o.Include.List() {
+		e, err := guestimage.ParseInclude(inc)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		sum, err := images.SumFile(e.Host)
+		if err != nil {
+			return nil, usagef("--include %s: %v: give a readable file", inc, errors.Unwrap(err))
+		}
+		out = append(out, images.Include{Host: e.Host, Guest: e.Guest, SHA256: sum})
+	}
+	return out, nil
 }
 
 // fillTarget adds how the guest was booted to the agent's target.

@@ -122,8 +122,8 @@ func TestCheckpointBadInput(t *testing.T) {
 
 // fakeCheckpoint writes an images directory through images.Write, as
 // kata-cr checkpoint does, for the kernel, CRIU and architecture the
-// default guest runs, with stand-in image files: the refusals only read
-// the manifest and the checksums.
+// default guest runs, with stand-in image files and one --include'd host
+// file: the refusals only read the manifest and the checksums.
 func fakeCheckpoint(t *testing.T) string {
 	t.Helper()
 	k, err := krt.FindKernel(krt.KernelOptions{Version: "6.1"})
@@ -144,10 +144,22 @@ func fakeCheckpoint(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
+	inc := filepath.Join(t.TempDir(), "myprog")
+	if err := os.WriteFile(inc, []byte("#!/bin/sh\nsleep 3600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o := guestOptions{}
+	if err := o.Include.Set(inc + ":/usr/bin/myprog"); err != nil {
+		t.Fatal(err)
+	}
+	includes, err := o.includeRecords()
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(t.TempDir(), "images")
 	_, err = images.Write(dir, images.Manifest{
 		KernelRelease: k.Release, CRIUVersion: p.Version, Arch: unix.ByteSliceToString(uts.Machine[:]),
-		Workload: "counter", WorkloadState: map[string]string{"counter": "12"},
+		Workload: "counter", WorkloadState: map[string]string{"counter": "12"}, Includes: includes,
 	}, images.FromDir(src))
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +178,22 @@ func TestRestoreRefuses(t *testing.T) {
 	k, _ := krt.FindKernel(krt.KernelOptions{Version: "6.1"})
 	if set.Manifest.KernelRelease != k.Release {
 		t.Fatalf("manifest kernel %q, want %q", set.Manifest.KernelRelease, k.Release)
+	}
+	// The restore rebuilds the image with the recorded --include, without
+	// the user repeating it.
+	var o guestOptions
+	if err := o.includeFrom(set); err != nil {
+		t.Fatalf("the intact include is refused: %v", err)
+	}
+	if inc := set.Manifest.Includes; len(inc) != 1 || !slices.Equal(o.Include.List(), []string{inc[0].Host + ":/usr/bin/myprog"}) {
+		t.Errorf("restore includes %q, want the recorded %+v", o.Include.List(), inc)
+	}
+	includeOf := func(t *testing.T, dir string) string {
+		set, err := images.Open(dir)
+		if err != nil || len(set.Manifest.Includes) != 1 {
+			t.Fatalf("open %s: %v (includes %+v)", dir, err, set.Manifest.Includes)
+		}
+		return set.Manifest.Includes[0].Host
 	}
 
 	editManifest := func(t *testing.T, dir string, edit func(m map[string]any)) {
@@ -207,6 +235,16 @@ func TestRestoreRefuses(t *testing.T) {
 		{"other kernel", func(t *testing.T, dir string) {
 			editManifest(t, dir, func(m map[string]any) { m["kernel_release"] = "7.3.0-1-amd64" })
 		}, images.ReasonKernelMismatch},
+		{"included file changed", func(t *testing.T, dir string) {
+			if err := os.WriteFile(includeOf(t, dir), []byte("#!/bin/sh\nsleep 1\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, images.ReasonIncludeChanged},
+		{"included file gone", func(t *testing.T, dir string) {
+			if err := os.Remove(includeOf(t, dir)); err != nil {
+				t.Fatal(err)
+			}
+		}, images.ReasonIncludeMissing},
 		{"unfinished", func(t *testing.T, dir string) {
 			if err := os.Remove(filepath.Join(dir, images.ManifestName)); err != nil {
 				t.Fatal(err)
@@ -517,4 +555,88 @@ func BenchmarkCheckpointCounter(b *testing.B) {
 	b.ReportMetric(sums[1]/n, "katacr-restore-s")
 	b.ReportMetric(sums[2]/n, "criu-dump-s")
 	b.ReportMetric(sums[3]/n, "criu-restore-s")
+}
+
+// TestCheckpointSaveFails: the images directory becomes unusable between
+// the dump and the write (a file appears where it should be). The dump has
+// stopped the workload, so the agent, told that the host could not save
+// the images, restores it in place in guest A from its own images: the
+// counter runs again there and carries on, and no directory that looks
+// like a checkpoint is left.
+func TestCheckpointSaveFails(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "images")
+	orig := writeImages
+	t.Cleanup(func() { writeImages = orig })
+	writeImages = func(d string, m images.Manifest, r io.Reader) (*images.Set, error) {
+		if err := os.WriteFile(d, []byte("in the way\n"), 0o600); err != nil {
+			t.Error(err)
+		}
+		return orig(d, m, r)
+	}
+	code, r := runCheckpointVM(t, "checkpoint", "counter", "--auto-fix", "--no-restore", "--images-dir", dir)
+	c := r.Checkpoint
+	if code != ExitCheckFailed {
+		t.Errorf("exit %d, want %d", code, ExitCheckFailed)
+	}
+	if !c.DumpOK {
+		t.Fatalf("the dump failed: %s", c.Error)
+	}
+	fs := guestFindings(r)
+	if f := fs["checkpoint.saved"]; f.Status != reports.Fail || !strings.Contains(f.Reason, "not a directory") {
+		t.Errorf("checkpoint.saved: %s %q (%s), want a failure saying why", f.Status, f.Summary, f.Reason)
+	}
+	f := fs["checkpoint.restored-in-place"]
+	if f.Status != reports.Pass || !counterLine.MatchString(f.Summary) {
+		t.Errorf("checkpoint.restored-in-place: %s %q (%s), want the counter put back and carrying on", f.Status, f.Summary, f.Reason)
+	}
+	if c.WorkloadRunning == nil || !*c.WorkloadRunning {
+		t.Errorf("workload_running %v, want true", c.WorkloadRunning)
+	}
+	if !actionApplied(r, "restore-in-place") {
+		t.Errorf("no restore-in-place action applied: %+v", r.Actions)
+	}
+	if !strings.Contains(c.Error, "could not save") {
+		t.Errorf("error %q does not say the images were not saved", c.Error)
+	}
+	if _, err := images.Open(dir); err == nil {
+		t.Errorf("%s opens as a checkpoint", dir)
+	}
+	if left, _ := filepath.Glob(filepath.Join(parent, "*partial*")); len(left) > 0 {
+		t.Errorf("partial directories left: %v", left)
+	}
+}
+
+// TestCheckpointRuntimeSetsid: with the runtime making the init a session
+// leader (runc, Kata agent 4.1.0) the default workload needs no restart:
+// the prediction passes process.session-leader, the dump and the restore
+// are verified. With --leave-running the original still runs in guest A
+// after the dump, and the report says so.
+func TestCheckpointRuntimeSetsid(t *testing.T) {
+	code, r := runCheckpointVM(t, "checkpoint", "--runtime-setsid", "--leave-running", "--auto-fix", "--images-dir", filepath.Join(t.TempDir(), "images"))
+	c := r.Checkpoint
+	if code != ExitOK || !c.OK() || !c.Verified {
+		t.Fatalf("exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
+	}
+	fs := guestFindings(r)
+	if f := fs["process.session-leader"]; f.Status != reports.Pass {
+		t.Errorf("process.session-leader: %s %q, want pass", f.Status, f.Summary)
+	}
+	if strings.Contains(predictionReasons(r), "process.session-leader") {
+		t.Errorf("the prediction blames the session leader: %s", predictionReasons(r))
+	}
+	for _, a := range r.Actions {
+		if a.Fixer == "restart-setsid" {
+			t.Errorf("restart-setsid action with --runtime-setsid: %+v", a)
+		}
+	}
+	if f := fs["checkpoint.leave-running"]; f.Status != reports.Pass || !strings.Contains(f.Summary, "still runs") {
+		t.Errorf("checkpoint.leave-running: %s %q, want the original still running", f.Status, f.Summary)
+	}
+	if c.WorkloadRunning == nil || !*c.WorkloadRunning {
+		t.Errorf("workload_running %v after a --leave-running dump, want true", c.WorkloadRunning)
+	}
+	if c.RestoredPID == 0 {
+		t.Errorf("no restored pid")
+	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kata-cr/kata-cr/guestimage"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/container"
@@ -37,8 +38,12 @@ Then it boots a fresh guest, prepares the container's rootfs and sandbox,
 replays the container's changed files, restores with the sandbox's files
 mapped back onto the bind mounts, and verifies that the workload carried on
 (the counter continues, the lock is held, the sandbox's /etc/hosts is there).
-The guest image gets the workload's binaries (nginx, redis-server) as for
-the checkpoint; a checkpoint of your own program needs the same --include.
+The guest image gets the files the checkpoint's image had (its --include
+files and the workload's binaries, such as nginx), as the manifest records
+them; each must still be on this host, unchanged (its checksum is in the
+manifest), or the checkpoint is refused (images.include-missing,
+images.include-changed). --include NEW_PATH:GUEST_PATH gives a file that
+moved; it must have the recorded checksum.
 
 Exit codes: 0 restored and verified; 1 the checkpoint is refused (the reason
 ID, such as images.kernel-mismatch or images.checksum, is in the message) or
@@ -76,6 +81,9 @@ func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmd
 	if err != nil {
 		return err
 	}
+	if err := o.guest.includeFrom(set); err != nil {
+		return err
+	}
 	w, err := workloadFor(set.Manifest)
 	if err != nil {
 		return err
@@ -106,6 +114,34 @@ func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmd
 	}
 	gst.fillTarget(r)
 	return render(deps, g, r)
+}
+
+// includeFrom adds the files the checkpoint's guest image had, as its
+// manifest records them, to the image about to be built, after checking
+// that each is still the file the checkpoint was taken with. The user's own
+// --include for a guest path takes the place of the recorded host file.
+func (o *guestOptions) includeFrom(set *images.Set) error {
+	given := map[string]string{}
+	for _, inc := range o.Include.List() {
+		e, err := guestimage.ParseInclude(inc)
+		if err != nil {
+			return usageError{err}
+		}
+		given[e.Guest] = e.Host
+	}
+	if probs := images.CheckIncludes(set.Manifest, given); len(probs) > 0 {
+		return &images.RefusedError{Dir: set.Dir, Problems: probs}
+	}
+	for _, inc := range set.Manifest.Includes {
+		if _, ok := given[inc.Guest]; ok {
+			continue
+		}
+		if err := o.Include.Set(inc.Host + ":" + inc.Guest); err != nil {
+			return err
+		}
+		given[inc.Guest] = inc.Host
+	}
+	return nil
 }
 
 // workloadFor is the workload a checkpoint holds, to add what it needs to

@@ -461,3 +461,51 @@ func TestExtractTarKinds(t *testing.T) {
 		t.Error("ExtractTar of a truncated stream succeeded")
 	}
 }
+
+// TestCheckIncludes: a recorded --include must still be the same file on
+// the restoring host; the user's own --include for its guest path takes
+// the place of the recorded host path.
+func TestCheckIncludes(t *testing.T) {
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "prog")
+	moved := filepath.Join(dir, "moved")
+	other := filepath.Join(dir, "other")
+	for p, content := range map[string]string{prog: "v1", moved: "v1", other: "v2"} {
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := SumFile(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := manifest()
+	m.Includes = []Include{{Host: prog, Guest: "/usr/bin/prog", SHA256: sum}}
+	gone := m
+	gone.Includes = []Include{{Host: filepath.Join(dir, "gone"), Guest: "/usr/bin/prog", SHA256: sum}}
+	changed := m
+	changed.Includes = []Include{{Host: other, Guest: "/usr/bin/prog", SHA256: sum}}
+	tests := []struct {
+		name   string
+		m      Manifest
+		given  map[string]string
+		reason string
+	}{
+		{"unchanged", m, nil, ""},
+		{"vanished", gone, nil, ReasonIncludeMissing},
+		{"changed", changed, nil, ReasonIncludeChanged},
+		{"moved and given", gone, map[string]string{"/usr/bin/prog": moved}, ""},
+		{"given another file", m, map[string]string{"/usr/bin/prog": other}, ReasonIncludeChanged},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			probs := CheckIncludes(tt.m, tt.given)
+			switch {
+			case tt.reason == "" && len(probs) > 0:
+				t.Errorf("refused: %+v", probs)
+			case tt.reason != "" && (len(probs) != 1 || probs[0].Reason != tt.reason):
+				t.Errorf("problems %+v, want one %s", probs, tt.reason)
+			}
+		})
+	}
+}

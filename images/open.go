@@ -25,6 +25,8 @@ const (
 	ReasonCRIUMismatch   = "images.criu-mismatch"
 	ReasonArchMismatch   = "images.arch-mismatch"
 	ReasonNotImagesDir   = "images.not-found"
+	ReasonIncludeChanged = "images.include-changed"
+	ReasonIncludeMissing = "images.include-missing"
 )
 
 // manifestSizeLimit bounds what Open reads: a manifest lists a few dozen
@@ -232,4 +234,48 @@ func (s *Set) Size() int64 {
 		n += f.Size
 	}
 	return n
+}
+
+// SumFile returns the SHA-256 checksum of the file at p, in hex.
+func SumFile(p string) (string, error) {
+	f, err := sumFile(p, false)
+	if err != nil {
+		return "", fmt.Errorf("checksum %s: %w", p, err)
+	}
+	return f.SHA256, nil
+}
+
+// CheckIncludes compares the host files the checkpoint's guest image was
+// built with against the host as it is now. host maps a guest path to the
+// host file to use instead of the recorded one (the user's own --include
+// for that path); a missing or changed file is a problem, since the
+// restored process maps the binary it was dumped with.
+func CheckIncludes(m Manifest, host map[string]string) []Problem {
+	var out []Problem
+	for _, inc := range m.Includes {
+		p := inc.Host
+		if h, ok := host[inc.Guest]; ok {
+			p = h
+		}
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			why := "it no longer exists"
+			if err == nil {
+				why = "it is not a regular file any more"
+			} else if u := errors.Unwrap(err); u != nil && !errors.Is(err, fs.ErrNotExist) {
+				why = u.Error()
+			}
+			out = append(out, Problem{ReasonIncludeMissing, fmt.Sprintf("the included file %s (%s in the guest) is unusable: %s: put it back, or give its new place with --include NEW_PATH:%s", p, inc.Guest, why, inc.Guest)})
+			continue
+		}
+		sum, err := SumFile(p)
+		if err != nil {
+			out = append(out, Problem{ReasonIncludeMissing, fmt.Sprintf("the included file %s (%s in the guest): %v", p, inc.Guest, err)})
+			continue
+		}
+		if sum != inc.SHA256 {
+			out = append(out, Problem{ReasonIncludeChanged, fmt.Sprintf("the included file %s (%s in the guest) changed since the checkpoint (sha256 %s, the manifest says %s): restore with the file the checkpoint was taken with", p, inc.Guest, short(sum), short(inc.SHA256))})
+		}
+	}
+	return out
 }

@@ -62,3 +62,13 @@ const (
 	ResultImages = "images"
 	ResultBench  = "bench"
 )
+
+// ImagesSaved is the host's answer to the images of a checkpoint job: OK
+// when they are in Dir, complete and synced; otherwise Error says why not,
+// and the agent puts a workload the dump stopped back in place from its
+// own copy of the images.
+type ImagesSaved struct {
+	OK    bool   `json:"ok"`
+	Dir   string `json:"dir,omitempty"`
+	Error string `json:"error,omitempty"`
+}

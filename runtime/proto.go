@@ -65,12 +65,18 @@ const (
 	// has it (or after a short wait), so nothing it sent is lost in the
 	// virtio queue when the guest stops.
 	HostAck HostKind = "ack"
+	// HostImagesSaved answers a checkpoint job's images: whether the host
+	// saved them (Saved). Until it has the answer the agent keeps what it
+	// needs to put the workload back.
+	HostImagesSaved HostKind = "images-saved"
 )
 
 // HostMessage is one line from the host to the agent.
 type HostMessage struct {
 	Kind HostKind `json:"kind"`
 	Job  *Job     `json:"job,omitempty"`
+	// Saved is the answer of an images-saved message.
+	Saved *ImagesSaved `json:"saved,omitempty"`
 }
 
 // EventKind is the kind of an Event from the agent.

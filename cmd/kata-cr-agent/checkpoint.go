@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"regexp"
 	"slices"
@@ -42,8 +43,12 @@ type cpJob struct {
 	spec      container.Spec
 	ctr       *container.Container
 	paths     crPaths
+	sb        container.SandboxFiles
 	base      *container.Baseline
 	restarted bool
+	// putBack holds the pty of a workload restored in place, open until
+	// the job ends.
+	putBack *restoredWorkload
 }
 
 // prepareRootfs builds the container's rootfs afresh and records it as the
@@ -105,6 +110,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 	if err != nil {
 		return err
 	}
+	j.sb = sb
 	j.spec = container.Spec{
 		Rootfs: paths.rootfs, Args: w.Args, Terminal: o.Terminal || w.Terminal,
 		Setsid: o.RuntimeSetsid, Sandbox: sb, Hostname: sandboxHostname,
@@ -215,26 +221,19 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 	cp.DumpOK = true
 	cp.DumpSeconds = res.Duration.Seconds()
 	s.progress("dump", "dumped in %s", res.Duration.Round(time.Millisecond))
-	r.Findings = append(r.Findings, imagesFinding(res))
+	imgs := imagesFinding(res)
+	r.Findings = append(r.Findings, imgs)
 	if o.LeaveRunning {
+		running := j.ctr.Running() && probe.Alive()
+		cp.WorkloadRunning = &running
 		f := reports.Finding{ID: "checkpoint.leave-running", Category: "checkpoint", Level: reports.Required, Status: reports.Pass,
-			Summary: fmt.Sprintf("the original workload (pid %d) still runs after the dump (--leave-running)", probe.PID)}
-		if !j.ctr.Running() || !probe.Alive() {
+			Summary: fmt.Sprintf("the original workload (pid %d) still runs in this guest after the dump (--leave-running)", probe.PID)}
+		if !running {
 			f.Status = reports.Fail
 			f.Summary = fmt.Sprintf("the original workload (pid %d) stopped after the dump despite --leave-running", probe.PID)
 		}
 		r.Findings = append(r.Findings, f)
 	}
-
-	cp.Stage = "copy"
-	diff, err := j.base.Diff(paths.rootfs)
-	if err != nil {
-		return err
-	}
-	if err := container.WriteRootfsDiff(paths.images, paths.rootfs, diff); err != nil {
-		return err
-	}
-	s.logf("rootfs diff: %d changed, %d deleted", len(diff.Changed), len(diff.Deleted))
 	m := images.Manifest{
 		KernelRelease: s.release, CRIUVersion: target.CRIUVersion, Arch: s.machine,
 		Workload: w.Name, Command: w.Args, Terminal: j.spec.Terminal, Setsid: j.spec.Setsid || j.spec.Terminal,
@@ -243,21 +242,52 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 	for _, em := range do.ExternalMounts {
 		m.ExternalMounts = append(m.ExternalMounts, images.ExternalMount{Key: em.Key, Target: em.Path})
 	}
+	// From here on, until the host says it saved the images, a failure
+	// must not lose the workload: without --leave-running CRIU killed the
+	// tree, and the local images are the only copy of it.
+	notSaved := func(why string) error {
+		cp.Error = why
+		if !o.LeaveRunning {
+			j.restoreInPlace(ctx, env, m, r, why)
+		}
+		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	if imgs.Status == reports.Fail {
+		return notSaved("the images do not match the frozen process tree (" + imgs.Reason + "): they were not sent")
+	}
+
+	cp.Stage = "copy"
+	diff, err := j.base.Diff(paths.rootfs)
+	if err == nil {
+		err = container.WriteRootfsDiff(paths.images, paths.rootfs, diff)
+	}
+	if err != nil {
+		return notSaved(fmt.Sprintf("save the container's changed files: %v", err))
+	}
+	s.logf("rootfs diff: %d changed, %d deleted", len(diff.Changed), len(diff.Deleted))
 	data, err := json.Marshal(runtime.ImagesReady{Manifest: m})
 	if err != nil {
 		return err
 	}
 	port, err := s.Data()
 	if err != nil {
-		return err
+		return notSaved(fmt.Sprintf("open the data port to send the images: %v", err))
 	}
 	s.progress("copy", "sending the images to the host")
 	if err := s.send(runtime.Event{Kind: runtime.EventResult, Stage: runtime.ResultImages, Data: data}); err != nil {
-		return err
+		return errors.Join(err, notSaved(fmt.Sprintf("announce the images to the host: %v", err)))
 	}
 	if err := images.WriteTar(port, paths.images); err != nil {
-		return fmt.Errorf("send the images: %w", err)
+		return notSaved(fmt.Sprintf("send the images to the host: %v", err))
 	}
+	saved, err := s.waitImagesSaved(savedWait)
+	switch {
+	case err != nil:
+		return notSaved(fmt.Sprintf("the host did not confirm it saved the images: %v", err))
+	case !saved.OK:
+		return notSaved(fmt.Sprintf("the host could not save the images: %s", saved.Error))
+	}
+	s.logf("the host saved the images in %s", saved.Dir)
 	if o.Bench {
 		s.progress("bench", "timing kata-cr's restore and raw criu dump and restore")
 		bctx, cancel := context.WithTimeout(ctx, 2*dumpTimeout)
@@ -280,6 +310,108 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 	return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
 }
 
+// savedWait bounds the wait for the host's images-saved answer once the
+// images are sent: the host then only seals and syncs what it received.
+const savedWait = 2 * time.Minute
+
+// waitImagesSaved reads the host's answer to the images. When none comes
+// within wait it unblocks its reader, so that the done and ack exchange
+// that ends the job gets the control port to itself.
+func (s *session) waitImagesSaved(wait time.Duration) (runtime.ImagesSaved, error) {
+	type answer struct {
+		msg runtime.HostMessage
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		for {
+			var msg runtime.HostMessage
+			err := s.dec.Decode(&msg)
+			if err != nil || msg.Kind == runtime.HostImagesSaved {
+				ch <- answer{msg, err}
+				return
+			}
+			log.Printf("ignoring a %s message from the host while waiting for images-saved", msg.Kind)
+		}
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			return runtime.ImagesSaved{}, fmt.Errorf("read the host's answer: %w", a.err)
+		}
+		if a.msg.Saved == nil {
+			return runtime.ImagesSaved{}, errors.New("the host's images-saved message carries no answer")
+		}
+		return *a.msg.Saved, nil
+	case <-t.C:
+		if err := s.port.SetReadDeadline(time.Now()); err == nil {
+			<-ch
+			_ = s.port.SetReadDeadline(time.Time{})
+		}
+		return runtime.ImagesSaved{}, fmt.Errorf("no answer within %s", wait)
+	}
+}
+
+// restoreInPlace puts a workload that the dump stopped back in this
+// guest, from the local images, when they could not be saved: a
+// checkpoint must never lose the workload. It uses the restore job's code
+// (the rootfs as --root, the sandbox's files on the external mounts, the
+// restored init adopted) on the rootfs the workload left, verifies that it
+// carries on, and reports the outcome as an action and a finding.
+func (j *cpJob) restoreInPlace(ctx context.Context, env *checks.Env, m images.Manifest, r *reports.Report, why string) {
+	cp := r.Checkpoint
+	running := false
+	cp.WorkloadRunning = &running
+	s := j.s
+	s.progress("restore-in-place", "%s; the dump stopped the workload: restoring it in place from this guest's images", why)
+	a := reports.Action{Fixer: "restore-in-place", Summary: "restore the workload in place from this guest's images"}
+	f := reports.Finding{ID: "checkpoint.restored-in-place", Category: "checkpoint", Level: reports.Required, Status: reports.Fail,
+		Evidence: []string{"why: " + why}}
+	if j.ctr != nil {
+		// CRIU restores the tree's pids: the old init must be reaped.
+		select {
+		case <-j.ctr.Done():
+		case <-time.After(10 * time.Second):
+		}
+	}
+	err := errors.New("no criu in the guest")
+	var rw *restoredWorkload
+	if env.CRIU != nil {
+		rw, err = restoreWorkload(ctx, s, env.CRIU, m, j.paths, j.sb, "restore-in-place")
+	}
+	msg := ""
+	if err == nil {
+		j.putBack = rw
+		// The job's end kills it as it would have killed the original.
+		j.ctr = rw.ctr
+		msg, err = verifyRestored(ctx, j.w, rw.res.PID, m.WorkloadState, rw.mapped)
+	}
+	if rw != nil {
+		a.Command = append([]string{"criu", "restore"}, rw.args...)
+	}
+	if err != nil {
+		a.Error = err.Error()
+		f.Summary = "the dump stopped the workload and it could not be put back in place: the workload is lost"
+		f.Reason = err.Error()
+		var ce *criu.Error
+		if errors.As(err, &ce) {
+			cp.Explanations = append(cp.Explanations, ce.Explanations...)
+		}
+		s.progress("restore-in-place", "failed: %v", err)
+	} else {
+		running = true
+		a.Applied = true
+		a.Summary = fmt.Sprintf("restored the workload in place in this guest as pid %d, since its checkpoint was not saved", rw.res.PID)
+		f.Status = reports.Pass
+		f.Summary = fmt.Sprintf("the workload was put back: it runs again in this guest as pid %d, restored from the local images (%s)", rw.res.PID, msg)
+		s.progress("restore-in-place", "%s", f.Summary)
+	}
+	r.Actions = append(r.Actions, a)
+	r.Findings = append(r.Findings, f)
+}
+
 // start starts the container and waits until the workload is ready. When
 // the workload itself fails (it exits at once, it never gets ready) it
 // returns the finding that says so; otherwise a nil finding.
@@ -299,6 +431,12 @@ func (j *cpJob) start(ctx context.Context) (*reports.Finding, error) {
 	f := &reports.Finding{ID: "workload.start", Category: "workload", Level: reports.Required, Status: reports.Fail,
 		Summary:  fmt.Sprintf("the workload %s (%s) did not get ready: %v", j.w.Name, strings.Join(j.w.Args, " "), err),
 		Evidence: []string{"command: " + strings.Join(j.w.Args, " ")}}
+	// The probe can see the init gone before the reaper has reaped it:
+	// give the reaper a moment, so an exit is reported as one.
+	select {
+	case <-ctr.Done():
+	case <-time.After(2 * time.Second):
+	}
 	if !ctr.Running() {
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		st, _ := ctr.Wait(wctx)
@@ -320,6 +458,9 @@ func (j *cpJob) start(ctx context.Context) (*reports.Finding, error) {
 func (j *cpJob) stop() {
 	if j.ctr != nil {
 		_ = j.ctr.Kill()
+	}
+	if j.putBack != nil {
+		j.putBack.close()
 	}
 }
 

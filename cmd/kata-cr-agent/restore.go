@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -97,45 +98,19 @@ func runRestore(ctx context.Context, s *session, job runtime.Job) error {
 	if err := container.ApplyRootfsDiff(paths.images, paths.rootfs); err != nil {
 		return err
 	}
-	ro, mapped, err := restoreOpts(m, paths, sb)
-	if err != nil {
-		cp.Error = err.Error()
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	rw, err := restoreWorkload(ctx, s, env.CRIU, m, paths, sb, "restore")
+	defer rw.close()
+	cp.RestoreOptions = rw.args
+	if rw.res != nil {
+		cp.RestoreOK = true
+		cp.RestoreSeconds = rw.res.Duration.Seconds()
+		cp.RestoredPID = rw.res.PID
 	}
-	if m.Terminal {
-		key := ttyKey(m.DumpOptions)
-		if key == "" {
-			cp.Error = "the checkpoint is of a terminal container but its dump options name no external tty"
-			return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
-		}
-		// A new pty for the restored terminal; the agent keeps the master
-		// as it did for the original.
-		master, slave, err := container.OpenPty()
-		if err != nil {
-			return err
-		}
-		defer master.Close()
-		defer slave.Close()
-		ro.InheritFDs = append(ro.InheritFDs, criu.InheritFD{Key: key, File: slave})
-	}
-	cp.RestoreOptions = ro.Args()
-	s.progress("restore", "criu restore %s", strings.Join(cp.RestoreOptions, " "))
-	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
-	res, err := env.CRIU.Restore(rctx, ro)
-	cancel()
 	if err != nil {
 		criuFailure(cp, err)
 		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
 	}
-	cp.RestoreOK = true
-	cp.RestoreSeconds = res.Duration.Seconds()
-	cp.RestoredPID = res.PID
-	s.progress("restore", "restored in %s as pid %d", res.Duration.Round(time.Millisecond), res.PID)
-	ctr, err := container.Adopt(res.PID, paths.rootfs)
-	if err != nil {
-		cp.Error = err.Error()
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
-	}
+	res, ctr, mapped := rw.res, rw.ctr, rw.mapped
 	defer ctr.Kill()
 
 	cp.Stage = "verify"
@@ -150,6 +125,69 @@ func runRestore(ctx context.Context, s *session, job runtime.Job) error {
 	cp.Stage = "done"
 	s.progress("verify", "%s", msg)
 	return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+}
+
+// restoredWorkload is what a restore from local images gives: CRIU's
+// result, the adopted container, the sandbox files mapped back onto the
+// external mounts, and a terminal's new pty, which must stay open while
+// the workload runs.
+type restoredWorkload struct {
+	args   []string
+	res    *criu.RestoreResult
+	ctr    *container.Container
+	mapped container.SandboxFiles
+	pty    []*os.File
+}
+
+func (rw *restoredWorkload) close() {
+	for _, f := range rw.pty {
+		_ = f.Close()
+	}
+	rw.pty = nil
+}
+
+// restoreWorkload restores the checkpoint m from paths.images into the
+// prepared paths.rootfs, with sb's files mapped back onto the external
+// mounts, and adopts the restored init. The restore job and the
+// checkpoint job putting a workload back in place share it. What it got
+// to (the options, CRIU's result) is in the returned value even on error.
+func restoreWorkload(ctx context.Context, s *session, bin *criu.Binary, m images.Manifest, paths crPaths, sb container.SandboxFiles, stage string) (*restoredWorkload, error) {
+	rw := &restoredWorkload{}
+	ro, mapped, err := restoreOpts(m, paths, sb)
+	if err != nil {
+		return rw, err
+	}
+	rw.mapped = mapped
+	if m.Terminal {
+		key := ttyKey(m.DumpOptions)
+		if key == "" {
+			return rw, errors.New("the checkpoint is of a terminal container but its dump options name no external tty")
+		}
+		// A new pty for the restored terminal; the agent keeps the master
+		// as it did for the original.
+		master, slave, err := container.OpenPty()
+		if err != nil {
+			return rw, err
+		}
+		rw.pty = append(rw.pty, master, slave)
+		ro.InheritFDs = append(ro.InheritFDs, criu.InheritFD{Key: key, File: slave})
+	}
+	rw.args = ro.Args()
+	s.progress(stage, "criu restore %s", strings.Join(rw.args, " "))
+	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	res, err := bin.Restore(rctx, ro)
+	cancel()
+	if err != nil {
+		return rw, err
+	}
+	rw.res = res
+	s.progress(stage, "restored in %s as pid %d", res.Duration.Round(time.Millisecond), res.PID)
+	ctr, err := container.Adopt(res.PID, paths.rootfs)
+	if err != nil {
+		return rw, err
+	}
+	rw.ctr = ctr
+	return rw, nil
 }
 
 // commandOf is the argv of a user's command checkpoint, nil for a named
