@@ -42,6 +42,8 @@ type checkpointOptions struct {
 	LeaveRunning  bool
 	// Bench also times raw criu next to kata-cr in the same guest.
 	Bench bool
+	// Prove dumps without each CRIU option first, to show CRIU agrees.
+	Prove bool
 
 	guest guestOptions
 }
@@ -109,6 +111,7 @@ cannot be written); 3 the dump, the restore or its verification failed.`,
 	f.StringVar(&o.ImagesDir, "images-dir", "", "write the checkpoint to this new `DIR` (default: a new directory under kata-cr's cache)")
 	f.BoolVar(&o.NoRestore, "no-restore", false, "stop after the dump: do not restore in a fresh guest")
 	f.BoolVar(&o.LeaveRunning, "leave-running", false, "keep the original workload running after the dump")
+	f.BoolVar(&o.Prove, "prove", false, "with --auto-fix, first dump without each CRIU option the plan adds (leaving the workload running) to show CRIU fails as predicted")
 	f.BoolVar(&o.Bench, "bench", false, "also time a raw criu dump and restore of the workload in the same guest")
 	_ = f.MarkHidden("bench")
 	o.guest.addFlags(f, true)
@@ -130,6 +133,9 @@ func (o *checkpointOptions) parseArgs(args []string, dash int) error {
 		return usagef("one workload at a time, got %q: put a command after --", strings.Join(args, " "))
 	case len(args) == 1:
 		o.Workload = args[0]
+	}
+	if o.Prove && !o.AutoFix {
+		return usagef("--prove proves the fixes of --auto-fix: add --auto-fix")
 	}
 	return nil
 }
@@ -324,7 +330,7 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	}
 	jobOpts, err := json.Marshal(krt.CheckpointOptions{
 		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
-		NoRestart: o.NoRestart, LeaveRunning: o.LeaveRunning, Bench: o.Bench,
+		NoRestart: o.NoRestart, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove,
 	})
 	if err != nil {
 		return err

@@ -100,6 +100,7 @@ func TestCheckpointBadInput(t *testing.T) {
 		{"images dir under a file", []string{"--images-dir", filepath.Join(file, "images")}, ExitUsage, "--images-dir " + filepath.Join(file, "images")},
 		{"images dir not empty", []string{"--images-dir", full}, ExitUsage, "not empty"},
 		{"bad accel", []string{"--accel", "warp"}, ExitUsage, `--accel "warp"`},
+		{"prove without fixes", []string{"--prove"}, ExitUsage, "--prove proves the fixes of --auto-fix"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -362,10 +363,15 @@ func TestCheckpointSeedWorkload(t *testing.T) {
 
 	t.Run("auto-fix", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "images")
-		code, r := runCheckpointVM(t, "checkpoint", "--auto-fix", "--images-dir", dir)
+		code, r := runCheckpointVM(t, "checkpoint", "--auto-fix", "--prove", "--images-dir", dir)
 		c := r.Checkpoint
 		if code != ExitOK || !c.OK() {
 			t.Fatalf("exit %d, want 0: %+v", code, c)
+		}
+		// Each external bind, left undeclared, makes CRIU fail on that
+		// mount, as mount.external-bind predicted.
+		if n := provedAs(t, r, "checkpoint.proof.mount.external-bind", "mount-no-root"); n != 3 {
+			t.Errorf("%d proofs for mount.external-bind, want one per sandbox bind (3)", n)
 		}
 		if !actionApplied(r, "restart-setsid") {
 			t.Errorf("no restart-setsid action: %+v", r.Actions)
@@ -485,10 +491,15 @@ func TestCheckpointCounter(t *testing.T) {
 // TestCheckpointFlock: a held flock fails a plain dump; --auto-fix adds
 // --file-locks and the restored workload holds its lock again.
 func TestCheckpointFlock(t *testing.T) {
-	code, r := runCheckpointVM(t, "checkpoint", "flock", "--auto-fix", "--images-dir", filepath.Join(t.TempDir(), "images"))
+	code, r := runCheckpointVM(t, "checkpoint", "flock", "--auto-fix", "--prove", "--images-dir", filepath.Join(t.TempDir(), "images"))
 	c := r.Checkpoint
 	if code != ExitOK || !c.Verified {
 		t.Fatalf("exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
+	}
+	// The dump without --file-locks really fails on the lock, and the
+	// workload runs on to be dumped with it.
+	if n := provedAs(t, r, "checkpoint.proof.process.file-locks", "file-locks"); n != 1 {
+		t.Errorf("%d proofs for process.file-locks, want 1", n)
 	}
 	if r.Prediction == nil || !slices.Contains(r.Prediction.CRIUOptions, "--file-locks") {
 		t.Errorf("the prediction does not ask for --file-locks: %+v", r.Prediction)
@@ -639,4 +650,21 @@ func TestCheckpointRuntimeSetsid(t *testing.T) {
 	if c.RestoredPID == 0 {
 		t.Errorf("no restored pid")
 	}
+}
+
+// provedAs counts the findings with id, failing the test for any that does
+// not show CRIU failing on signature without the option.
+func provedAs(t *testing.T, r *reports.Report, id, signature string) int {
+	t.Helper()
+	n := 0
+	for _, f := range r.Findings {
+		if f.ID != id {
+			continue
+		}
+		n++
+		if f.Status != reports.Pass || !strings.Contains(f.Summary, "fails on "+signature) {
+			t.Errorf("%s: %s %q, want CRIU failing on %s", id, f.Status, f.Summary, signature)
+		}
+	}
+	return n
 }

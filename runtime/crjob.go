@@ -25,6 +25,9 @@ type CheckpointOptions struct {
 	// Bench also times a raw criu dump and restore of the same workload
 	// in the same guest, with the criu command line.
 	Bench bool `json:"bench,omitempty"`
+	// Prove dumps once without each CRIU option the plan adds, so that
+	// CRIU itself confirms each prediction it works around.
+	Prove bool `json:"prove,omitempty"`
 }
 
 // RestoreOptions are the Options of a restore job. The images follow on

@@ -14,7 +14,6 @@ import (
 
 	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
-	"github.com/kata-cr/kata-cr/criulog"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime"
@@ -201,6 +200,9 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 	if env.CRIU == nil {
 		cp.Error = "no criu in the guest: " + env.CRIUMissing
 		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	}
+	if o.Prove && job.Fix {
+		r.Findings = append(r.Findings, j.prove(ctx, env, findings, do)...)
 	}
 	s.progress("dump", "criu dump %s", strings.Join(cp.DumpOptions, " "))
 	dctx, cancel := context.WithTimeout(ctx, dumpTimeout)
@@ -743,28 +745,8 @@ func predictionFinding(p *reports.Prediction, expect bool, dumpErr error) report
 		id, _, _ := strings.Cut(r, ":")
 		predicted[id] = true
 	}
-	var ce *criu.Error
-	if !errors.As(dumpErr, &ce) {
-		if f.Summary == "" {
-			f.Summary = "the dump failed, as predicted"
-		}
-		return f
-	}
-	for _, x := range ce.Explanations {
-		if !x.Known {
-			continue
-		}
-		var ids []string
-		for _, sig := range criulog.Signatures {
-			if sig.ID == x.Signature && sig.Finding != "" {
-				ids = append(ids, sig.Finding)
-			}
-		}
-		ids = append(ids, signatureFindings[x.Signature]...)
-		if len(ids) == 0 {
-			// A follow-on line ("Dumping FAILED"), not a cause.
-			continue
-		}
+	sig, ids, quote := causeOf(dumpErr)
+	if sig != "" {
 		var hit []string
 		for _, id := range ids {
 			if predicted[id] {
@@ -773,13 +755,13 @@ func predictionFinding(p *reports.Prediction, expect bool, dumpErr error) report
 		}
 		if len(hit) > 0 {
 			if f.Summary == "" {
-				f.Summary = fmt.Sprintf("the dump failed on %s, as %s predicted", x.Signature, strings.Join(hit, ", "))
+				f.Summary = fmt.Sprintf("the dump failed on %s, as %s predicted", sig, strings.Join(hit, ", "))
 			}
 		} else {
 			f.Status = reports.Warn
-			f.Summary = fmt.Sprintf("the dump failed on %s, which no preflight check predicted (it maps to %s)", x.Signature, strings.Join(ids, ", "))
+			f.Summary = fmt.Sprintf("the dump failed on %s, which no preflight check predicted (it maps to %s)", sig, strings.Join(ids, ", "))
 		}
-		f.Evidence = append(f.Evidence, x.Quote...)
+		f.Evidence = append(f.Evidence, quote...)
 		return f
 	}
 	if f.Summary == "" {
