@@ -16,7 +16,7 @@ import (
 
 func fixtureLines(t *testing.T, name string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "criu-logs", name))
+	data, err := os.ReadFile(filepath.Join("testdata", "criu-logs", name))
 	if err != nil {
 		t.Fatalf("fixture: %v", err)
 	}
