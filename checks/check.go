@@ -5,6 +5,7 @@ package checks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -49,8 +50,10 @@ type Runner struct {
 }
 
 // Run runs every check, never stopping at the first failure, and turns a
-// panic in a check into an error finding.
+// panic in a check into an error finding. The checks of one Run share what
+// they read through memoize; a later Run reads the system afresh.
 func (r Runner) Run(ctx context.Context, env *Env) []reports.Finding {
+	ctx = context.WithValue(ctx, runMemoKey{}, &runMemo{vals: map[any]*memoEntry{}})
 	results := make([][]reports.Finding, len(r.Checks))
 	workers := max(r.Workers, 1)
 	sem := make(chan struct{}, workers)
@@ -83,6 +86,50 @@ func (r Runner) Run(ctx context.Context, env *Env) []reports.Finding {
 	return out
 }
 
+// runMemo holds what the checks of one Runner.Run read once and share,
+// such as the process tree: reading /proc again for every check would cost
+// a dozen passes over the tree. It lives in the Run's context, so checks
+// running at once (Runner.Workers) wait for one reading, and two runs never
+// see each other's.
+type runMemo struct {
+	mu   sync.Mutex
+	vals map[any]*memoEntry
+}
+
+type memoEntry struct {
+	once sync.Once
+	val  any
+	err  error
+}
+
+type runMemoKey struct{}
+
+// errMemoPanicked is what the other checks get when the check that was
+// reading a shared value panicked (that check reports the panic itself).
+var errMemoPanicked = errors.New("reading it panicked in another check: see that check's error")
+
+// memoize returns load's result, calling load once per Runner.Run and key.
+// Outside a Run (a check called on its own) it just calls load.
+func memoize[T any](ctx context.Context, key any, load func() (T, error)) (T, error) {
+	m, _ := ctx.Value(runMemoKey{}).(*runMemo)
+	if m == nil {
+		return load()
+	}
+	m.mu.Lock()
+	e, ok := m.vals[key]
+	if !ok {
+		e = &memoEntry{}
+		m.vals[key] = e
+	}
+	m.mu.Unlock()
+	e.once.Do(func() {
+		e.err = errMemoPanicked
+		e.val, e.err = load()
+	})
+	v, _ := e.val.(T)
+	return v, e.err
+}
+
 func runOne(ctx context.Context, c Check, env *Env) (fs []reports.Finding) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -94,6 +141,11 @@ func runOne(ctx context.Context, c Check, env *Env) (fs []reports.Finding) {
 		}
 	}()
 	fs = c.Run(ctx, env)
+	if len(fs) == 0 {
+		// A check that says nothing would vanish from the report, which
+		// reads as if it had never been asked.
+		fs = []reports.Finding{{Status: reports.Error, Summary: c.Title, Reason: "the check reported no finding"}}
+	}
 	for i := range fs {
 		if fs[i].Category == "" {
 			fs[i].Category = c.Category
@@ -103,6 +155,9 @@ func runOne(ctx context.Context, c Check, env *Env) (fs []reports.Finding) {
 		}
 		if fs[i].ID == "" {
 			fs[i].ID = c.ID
+		}
+		if fs[i].Summary == "" {
+			fs[i].Summary = c.Title
 		}
 	}
 	return fs

@@ -2,7 +2,9 @@ package checks
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/kata-cr/kata-cr/reports"
@@ -15,6 +17,9 @@ func TestRunner(t *testing.T) {
 	pass := func(id string) Check {
 		return Check{ID: id, Category: "test", Level: reports.Required, Title: id,
 			Run: func(context.Context, *Env) []reports.Finding {
+				if id == "c" {
+					return []reports.Finding{{Status: reports.Skip, Reason: "a reason"}}
+				}
 				return []reports.Finding{{Status: reports.Pass, Summary: id}}
 			}}
 	}
@@ -44,6 +49,78 @@ func TestRunner(t *testing.T) {
 		if fs[0].Category != "test" || fs[0].Level != reports.Required {
 			t.Errorf("workers=%d: runner did not fill category and level: %+v", workers, fs[0])
 		}
+		if fs[4].Summary != "c" {
+			t.Errorf("workers=%d: runner did not fill an empty summary with the title: %+v", workers, fs[4])
+		}
+	}
+}
+
+// TestRunnerSilentCheck: a check that returns no finding is reported as an
+// error, not dropped from the report.
+func TestRunnerSilentCheck(t *testing.T) {
+	cs := []Check{{ID: "silent", Category: "test", Level: reports.Required, Title: "silent",
+		Run: func(context.Context, *Env) []reports.Finding { return nil }}}
+	fs := Runner{Checks: cs}.Run(context.Background(), &Env{})
+	if len(fs) != 1 || fs[0].ID != "silent" || fs[0].Status != reports.Error || fs[0].Reason == "" {
+		t.Errorf("silent check gave %+v, want one error finding with a reason", fs)
+	}
+}
+
+// TestRunnerMemo: the checks of one Run share one reading even when they
+// run at once, a second Run reads afresh (the process tree used to be
+// shared through a 2 s cache, so a re-run after --fix could judge the tree
+// as it was before), and a panic while reading gives the other checks an
+// error instead of a nil value.
+func TestRunnerMemo(t *testing.T) {
+	type key struct{}
+	var loads atomic.Int32
+	read := func(ctx context.Context) (int, error) {
+		return memoize(ctx, key{}, func() (int, error) { return int(loads.Add(1)), nil })
+	}
+	var cs []Check
+	for i := range 8 {
+		cs = append(cs, Check{ID: fmt.Sprint("c", i), Title: "reader",
+			Run: func(ctx context.Context, _ *Env) []reports.Finding {
+				n, err := read(ctx)
+				return []reports.Finding{{Status: reports.Pass, Summary: fmt.Sprint(n, err)}}
+			}})
+	}
+	for _, workers := range []int{1, 4} {
+		for run := range 2 {
+			before := loads.Load()
+			fs := Runner{Checks: cs, Workers: workers}.Run(context.Background(), &Env{})
+			if got := loads.Load() - before; got != 1 {
+				t.Errorf("workers=%d run %d: %d readings, want 1", workers, run, got)
+			}
+			want := fmt.Sprint(before+1, nil)
+			for _, f := range fs {
+				if f.Summary != want {
+					t.Errorf("workers=%d run %d: %s saw %q, want %q", workers, run, f.ID, f.Summary, want)
+				}
+			}
+		}
+	}
+	if n, _ := read(context.Background()); n != int(loads.Load()) {
+		t.Errorf("outside a Run: got reading %d, want a fresh one", n)
+	}
+
+	type pkey struct{}
+	panicky := []Check{
+		{ID: "first", Title: "first", Run: func(ctx context.Context, _ *Env) []reports.Finding {
+			memoize(ctx, pkey{}, func() (*int, error) { panic("broken reader") })
+			return nil
+		}},
+		{ID: "second", Title: "second", Run: func(ctx context.Context, _ *Env) []reports.Finding {
+			v, err := memoize(ctx, pkey{}, func() (*int, error) { return new(int), nil })
+			if err == nil || v != nil {
+				return []reports.Finding{{Status: reports.Pass, Summary: "got a value after the reader panicked"}}
+			}
+			return []reports.Finding{{Status: reports.Error, Reason: err.Error()}}
+		}},
+	}
+	fs := Runner{Checks: panicky}.Run(context.Background(), &Env{})
+	if fs[0].Status != reports.Error || fs[1].Status != reports.Error {
+		t.Errorf("panicking reader: got %+v, want two errors", fs)
 	}
 }
 

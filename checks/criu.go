@@ -215,12 +215,7 @@ func explainedFailure(cmdline string, res criu.CheckResult) reports.Finding {
 
 // logMessage strips criu's timestamp and "Error (file:line): " prefix.
 func logMessage(l string) string {
-	l = strings.TrimSpace(l)
-	if strings.HasPrefix(l, "(") {
-		if i := strings.Index(l, ") "); i > 0 && i < 16 {
-			l = strings.TrimSpace(l[i+2:])
-		}
-	}
+	l = criu.StripLogPrefix(l)
 	for _, p := range []string{"Error", "Warn"} {
 		if strings.HasPrefix(l, p) {
 			if i := strings.Index(l, "): "); i > 0 {

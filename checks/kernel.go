@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -29,7 +30,6 @@ func KernelChecks() []Check {
 		Title: "kernel config readable", Needs: []Need{NeedConfig}, Run: checkKernelConfig,
 	}}
 	for _, r := range kernel.Requirements("") {
-		r := r
 		out = append(out, Check{
 			ID: "kernel." + r.Option, Category: "kernel", Level: r.Level,
 			Title: fmt.Sprintf("CONFIG_%s (%s)", r.Option, r.Title),
@@ -89,7 +89,7 @@ func checkKernelOption(ctx context.Context, env *Env, r kernel.Requirement, mods
 	if v := criuVersion(ctx, env); v > 0 {
 		f.Level = r.LevelFor(v)
 		if f.Level != r.Level {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("%s for CRIU %s (this table says %s in general)", f.Level, kernel.CRIUVersion(v), r.Level))
+			f.Evidence = append(f.Evidence, fmt.Sprintf("%s for CRIU %s (this table says %s in general)", f.Level, criu.VersionFromInt(v), r.Level))
 		}
 	}
 	st := c.Status(r)
@@ -105,10 +105,10 @@ func checkKernelOption(ctx context.Context, env *Env, r kernel.Requirement, mods
 		f.Evidence = append(f.Evidence, "without it: "+r.Breaks)
 	}
 	if r.MinCRIU > 0 {
-		f.Evidence = append(f.Evidence, fmt.Sprintf("needed by CRIU %s and later", kernel.CRIUVersion(r.MinCRIU)))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("needed by CRIU %s and later", criu.VersionFromInt(r.MinCRIU)))
 	}
 	if r.RelaxedFrom > 0 {
-		f.Evidence = append(f.Evidence, fmt.Sprintf("CRIU %s and later only warn without it", kernel.CRIUVersion(r.RelaxedFrom)))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("CRIU %s and later only warn without it", criu.VersionFromInt(r.RelaxedFrom)))
 	}
 	if r.Hint != "" {
 		f.Evidence = append(f.Evidence, "note: "+r.Hint)

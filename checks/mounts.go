@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -57,8 +55,7 @@ func procLoadMounts(env *Env) (*procMountView, []reports.Finding) {
 	ns, err := os.Readlink(filepath.Join(pdir, "ns", "mnt"))
 	if err != nil {
 		if procGone(err) {
-			return nil, []reports.Finding{{Status: reports.Skip, Summary: fmt.Sprintf("process %d does not exist", env.PID),
-				Reason: fmt.Sprintf("process %d does not exist (it exited, or the PID is wrong)", env.PID)}}
+			return nil, procMissingSkip(env.PID)
 		}
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, procPermSkip(err, filepath.Join(pdir, "ns", "mnt"))
@@ -402,33 +399,13 @@ func checkMountTmpfs(ctx context.Context, env *Env) []reports.Finding {
 		return []reports.Finding{{Status: reports.Skip, Evidence: ev, Summary: fmt.Sprintf("%s to be saved with tar", procN(len(ev), "tmpfs mount", "tmpfs mounts")),
 			Reason: "tar is probed only on the live system, not for a /proc fixture"}}
 	}
-	ok, tarEv := procGNUTar(ctx)
+	_, gnu, tarEv := sysGNUTar(ctx)
 	ev = append(ev, tarEv)
-	if !ok {
+	if !gnu {
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 			Summary: fmt.Sprintf("%s to be saved with tar, and no GNU tar: CRIU: \"Can't dump tmpfs content\"", procN(len(ev)-1, "tmpfs mount", "tmpfs mounts")),
 			Fix:     &reports.Fix{Description: "install GNU tar where CRIU runs (in the guest image; busybox tar does not work)"}}}
 	}
 	return []reports.Finding{{Status: reports.Pass, Evidence: ev,
 		Summary: fmt.Sprintf("%s to be saved with GNU tar", procN(len(ev)-1, "tmpfs mount", "tmpfs mounts"))}}
-}
-
-// procGNUTar reports whether the tar CRIU will run (the first on PATH) is
-// GNU tar, with an evidence line.
-func procGNUTar(ctx context.Context) (bool, string) {
-	p, err := exec.LookPath("tar")
-	if err != nil {
-		return false, "tar: not found on PATH"
-	}
-	if real, err := filepath.EvalSymlinks(p); err == nil && filepath.Base(real) == "busybox" {
-		return false, fmt.Sprintf("tar: %s is busybox", p)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, p, "--version").CombinedOutput()
-	first := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	if err != nil {
-		return false, fmt.Sprintf("%s --version: %v %s", p, err, first)
-	}
-	return strings.Contains(first, "GNU tar"), fmt.Sprintf("%s --version: %s", p, first)
 }

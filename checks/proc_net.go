@@ -46,6 +46,18 @@ func procSocketsOf(t *procTree, fdsOf map[*treeProc][]procFD) procSockets {
 	return s
 }
 
+// procTreeSockets reads the sockets the tree holds, with the evidence
+// lines of processes that exited meanwhile; done is what the check reports
+// instead when the fds cannot be read.
+func procTreeSockets(t *procTree) (ss procSockets, gone []string, done []reports.Finding) {
+	var vanished []string
+	fdsOf, err := procFDsOf(t, &vanished)
+	if err != nil {
+		return procSockets{}, nil, procFDError(err)
+	}
+	return procSocketsOf(t, fdsOf), procVanished(t, vanished), nil
+}
+
 // procUnixExt is a unix socket of the tree whose peer is outside it.
 type procUnixExt struct {
 	Sock    procUnixSock
@@ -88,13 +100,10 @@ func procJudgeUnix(held map[uint64][]string, socks map[uint32]procUnixSock) (ext
 // replacement is passed on restore. The peers come from the kernel's
 // unix_diag (NETLINK_SOCK_DIAG, UDIAG_SHOW_PEER): /proc has no peers.
 func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
-	var vanished []string
-	fdsOf, err := procFDsOf(t, &vanished)
-	if err != nil {
-		return procFDError(err)
+	ss, gone, done := procTreeSockets(t)
+	if done != nil {
+		return done
 	}
-	ss := procSocketsOf(t, fdsOf)
-	gone := procVanished(t, vanished)
 
 	// Which held sockets are unix ones, from /proc/PID/net/unix; this works
 	// on fixture trees too.
@@ -239,13 +248,10 @@ func procUnixState(s uint8) string {
 // with --tcp-established ("Connected TCP socket, consider using
 // --tcp-established option"). Listening sockets need nothing.
 func checkProcTCP(_ context.Context, t *procTree) []reports.Finding {
-	var vanished []string
-	fdsOf, err := procFDsOf(t, &vanished)
-	if err != nil {
-		return procFDError(err)
+	ss, gone, done := procTreeSockets(t)
+	if done != nil {
+		return done
 	}
-	ss := procSocketsOf(t, fdsOf)
-	gone := procVanished(t, vanished)
 	if len(ss.held) == 0 {
 		return []reports.Finding{{Status: reports.Pass, Evidence: gone, Summary: "the tree holds no sockets"}}
 	}

@@ -125,25 +125,35 @@ type procLock struct {
 	Line  string
 }
 
-// procParseLocks parses /proc/locks. procfs has no parser for it.
-func procParseLocks(data []byte) ([]procLock, error) {
-	var out []procLock
+// procParseTable parses the lines of a /proc table with parse, skipping
+// blank lines and, with header, the first line; what names the table in a
+// read error.
+func procParseTable[T any](data []byte, what string, header bool, parse func(line string) (T, error)) ([]T, error) {
+	var out []T
 	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for first := true; sc.Scan(); first = false {
+		line := sc.Text()
+		if (header && first) || strings.TrimSpace(line) == "" {
 			continue
 		}
-		l, err := procParseLockLine(line)
+		v, err := parse(line)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, l)
+		out = append(out, v)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read locks: %w", err)
+		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	return out, nil
+}
+
+// procParseLocks parses /proc/locks. procfs has no parser for it.
+func procParseLocks(data []byte) ([]procLock, error) {
+	return procParseTable(data, "locks", false, func(line string) (procLock, error) {
+		return procParseLockLine(strings.TrimSpace(line))
+	})
 }
 
 // procParseLockLine parses "1: POSIX  ADVISORY  WRITE 1234 08:02:1311 0 EOF",
@@ -261,24 +271,7 @@ type procMount struct {
 // unescapes the octal escapes (\040 for a space and so on) that the kernel
 // writes in paths.
 func procParseMountInfo(data []byte) ([]procMount, error) {
-	var out []procMount
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		m, err := procParseMountLine(line)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read mountinfo: %w", err)
-	}
-	return out, nil
+	return procParseTable(data, "mountinfo", false, procParseMountLine)
 }
 
 func procParseMountLine(line string) (procMount, error) {
@@ -369,34 +362,22 @@ var procTCPStates = map[int]string{
 // procParseTCP parses /proc/net/tcp or /proc/net/tcp6. procfs has a
 // parser too, but it is deprecated there.
 func procParseTCP(data []byte) ([]procTCPConn, error) {
-	var out []procTCPConn
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	first := true
-	for sc.Scan() {
-		if first {
-			first = false
-			continue
-		}
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) < 10 {
-			return nil, fmt.Errorf("parse tcp line %q: too few fields", sc.Text())
-		}
-		local, err1 := procParseSockAddr(f[1])
-		remote, err2 := procParseSockAddr(f[2])
-		st, err3 := strconv.ParseUint(f[3], 16, 8)
-		ino, err4 := strconv.ParseUint(f[9], 10, 64)
-		if err := errors.Join(err1, err2, err3, err4); err != nil {
-			return nil, fmt.Errorf("parse tcp line %q: %w", sc.Text(), err)
-		}
-		out = append(out, procTCPConn{Local: local, Remote: remote, State: int(st), Inode: ino})
+	return procParseTable(data, "tcp table", true, procParseTCPLine)
+}
+
+func procParseTCPLine(line string) (procTCPConn, error) {
+	f := strings.Fields(line)
+	if len(f) < 10 {
+		return procTCPConn{}, fmt.Errorf("parse tcp line %q: too few fields", line)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read tcp table: %w", err)
+	local, err1 := procParseSockAddr(f[1])
+	remote, err2 := procParseSockAddr(f[2])
+	st, err3 := strconv.ParseUint(f[3], 16, 8)
+	ino, err4 := strconv.ParseUint(f[9], 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return procTCPConn{}, fmt.Errorf("parse tcp line %q: %w", line, err)
 	}
-	return out, nil
+	return procTCPConn{Local: local, Remote: remote, State: int(st), Inode: ino}, nil
 }
 
 // procParseSockAddr parses "0100007F:1F90": the address as the kernel's
@@ -433,35 +414,21 @@ type procUnixEntry struct {
 // procParseNetUnix parses /proc/net/unix: the unix sockets of a network
 // namespace, without their peers.
 func procParseNetUnix(data []byte) ([]procUnixEntry, error) {
-	var out []procUnixEntry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	first := true
-	for sc.Scan() {
-		if first {
-			first = false
-			continue
-		}
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
+	return procParseTable(data, "unix table", true, func(line string) (procUnixEntry, error) {
+		f := strings.Fields(line)
 		if len(f) < 7 {
-			return nil, fmt.Errorf("parse unix line %q: too few fields", sc.Text())
+			return procUnixEntry{}, fmt.Errorf("parse unix line %q: too few fields", line)
 		}
 		typ, err1 := strconv.ParseUint(f[4], 16, 16)
 		st, err2 := strconv.ParseUint(f[5], 16, 8)
 		ino, err3 := strconv.ParseUint(f[6], 10, 64)
 		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, fmt.Errorf("parse unix line %q: %w", sc.Text(), err)
+			return procUnixEntry{}, fmt.Errorf("parse unix line %q: %w", line, err)
 		}
 		e := procUnixEntry{Inode: ino, Type: int(typ), State: int(st)}
 		if len(f) > 7 {
 			e.Path = strings.Join(f[7:], " ")
 		}
-		out = append(out, e)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read unix table: %w", err)
-	}
-	return out, nil
+		return e, nil
+	})
 }

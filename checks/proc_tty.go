@@ -71,10 +71,10 @@ func procSlaveDevice(index int) procDevice {
 }
 
 var (
-	procPtsPath = regexp.MustCompile(`^/dev/pts/([0-9]+)$`)
-	procVTPath  = regexp.MustCompile(`^/dev/tty([0-9]+)$`)
-	procUARTRe  = regexp.MustCompile(`^/dev/ttyS([0-9]+)$`)
-	procHVCPath = regexp.MustCompile(`^/dev/hvc([0-9]+)$`)
+	procPtsPath  = regexp.MustCompile(`^/dev/pts/([0-9]+)$`)
+	procVTPath   = regexp.MustCompile(`^/dev/tty([0-9]+)$`)
+	procUARTPath = regexp.MustCompile(`^/dev/ttyS([0-9]+)$`)
+	procHVCPath  = regexp.MustCompile(`^/dev/hvc([0-9]+)$`)
 )
 
 // procDevByPath guesses the device number from the fd's path, for fixture
@@ -114,7 +114,7 @@ func procDevByPath(p string) (procDevice, bool) {
 	if n, ok := num(procVTPath); ok && n >= 1 && n <= 63 {
 		return procDevice{4, n}, true
 	}
-	if n, ok := num(procUARTRe); ok {
+	if n, ok := num(procUARTPath); ok {
 		return procDevice{4, 64 + n}, true
 	}
 	if n, ok := num(procHVCPath); ok {

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -38,14 +36,12 @@ const procSetsidFix = "make the container init a session leader: have the runtim
 // ProcessChecks are the checks of the process tree rooted at Env.PID, as
 // `criu dump -t PID` will walk it: namespaces, sessions, terminals, locks,
 // sockets and files that CRIU refuses or needs options for. The checks of
-// one returned list share one reading of the tree per run (see
-// procSnapshot).
+// one Runner.Run share one reading of the tree (see procTreeOf).
 func ProcessChecks() []Check {
-	s := &procSnapshot{}
 	mk := func(id string, level reports.Level, title string, run func(context.Context, *procTree) []reports.Finding) Check {
 		return Check{ID: id, Category: "process", Level: level, Title: title, Needs: []Need{NeedPID},
 			Run: func(ctx context.Context, env *Env) []reports.Finding {
-				t, skip := s.treeOrSkip(env)
+				t, skip := procTreeOrSkip(ctx, env)
 				if skip != nil {
 					return skip
 				}
@@ -56,9 +52,7 @@ func ProcessChecks() []Check {
 		{ID: "process.pidns", Category: "process", Level: reports.Required, Needs: []Need{NeedPID},
 			Title: "pid namespace of the process tree",
 			Run: func(ctx context.Context, env *Env) []reports.Finding {
-				// The first check of a run reads the tree afresh; the
-				// others reuse that reading.
-				t, err := s.load(env)
+				t, err := procTreeOf(ctx, env)
 				if err != nil {
 					var nop procErrNoProcess
 					if errors.As(err, &nop) {
@@ -83,60 +77,39 @@ func ProcessChecks() []Check {
 	}
 }
 
-// procSnapshotTTL bounds how long a reading of the tree is reused by
-// checks that run without process.pidns before them.
-const procSnapshotTTL = 2 * time.Second
+// procTreeKey is the runMemo key of the process tree.
+type procTreeKey struct{}
 
-// procSnapshot is one reading of the tree shared by the checks of one
-// ProcessChecks list: reading /proc for every check would cost a dozen
-// passes over the tree (the doctor must stay well under 100 ms on 50
-// processes). process.pidns, first in the list, always reads afresh, so
-// every Runner.Run starts from the live tree; the others reuse that
-// reading when it is for the same Env and PID and recent.
-type procSnapshot struct {
-	mu   sync.Mutex
-	env  *Env
-	pid  int
-	at   time.Time
-	tree *procTree
-	err  error
+// procTreeOf reads the tree rooted at env.PID once per Runner.Run: the
+// doctor must stay well under 100 ms on 50 processes, and the checks must
+// judge the same reading. The tree and the per-process reads it caches are
+// shared by checks running at once, so they must not be changed.
+func procTreeOf(ctx context.Context, env *Env) (*procTree, error) {
+	return memoize(ctx, procTreeKey{}, func() (*procTree, error) { return procLoadTree(env) })
 }
 
-func (s *procSnapshot) load(env *Env) (*procTree, error) {
-	t, err := procLoadTree(env)
-	s.mu.Lock()
-	s.env, s.pid, s.at, s.tree, s.err = env, env.PID, time.Now(), t, err
-	s.mu.Unlock()
-	return t, err
-}
-
-func (s *procSnapshot) get(env *Env) (*procTree, error) {
-	s.mu.Lock()
-	if s.env == env && s.pid == env.PID && time.Since(s.at) < procSnapshotTTL {
-		t, err := s.tree, s.err
-		s.mu.Unlock()
-		return t, err
-	}
-	s.mu.Unlock()
-	return s.load(env)
-}
-
-// treeOrSkip returns the tree for a check, or the single finding the check
-// reports instead: a skip naming the reason. Only process.pidns reports a
-// missing process as an error, so that a bad PID gives one error, not one
-// per check.
-func (s *procSnapshot) treeOrSkip(env *Env) (*procTree, []reports.Finding) {
-	t, err := s.get(env)
+// procTreeOrSkip returns the tree for a check, or the single finding the
+// check reports instead: a skip naming the reason. Only process.pidns
+// reports a missing process as an error, so that a bad PID gives one error,
+// not one per check.
+func procTreeOrSkip(ctx context.Context, env *Env) (*procTree, []reports.Finding) {
+	t, err := procTreeOf(ctx, env)
 	if err == nil {
 		return t, nil
 	}
 	var nop procErrNoProcess
 	if errors.As(err, &nop) {
-		return nil, []reports.Finding{{Status: reports.Skip,
-			Summary: fmt.Sprintf("process %d does not exist", env.PID),
-			Reason:  fmt.Sprintf("process %d does not exist (it exited, or the PID is wrong)", env.PID)}}
+		return nil, procMissingSkip(env.PID)
 	}
 	return nil, []reports.Finding{{Status: reports.Error, Summary: "cannot read the process tree", Reason: err.Error()}}
+}
+
+// procMissingSkip is what a check of the tree or its mounts reports when
+// process pid does not exist; process.pidns alone reports that as an error.
+func procMissingSkip(pid int) []reports.Finding {
+	return []reports.Finding{{Status: reports.Skip,
+		Summary: fmt.Sprintf("process %d does not exist", pid),
+		Reason:  fmt.Sprintf("process %d does not exist (it exited, or the PID is wrong)", pid)}}
 }
 
 // procVanished is the evidence line for processes that exited meanwhile.

@@ -98,9 +98,11 @@ func procCount(comm string, n int) func(*procTree) bool {
 	}
 }
 
+// procRunAll runs the checks as the doctor does: several at once, sharing
+// one reading of the tree.
 func procRunAll(tb testing.TB, pid int) []reports.Finding {
 	tb.Helper()
-	return Runner{Checks: append(ProcessChecks(), MountChecks()...)}.Run(context.Background(), procHostEnv(tb, pid))
+	return Runner{Checks: append(ProcessChecks(), MountChecks()...), Workers: 4}.Run(context.Background(), procHostEnv(tb, pid))
 }
 
 func procByID(fs []reports.Finding, id string) []reports.Finding {
@@ -459,9 +461,13 @@ func TestProcGhostFilesLive(t *testing.T) {
 		size int64
 		want reports.Status
 		opt  string
+		// summary is a part of the summary, when the test cares.
+		summary string
 	}{
 		{name: "deleted file over the ghost limit", size: 3<<20 + 1, want: reports.Fail, opt: "--ghost-limit=4194304"},
 		{name: "small deleted file", size: 4096, want: reports.Pass},
+		// An empty file used to be reported as "holds no deleted files".
+		{name: "empty deleted file", size: 0, want: reports.Pass, summary: "within CRIU's ghost limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "scratch")
@@ -485,6 +491,9 @@ func TestProcGhostFilesLive(t *testing.T) {
 			t.Logf("%s", procDump([]reports.Finding{g}))
 			if g.Status != tc.want || !strings.Contains(strings.Join(g.Evidence, "\n"), p) {
 				t.Fatalf("ghost-files: %s %s\n%s", g.Status, g.Summary, strings.Join(g.Evidence, "\n"))
+			}
+			if !strings.Contains(g.Summary, tc.summary) {
+				t.Errorf("summary %q, want it to say %q", g.Summary, tc.summary)
 			}
 			if tc.opt != "" && (g.Fix == nil || !slices.Equal(g.Fix.CRIUOptions, []string{tc.opt})) {
 				t.Errorf("fix: %+v, want %s", g.Fix, tc.opt)

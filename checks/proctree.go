@@ -51,24 +51,32 @@ type procTree struct {
 	// The checks sharing this reading also share what they read of each
 	// process, read on first use.
 	mu        sync.Mutex
-	fdCache   map[int]procFDsResult
-	infoCache map[[2]int]procFDInfoResult
-	nsCache   map[string]procNSResult
+	fdCache   map[int]procResult[[]procFD]
+	infoCache map[[2]int]procResult[procFDInfo]
+	nsCache   map[string]procResult[string]
 }
 
-type procFDsResult struct {
-	fds []procFD
+// procResult is one cached read of a procTree.
+type procResult[V any] struct {
+	v   V
 	err error
 }
 
-type procFDInfoResult struct {
-	info procFDInfo
-	err  error
-}
-
-type procNSResult struct {
-	link string
-	err  error
+// procCached returns m[k], reading it with read on first use. t.mu guards
+// m, not the read: two checks asking at once may both read, and either
+// answer is a true reading.
+func procCached[K comparable, V any](t *procTree, m map[K]procResult[V], k K, read func() (V, error)) (V, error) {
+	t.mu.Lock()
+	r, ok := m[k]
+	t.mu.Unlock()
+	if ok {
+		return r.v, r.err
+	}
+	v, err := read()
+	t.mu.Lock()
+	m[k] = procResult[V]{v, err}
+	t.mu.Unlock()
+	return v, err
 }
 
 // procErrNoProcess says the root of the tree does not exist.
@@ -112,7 +120,7 @@ func procLoadTree(env *Env) (*procTree, error) {
 		return nil, fmt.Errorf("open procfs %s: %w", procRootDir(env), err)
 	}
 	t := &procTree{root: procRootDir(env), proc: pfs, byPID: map[int]*treeProc{},
-		fdCache: map[int]procFDsResult{}, infoCache: map[[2]int]procFDInfoResult{}, nsCache: map[string]procNSResult{}}
+		fdCache: map[int]procResult[[]procFD]{}, infoCache: map[[2]int]procResult[procFDInfo]{}, nsCache: map[string]procResult[string]{}}
 	if env.PID <= 0 {
 		return nil, fmt.Errorf("invalid pid %d: pass the PID of a running process", env.PID)
 	}
@@ -267,17 +275,7 @@ type procFD struct {
 
 // fds lists the open fds of pid.
 func (t *procTree) fds(pid int) ([]procFD, error) {
-	t.mu.Lock()
-	r, ok := t.fdCache[pid]
-	t.mu.Unlock()
-	if ok {
-		return r.fds, r.err
-	}
-	fds, err := t.readFDs(pid)
-	t.mu.Lock()
-	t.fdCache[pid] = procFDsResult{fds, err}
-	t.mu.Unlock()
-	return fds, err
+	return procCached(t, t.fdCache, pid, func() ([]procFD, error) { return t.readFDs(pid) })
 }
 
 func (t *procTree) readFDs(pid int) ([]procFD, error) {
@@ -306,18 +304,7 @@ func (t *procTree) readFDs(pid int) ([]procFD, error) {
 
 // fdInfo reads /proc/PID/fdinfo/FD.
 func (t *procTree) fdInfo(pid, fd int) (procFDInfo, error) {
-	k := [2]int{pid, fd}
-	t.mu.Lock()
-	r, ok := t.infoCache[k]
-	t.mu.Unlock()
-	if ok {
-		return r.info, r.err
-	}
-	fi, err := t.readFDInfo(pid, fd)
-	t.mu.Lock()
-	t.infoCache[k] = procFDInfoResult{fi, err}
-	t.mu.Unlock()
-	return fi, err
+	return procCached(t, t.infoCache, [2]int{pid, fd}, func() (procFDInfo, error) { return t.readFDInfo(pid, fd) })
 }
 
 func (t *procTree) readFDInfo(pid, fd int) (procFDInfo, error) {
@@ -335,18 +322,7 @@ func (t *procTree) readFDInfo(pid, fd int) (procFDInfo, error) {
 
 // nsLink reads /proc/PID/ns/NAME, e.g. "pid:[4026531836]".
 func (t *procTree) nsLink(pid int, name string) (string, error) {
-	k := strconv.Itoa(pid) + "/" + name
-	t.mu.Lock()
-	r, ok := t.nsCache[k]
-	t.mu.Unlock()
-	if ok {
-		return r.link, r.err
-	}
-	link, err := os.Readlink(t.path(pid, "ns", name))
-	t.mu.Lock()
-	t.nsCache[k] = procNSResult{link, err}
-	t.mu.Unlock()
-	return link, err
+	return procCached(t, t.nsCache, strconv.Itoa(pid)+"/"+name, func() (string, error) { return os.Readlink(t.path(pid, "ns", name)) })
 }
 
 // procSelfNS reads a namespace of kata-cr itself, as the procfs at root

@@ -78,7 +78,7 @@ func sysProcStatus(path string) (map[string]string, error) {
 }
 
 func checkPrivileges(_ context.Context, env *Env) []reports.Finding {
-	path := filepath.Join(env.ProcRoot, "self", "status")
+	path := filepath.Join(procRootDir(env), "self", "status")
 	st, err := sysProcStatus(path)
 	if err != nil {
 		return []reports.Finding{{Status: reports.Error, Summary: "cannot read own credentials",
@@ -212,7 +212,7 @@ func sysSetLinkUp(name string) error {
 // beside ProcRoot ("/dev" for "/proc"), so a fixture or a prepared root
 // carries its own.
 func sysDevRoot(env *Env) string {
-	return filepath.Join(filepath.Dir(filepath.Clean(env.ProcRoot)), "dev")
+	return filepath.Join(filepath.Dir(filepath.Clean(procRootDir(env))), "dev")
 }
 
 // sysDevpts is what checkDevpts and the fixer look at.
@@ -226,7 +226,7 @@ type sysDevpts struct {
 func sysProbeDevpts(env *Env) (sysDevpts, error) {
 	dev := sysDevRoot(env)
 	s := sysDevpts{pts: filepath.Join(dev, "pts"), ptmx: filepath.Join(dev, "ptmx")}
-	data, err := os.ReadFile(filepath.Join(env.ProcRoot, "self", "mountinfo"))
+	data, err := os.ReadFile(filepath.Join(procRootDir(env), "self", "mountinfo"))
 	if err != nil {
 		return s, err
 	}
@@ -354,7 +354,7 @@ func DevptsFixer() Fixer {
 }
 
 func checkNsLastPid(_ context.Context, env *Env) []reports.Finding {
-	path := filepath.Join(env.ProcRoot, "sys", "kernel", "ns_last_pid")
+	path := filepath.Join(procRootDir(env), "sys", "kernel", "ns_last_pid")
 	v, err := sysReadTrim(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return []reports.Finding{{Status: reports.Fail, Evidence: []string{path + ": does not exist"},
@@ -434,28 +434,41 @@ func checkNetworkLock(_ context.Context, env *Env) []reports.Finding {
 // GNU options; busybox tar fails with "Can't dump tmpfs content".
 func checkTar(ctx context.Context, _ *Env) []reports.Finding {
 	fix := &reports.Fix{Description: "install GNU tar (apt-get install tar) where criu runs"}
+	p, gnu, ev := sysGNUTar(ctx)
+	switch {
+	case p == "":
+		return []reports.Finding{{Status: reports.Warn, Fix: fix, Evidence: []string{ev},
+			Summary: "no tar: criu cannot dump tmpfs mounts (/dev, /dev/shm of a container)"}}
+	case gnu:
+		return []reports.Finding{{Status: reports.Pass, Evidence: []string{ev}, Summary: "GNU tar is available for tmpfs dumps"}}
+	}
+	return []reports.Finding{{Status: reports.Warn, Fix: fix, Evidence: []string{ev},
+		Summary: "tar is not GNU tar: criu fails to dump tmpfs mounts (Can't dump tmpfs content)"}}
+}
+
+// sysGNUTar finds the tar criu will run (the first on PATH, which criu
+// inherits from kata-cr) and reports whether it is GNU tar, with an
+// evidence line; path is "" when there is no tar.
+func sysGNUTar(ctx context.Context) (path string, gnu bool, ev string) {
 	p := sysLookTool("tar")
 	if p == "" {
-		return []reports.Finding{{Status: reports.Warn, Fix: fix, Evidence: []string{"tar: not found on PATH"},
-			Summary: "no tar: criu cannot dump tmpfs mounts (/dev, /dev/shm of a container)"}}
+		return "", false, "tar: not found on PATH"
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil && filepath.Base(real) == "busybox" {
+		return p, false, fmt.Sprintf("tar: %s is busybox", p)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, p, "--version").CombinedOutput()
 	first := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	ev := []string{fmt.Sprintf("%s --version: %s", p, first)}
-	if err == nil && strings.Contains(string(out), "GNU tar") {
-		return []reports.Finding{{Status: reports.Pass, Evidence: ev, Summary: "GNU tar is available for tmpfs dumps"}}
-	}
 	if err != nil {
-		ev = append(ev, err.Error())
+		return p, false, fmt.Sprintf("%s --version: %v %s", p, err, first)
 	}
-	return []reports.Finding{{Status: reports.Warn, Fix: fix, Evidence: ev,
-		Summary: "tar is not GNU tar: criu fails to dump tmpfs mounts (Can't dump tmpfs content)"}}
+	return p, strings.Contains(first, "GNU tar"), fmt.Sprintf("%s --version: %s", p, first)
 }
 
 func checkPidMax(_ context.Context, env *Env) []reports.Finding {
-	path := filepath.Join(env.ProcRoot, "sys", "kernel", "pid_max")
+	path := filepath.Join(procRootDir(env), "sys", "kernel", "pid_max")
 	v, err := sysReadTrim(path)
 	if err != nil {
 		return []reports.Finding{{Status: reports.Skip, Reason: fmt.Sprintf("read %s: %v", path, sysUnwrapPath(err))}}

@@ -305,7 +305,10 @@ func checkImagesDirWritable(dir string) error {
 	if err != nil {
 		return usagef("--images-dir %s: %s is not writable: %v: give a writable directory", dir, parent, errors.Unwrap(err))
 	}
-	return os.Remove(probe)
+	if err := os.Remove(probe); err != nil {
+		return fmt.Errorf("remove the write probe: %w", err)
+	}
+	return nil
 }
 
 // runCheckpoint boots guest A for the checkpoint job, saves the images the
@@ -477,8 +480,8 @@ func (gst *guest) fillTarget(r *reports.Report) {
 	r.Target.Sources = append(r.Target.Sources, "guest kernel "+gst.kernel.Image+" ("+gst.kernel.Source+")")
 }
 
-// guestCompat is what the guest kata-cr will boot runs: a checkpoint
-// restores only there.
+// compat is what the guest kata-cr will boot runs: a checkpoint restores
+// only there.
 func (gst *guest) compat() images.Compat {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)

@@ -66,7 +66,11 @@ succeed.
 --target guest (the default) boots a Kata-style guest and runs the checks
 inside it; --target host checks the machine kata-cr runs on.
 --fix applies the fixes kata-cr can make itself (bring lo up, mount devpts,
-load modules), then checks again.`,
+load modules), then checks again.
+
+Exit codes: 0 no required check failed, 3 one did, 1 the checks could not
+run (no such --pid, a --criu or --kernel-config that cannot be read, a guest
+that failed), 2 usage.`,
 		Example: `  kata-cr doctor --target host
   kata-cr doctor --target host --pid 1234 -o json`,
 		Args: cobra.NoArgs,
@@ -194,7 +198,8 @@ func hostEnv(ctx context.Context, o *doctorOptions) (*checks.Env, reports.Target
 	if o.KernelConfig != "" {
 		cfg, err := kernel.Load(o.KernelConfig)
 		if err != nil {
-			return nil, target, fmt.Errorf("--kernel-config %s: %w", o.KernelConfig, err)
+			// kernel.Load's error names the file already.
+			return nil, target, fmt.Errorf("--kernel-config: %w", err)
 		}
 		env.Config, env.ConfigSource = cfg, cfg.Source
 	} else if cfg, err := kernel.Running(o.procRoot, release); err == nil {

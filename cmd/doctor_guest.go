@@ -34,7 +34,7 @@ func runGuestDoctor(ctx context.Context, deps *Deps, g *globalOptions, o *doctor
 	p := newProgress(deps, gopt.Verbose)
 	gst, err := prepareGuest(ctx, &gopt, p)
 	if err != nil {
-		return err
+		return guestRunError(err, gopt.Timeout)
 	}
 	p.printf("booting the guest under %s", gst.accel.Name)
 	job := krt.Job{Kind: krt.JobDoctor, Fix: o.Fix, Verbose: gopt.Verbose}

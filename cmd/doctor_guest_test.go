@@ -213,8 +213,11 @@ func TestImageBuild(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	fi, err := os.Stat(out)
-	if err != nil || fi.Size() < 1<<20 {
-		t.Fatalf("image %s: %v (%d bytes)", out, err, fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() < 1<<20 {
+		t.Fatalf("image %s: %d bytes, want at least 1 MB", out, fi.Size())
 	}
 	if !strings.HasPrefix(stdout, out+": guest image for kernel 6.1.") {
 		t.Errorf("stdout %q", stdout)

@@ -49,12 +49,16 @@ func exitCode(err error, stderr io.Writer) int {
 	return ExitToolError
 }
 
-// isCobraUsage recognises the errors cobra returns for a bad command line.
+// isCobraUsage recognises the errors cobra and pflag return for a bad
+// command line that did not come through the root's flag error function
+// (arguments, subcommands, a command run on its own). They start with these
+// words; matching them anywhere would take a tool error that ends in
+// EINVAL's "invalid argument" for a usage error.
 func isCobraUsage(msg string) bool {
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag",
-		"flag needs an argument", "invalid argument", "accepts ", "requires at least",
-		"required flag", "if any flags in the group"} {
-		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
+	for _, p := range []string{"unknown command ", "unknown flag: ", "unknown shorthand flag: ",
+		"flag needs an argument: ", `invalid argument "`, "accepts ", "requires at least ",
+		"required flag", "if any flags in the group", "at least one of the flags in the group"} {
+		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -46,6 +47,13 @@ not be read.`,
 }
 
 func runExplain(deps *Deps, g *globalOptions, o *explainOptions, stdin io.Reader) error {
+	if n := slices.Index(o.Logs, "-"); n >= 0 && slices.Contains(o.Logs[n+1:], "-") {
+		return usagef("- (standard input) given more than once: it can be read only once")
+	}
+	// A bad -o or --color is a usage error even when a log is unreadable.
+	if _, err := renderOptions(deps, g); err != nil {
+		return err
+	}
 	r := reports.New("explain", Version)
 	r.Target = reports.Target{Kind: "file"}
 	var failed, unknown int
@@ -123,12 +131,17 @@ func logFinding(name string, size int64, es []reports.Explanation) reports.Findi
 		return f
 	}
 	f.Status = reports.Fail
-	var sigs []string
+	var labels []string
 	for _, e := range es {
-		sigs = append(sigs, e.Signature)
-		f.Evidence = append(f.Evidence, fmt.Sprintf("line %d: %s", e.Line, e.Signature))
+		labels = append(labels, e.Label())
+		ev := fmt.Sprintf("line %d: %s", e.Line, e.Label())
+		if !e.Known && len(e.Quote) > 0 {
+			// The signature alone says nothing here: show the line itself.
+			ev += ": " + e.Quote[len(e.Quote)-1]
+		}
+		f.Evidence = append(f.Evidence, ev)
 	}
-	f.Summary = name + ": CRIU failed: " + strings.Join(sigs, ", ")
+	f.Summary = name + ": CRIU failed: " + strings.Join(labels, ", ")
 	return f
 }
 

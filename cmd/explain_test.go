@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +17,8 @@ func init() {
 	}
 }
 
-func explainUpdate() bool {
+// goldenUpdate reports whether -update asks to rewrite the golden files.
+func goldenUpdate() bool {
 	f := flag.Lookup("update")
 	return f != nil && f.Value.String() == "true"
 }
@@ -62,6 +62,9 @@ func TestExplainCommand(t *testing.T) {
 		{"binary log", []string{"explain", criuLogs + "dump-sl-plain.log", "testdata/explain/binary.log"}, "", ExitToolError, "binary"},
 		{"directory", []string{"explain", "testdata/explain"}, "", ExitToolError, "directory"},
 		{"no log", []string{"explain"}, "", ExitUsage, "nolog"},
+		{"stdin twice", []string{"explain", "-", "-"}, "Error (criu/x.c:1): boom\n", ExitUsage, "stdin-twice"},
+		{"follow-on line only", []string{"explain", "-"}, "(00.1) Error (criu/cr-dump.c:2053): Dumping FAILED.\n",
+			ExitCheckFailed, "follow-on.text"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,18 +110,5 @@ func TestExplainNamesCauseAndFix(t *testing.T) {
 
 func explainGolden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "explain", name)
-	if explainUpdate() {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run go test ./cmd -run Explain -update to create it): %v", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (run go test ./cmd -run Explain -update if the change is intended)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	checkGolden(t, filepath.Join("explain", name), got)
 }

@@ -255,6 +255,10 @@ func pickAccel(ctx context.Context, want string, k *krt.Kernel, cacheDir string,
 	}
 	p.printf("probing KVM")
 	a := krt.ProbeKVM(ctx, krt.KVMProbe{Kernel: k.Image, Initrd: bare, CacheDir: cacheDir})
+	// An interrupted probe says nothing about KVM.
+	if err := ctx.Err(); err != nil {
+		return krt.Accel{}, fmt.Errorf("probe KVM: %w", err)
+	}
 	p.printf("accelerator %s: %s", a.Name, a.Reason)
 	return a, nil
 }
@@ -270,6 +274,10 @@ func (g *guest) bootSpec(o *guestOptions, p *progress) krt.BootSpec {
 // bootFinding records how the guest ran, with the qemu command line as
 // evidence, so that a JSON report says what was booted and how.
 func (g *guest) bootFinding(res *krt.Result) reports.Finding {
+	image := fmt.Sprintf("guest image: %s (built in %s)", g.image, g.imageTime.Round(100*time.Millisecond))
+	if g.imageCached {
+		image = fmt.Sprintf("guest image: %s (cached)", g.image)
+	}
 	f := reports.Finding{
 		ID: "guest.boot", Category: "guest", Level: reports.Optional, Status: reports.Pass,
 		Summary: fmt.Sprintf("guest kernel %s booted under %s in %s; the job took %s",
@@ -278,7 +286,7 @@ func (g *guest) bootFinding(res *krt.Result) reports.Finding {
 		Evidence: []string{
 			"kernel: " + g.kernel.Image + " (" + g.kernel.Source + ")",
 			"accelerator: " + g.accel.Name + ": " + g.accel.Reason,
-			fmt.Sprintf("guest image: %s (%s)", g.image, map[bool]string{true: "cached", false: fmt.Sprintf("built in %s", g.imageTime.Round(100*time.Millisecond))}[g.imageCached]),
+			image,
 			"qemu: " + res.CommandLine,
 		},
 	}
@@ -305,12 +313,13 @@ func reportGuestError(deps *Deps, err error) {
 }
 
 // guestRunError words the errors of a guest run that the user caused:
-// Ctrl-C and the --timeout.
+// Ctrl-C and the --timeout, which may also end the steps before the boot
+// (image build, KVM probe).
 func guestRunError(err error, timeout time.Duration) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return errors.New("interrupted: the guest was stopped")
-	case errors.Is(err, krt.ErrJobTimeout):
+	case errors.Is(err, krt.ErrJobTimeout), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("the guest did not finish within --timeout %s: %w", timeout, err)
 	}
 	return err
@@ -374,7 +383,7 @@ func runGuestShell(ctx context.Context, deps *Deps, o *guestShellOptions) error 
 	p := newProgress(deps, o.guest.Verbose)
 	gst, err := prepareGuest(ctx, &o.guest, p)
 	if err != nil {
-		return err
+		return guestRunError(err, 0)
 	}
 	so := krt.ShellOptions{Term: os.Getenv("TERM")}
 	if ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ); err == nil {
@@ -390,8 +399,9 @@ func runGuestShell(ctx context.Context, deps *Deps, o *guestShellOptions) error 
 	fmt.Fprintf(deps.Stderr, "kata-cr: booting the guest (%s); exit the shell to power it off, or press Ctrl-a x\n", gst.accel.Name)
 	job := krt.Job{Kind: krt.JobShell, LoadModules: !o.NoModules, Options: opts}
 	_, err = krt.Run(ctx, spec, job, p.event)
-	if errors.Is(err, krt.ErrAgentExited) {
-		// Ctrl-a x: the user stopped qemu while the shell ran.
+	if errors.Is(err, krt.ErrQEMUStopped) {
+		// Ctrl-a x: the user stopped qemu while the shell ran. A crashed
+		// agent or a panic is another error and shows the console.
 		fmt.Fprintln(deps.Stderr, "kata-cr: qemu stopped before the shell exited")
 		return nil
 	}

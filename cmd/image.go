@@ -68,14 +68,14 @@ func runImageBuild(c *cobra.Command, deps *Deps, o *imageBuildOptions) error {
 	o.guest.Accel = accelTCG
 	gst, err := prepareGuest(ctx, &o.guest, p)
 	if err != nil {
-		return err
+		return guestRunError(err, 0)
 	}
 	if err := copyFileAtomic(gst.image, o.Out); err != nil {
 		return fmt.Errorf("write %s: %w", o.Out, err)
 	}
 	fi, err := os.Stat(o.Out)
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", o.Out, err)
 	}
 	how := "built"
 	if gst.imageCached {

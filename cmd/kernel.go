@@ -215,7 +215,14 @@ func writeFragment(deps *Deps, path string, configs []*kernel.Config) error {
 			}
 		}
 	}
-	data := kernel.EmitFragment(configs[0], missing...)
+	// EmitFragment leaves out what the config it is given already has; with
+	// several sources an option one has may be what another misses, so the
+	// fragment then sets every option of the missing requirements.
+	var have *kernel.Config
+	if len(configs) == 1 {
+		have = configs[0]
+	}
+	data := kernel.EmitFragment(have, missing...)
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		return fmt.Errorf("write fragment: %w", err)
 	}
@@ -238,11 +245,19 @@ func writeFragment(deps *Deps, path string, configs []*kernel.Config) error {
 		return nil
 	}
 	fmt.Fprintf(deps.Stderr, "kata-cr: wrote %s adding %s; copy it into the %s/ directory of Kata's kernel config fragments\n",
-		abs, strings.Join(names, ", "), archOrArch(configs[0].Arch))
+		abs, strings.Join(names, ", "), fragmentArch(configs))
 	return nil
 }
 
-func archOrArch(a string) string {
+// fragmentArch names the fragment directory the configs share, "<arch>"
+// when they do not tell or disagree.
+func fragmentArch(configs []*kernel.Config) string {
+	a := configs[0].Arch
+	for _, c := range configs[1:] {
+		if c.Arch != a {
+			return "<arch>"
+		}
+	}
 	if a == "" {
 		return "<arch>"
 	}

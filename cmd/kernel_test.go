@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -22,28 +23,6 @@ import (
 // kataFragments is Kata's fragment tree, kept in the kernel package's
 // testdata.
 const kataFragments = "../kernel/testdata/kata-fragments"
-
-func kernelUpdate() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
-
-func kernelGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if kernelUpdate() {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file (run go test ./cmd -run Kernel -update to create it): %v", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (run go test ./cmd -run Kernel -update if the change is intended)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
 
 // copyFragments copies Kata's tree into a temporary directory.
 func copyFragments(t *testing.T) string {
@@ -109,15 +88,28 @@ func TestKernelCheckFlags(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got *kernelCheckOptions
 			deps := &Deps{Stdout: io.Discard, Stderr: io.Discard, IsTerminal: func(io.Writer) bool { return false }, Getenv: func(string) string { return "" }}
-			c := newKernelCheckCmdWith(deps, &globalOptions{}, func(_ context.Context, o *kernelCheckOptions) error {
+			// The captured command replaces kernel check under the real
+			// root, so that flag errors pass through the root's flag error
+			// function as they do in kata-cr.
+			root := newRootCmd(deps)
+			k, _, err := root.Find([]string{"kernel"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, sc := range k.Commands() {
+				if sc.Name() == "check" {
+					k.RemoveCommand(sc)
+				}
+			}
+			k.AddCommand(newKernelCheckCmdWith(deps, &globalOptions{}, func(_ context.Context, o *kernelCheckOptions) error {
 				got = o
 				return nil
-			})
-			c.SetArgs(append([]string{}, tt.args...))
-			c.SetOut(io.Discard)
-			c.SetErr(io.Discard)
+			}))
+			root.SetArgs(append([]string{"kernel", "check"}, tt.args...))
+			root.SetOut(io.Discard)
+			root.SetErr(io.Discard)
 			var stderr bytes.Buffer
-			if code := exitCode(c.Execute(), &stderr); code != tt.wantExit {
+			if code := exitCode(root.Execute(), &stderr); code != tt.wantExit {
 				t.Fatalf("exit %d, want %d (%s)", code, tt.wantExit, stderr.String())
 			}
 			if tt.wantExit != ExitOK {
@@ -157,11 +149,11 @@ func TestKernelCheckKata(t *testing.T) {
 			t.Errorf("%s: evidence %q does not name the source", f.ID, f.Evidence)
 		}
 	}
-	kernelGolden(t, "kernel-check-kata.json", stdout)
+	checkGolden(t, "kernel-check-kata.json", stdout)
 
 	// The text form is what people read: keep it too.
 	_, text, _ := runMain("kernel", "check", "--arch", "x86_64", "--color", "never", kataFragments)
-	kernelGolden(t, "kernel-check-kata.txt", text)
+	checkGolden(t, "kernel-check-kata.txt", text)
 }
 
 // TestKernelCheckEmitFragment is the second done-when check: the
@@ -210,6 +202,41 @@ func TestKernelCheckEmitFragment(t *testing.T) {
 	if code, _, stderr := runMain("kernel", "check", "--arch", "x86_64", "--emit-fragment", again, tree); code != ExitOK ||
 		!strings.Contains(stderr, "nothing is missing") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestKernelCheckEmitFragmentSeveralSources: the fragment must add what any
+// source misses, even when the first source has it. It used to leave out
+// every option the first source had, so a good config given first made
+// the fragment for Kata's tree add nothing.
+func TestKernelCheckEmitFragmentSeveralSources(t *testing.T) {
+	dir := t.TempDir()
+	good := "# Linux/x86 6.1.0 Kernel Configuration\nCONFIG_X86_64=y\n"
+	for _, r := range kernel.Requirements("x86_64") {
+		for _, o := range r.EnableOptions() {
+			good += fmt.Sprintf("CONFIG_%s=y\n", o)
+		}
+	}
+	goodPath := filepath.Join(dir, "good.config")
+	if err := os.WriteFile(goodPath, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	frag := filepath.Join(dir, "criu.conf")
+	code, _, stderr := runMain("kernel", "check", "--arch", "x86_64", "--emit-fragment", frag, goodPath, kataFragments)
+	if code != ExitCheckFailed {
+		t.Fatalf("exit %d, want %d; stderr %q", code, ExitCheckFailed, stderr)
+	}
+	data, err := os.ReadFile(frag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []string{"CHECKPOINT_RESTORE", "UNIX_DIAG", "INET_DIAG", "NETLINK_DIAG"} {
+		if !strings.Contains(string(data), "\nCONFIG_"+o+"=y\n") {
+			t.Errorf("fragment does not set CONFIG_%s=y:\n%s", o, data)
+		}
+	}
+	if !strings.Contains(stderr, "into the x86_64/ directory") {
+		t.Errorf("stderr %q, want the x86_64/ directory named", stderr)
 	}
 }
 
@@ -337,7 +364,7 @@ func TestKernelCheckBadInput(t *testing.T) {
 			fmt.Fprintf(&golden, "$ kata-cr %s\nexit %d: %s", strings.ReplaceAll(strings.Join(args, " "), dir, "DIR"), code, line)
 		})
 	}
-	kernelGolden(t, "kernel-check-bad-input.golden", golden.String())
+	checkGolden(t, "kernel-check-bad-input.golden", golden.String())
 }
 
 // TestKernelCheckRunning checks the running kernel: on this machine for
@@ -355,12 +382,18 @@ func TestKernelCheckRunning(t *testing.T) {
 		t.Errorf("exit %d, %q", code, msg.String())
 	}
 
-	if _, err := os.Stat("/proc/config.gz"); err != nil {
-		if _, err := kernel.Running("/proc", ""); err != nil {
-			t.Skipf("this machine's kernel config cannot be read (%v); the test above covered that case", err)
-		}
+	// Ask with the release, as the command does: without it Running tries
+	// only /proc/config.gz and a kernel whose config is in /boot would be
+	// skipped here although the command reads it.
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kernel.Running("/proc", unix.ByteSliceToString(u.Release[:])); err != nil {
+		t.Skipf("this machine's kernel config cannot be read (%v); the test above covered that case", err)
 	}
 	stdout.Reset()
+	msg.Reset()
 	err = runKernelCheck(context.Background(), deps, g, &kernelCheckOptions{procRoot: "/proc", sysRoot: "/sys"})
 	if code := exitCode(err, &msg); code != ExitOK && code != ExitCheckFailed {
 		t.Fatalf("exit %d: %s", code, msg.String())

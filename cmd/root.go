@@ -22,7 +22,7 @@ type Deps struct {
 	Stderr io.Writer
 	// IsTerminal reports whether w is a terminal.
 	IsTerminal func(w io.Writer) bool
-	// Getenv reads the environment (NO_COLOR).
+	// Getenv reads the environment (NO_COLOR, TERM).
 	Getenv func(string) string
 }
 
@@ -49,7 +49,8 @@ func newRootCmd(deps *Deps) *cobra.Command {
 fixes what it can, and checkpoints and restores workloads to prove it.
 
 Exit codes: 0 nothing required failed, 1 tool error, 2 usage error,
-3 a required check failed (or a checkpoint did not succeed).`,
+3 a required check failed (a CRIU log shows an error, a checkpoint did not
+succeed); kata-cr COMMAND --help says what each means for that command.`,
 		Version:       Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -47,8 +48,12 @@ type Binary struct {
 }
 
 type binaryCache struct {
-	mu      sync.Mutex
-	version *Version
+	mu sync.Mutex
+	// done is set once the version was asked for; a failure is kept too,
+	// so a broken criu is not started again by every check that asks.
+	done    bool
+	version Version
+	err     error
 }
 
 // Find returns the criu binary to use: path when given (the --criu flag),
@@ -148,13 +153,19 @@ func ParseVersion(out string) (Version, error) {
 // that fails (an old criu, a broken service socket), parses
 // `criu --version`.
 func (b *Binary) Version(ctx context.Context) (Version, error) {
-	if b.cache != nil {
-		b.cache.mu.Lock()
-		defer b.cache.mu.Unlock()
-		if b.cache.version != nil {
-			return *b.cache.version, nil
-		}
+	if b.cache == nil {
+		return b.version(ctx)
 	}
+	b.cache.mu.Lock()
+	defer b.cache.mu.Unlock()
+	if !b.cache.done {
+		b.cache.version, b.cache.err = b.version(ctx)
+		b.cache.done = ctx.Err() == nil
+	}
+	return b.cache.version, b.cache.err
+}
+
+func (b *Binary) version(ctx context.Context) (Version, error) {
 	v, rpcErr := b.rpcVersion(ctx)
 	if rpcErr != nil {
 		var err error
@@ -162,9 +173,6 @@ func (b *Binary) Version(ctx context.Context) (Version, error) {
 		if err != nil {
 			return Version{}, fmt.Errorf("get criu version: %w", errors.Join(rpcErr, err))
 		}
-	}
-	if b.cache != nil {
-		b.cache.version = &v
 	}
 	return v, nil
 }
@@ -250,11 +258,12 @@ func swrkExchange(sk *os.File, req *rpc.CriuReq) (*rpc.CriuResp, error) {
 	}
 	buf := make([]byte, 64<<10)
 	n, err := sk.Read(buf)
+	if errors.Is(err, io.EOF) {
+		// os.File turns an empty read into EOF: criu exited without an answer.
+		return nil, errors.New("read answer: criu closed the socket")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
-	}
-	if n == 0 {
-		return nil, errors.New("read answer: criu closed the socket")
 	}
 	resp := &rpc.CriuResp{}
 	if err := proto.Unmarshal(buf[:n], resp); err != nil {
@@ -338,7 +347,7 @@ func (e *FeatureError) Error() string {
 	}
 	msg := "criu failed before checking it"
 	if len(e.Result.Errors) > 0 {
-		msg += ": " + stripLogPrefix(e.Result.Errors[len(e.Result.Errors)-1])
+		msg += ": " + StripLogPrefix(e.Result.Errors[len(e.Result.Errors)-1])
 	}
 	return fmt.Sprintf("criu check --feature %s: %s", e.Feature, msg)
 }
@@ -364,7 +373,7 @@ func (b *Binary) Feature(ctx context.Context, name string) (supported bool, deta
 	}
 	detail = res.Verdict
 	if len(res.Errors) > 0 {
-		detail = stripLogPrefix(res.Errors[len(res.Errors)-1])
+		detail = StripLogPrefix(res.Errors[len(res.Errors)-1])
 	}
 	if detail == "" {
 		detail = fmt.Sprintf("criu exited with status %d", res.ExitCode)
@@ -430,7 +439,7 @@ func (b *Binary) runCheck(ctx context.Context, args []string) (CheckResult, erro
 		res.Lines = append(res.Lines, splitLines(logData)...)
 	}
 	for _, l := range res.Lines {
-		body := stripLogPrefix(l)
+		body := StripLogPrefix(l)
 		switch {
 		case strings.HasPrefix(body, "Error"), strings.HasPrefix(body, "Warn"):
 			res.Errors = append(res.Errors, l)
@@ -460,9 +469,9 @@ func splitLines(b []byte) []string {
 	return lines
 }
 
-// stripLogPrefix removes the "(00.123456) " timestamp criu puts in front of
-// log lines at verbosity 3 and above.
-func stripLogPrefix(l string) string {
+// StripLogPrefix removes the "(00.123456) " timestamp criu puts in front of
+// log lines at verbosity 3 and above; a line without one is only trimmed.
+func StripLogPrefix(l string) string {
 	l = strings.TrimSpace(l)
 	if strings.HasPrefix(l, "(") {
 		if i := strings.Index(l, ") "); i > 0 && i < 16 {

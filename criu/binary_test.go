@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,6 +35,26 @@ func TestVersion(t *testing.T) {
 		if got := VersionFromInt(tt.n); got != tt.v {
 			t.Errorf("VersionFromInt(%d) = %v, want %v", tt.n, got, tt.v)
 		}
+	}
+}
+
+// TestSwrkNoAnswer: a criu that reads the request and exits without an
+// answer is said to have closed the socket (os.File reports the empty read
+// as EOF, not as zero bytes).
+func TestSwrkNoAnswer(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, remote := os.NewFile(uintptr(fds[0]), "client"), os.NewFile(uintptr(fds[1]), "server")
+	defer local.Close()
+	go func() {
+		defer remote.Close()
+		remote.Read(make([]byte, 4096))
+	}()
+	typ := rpc.CriuReqType_VERSION
+	if _, err := swrkExchange(local, &rpc.CriuReq{Type: &typ}); err == nil || !strings.Contains(err.Error(), "criu closed the socket") {
+		t.Errorf("swrkExchange with no answer = %v, want \"criu closed the socket\"", err)
 	}
 }
 
@@ -67,8 +88,8 @@ func TestStripLogPrefix(t *testing.T) {
 		"(not a timestamp but a long parenthesis) text": "(not a timestamp but a long parenthesis) text",
 	}
 	for in, want := range tests {
-		if got := stripLogPrefix(in); got != want {
-			t.Errorf("stripLogPrefix(%q) = %q, want %q", in, got, want)
+		if got := StripLogPrefix(in); got != want {
+			t.Errorf("StripLogPrefix(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -154,8 +155,7 @@ func liveProcess(procRoot string, pid int) (liveProc, []int, error) {
 	}
 	var children []int
 	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil {
+		if _, err := strconv.Atoi(t.Name()); err != nil {
 			continue
 		}
 		ts, err := readStatus(filepath.Join(dir, "task", t.Name(), "status"))
@@ -163,7 +163,7 @@ func liveProcess(procRoot string, pid int) (liveProc, []int, error) {
 			continue
 		}
 		p.Threads = append(p.Threads, lastField(ts["NSpid"]))
-		data, err := os.ReadFile(filepath.Join(dir, "task", strconv.Itoa(tid), "children"))
+		data, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "children"))
 		if err != nil {
 			continue
 		}
@@ -235,7 +235,7 @@ func CompareTrees(dumped, live []Process) error {
 			diffs = append(diffs, fmt.Sprintf("pid %d: images have ppid %d pgid %d sid %d, live %d %d %d",
 				lp.PID, dp.PPID, dp.PGID, dp.SID, lp.PPID, lp.PGID, lp.SID))
 		}
-		if !equalInts(dp.Threads, lp.Threads) {
+		if !slices.Equal(dp.Threads, lp.Threads) {
 			diffs = append(diffs, fmt.Sprintf("pid %d: images have threads %v, live %v", lp.PID, dp.Threads, lp.Threads))
 		}
 	}
@@ -248,18 +248,6 @@ func CompareTrees(dumped, live []Process) error {
 		return fmt.Errorf("dumped tree (%d processes) differs from the live one (%d): %s", len(dumped), len(live), strings.Join(diffs, "; "))
 	}
 	return nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // DumpStats are CRIU's statistics of one dump (stats-dump).

@@ -84,37 +84,29 @@ type DumpOpts struct {
 	ProcRoot string
 }
 
+// options is o as a table, read by Args, ParseDumpArgs and rpcOpts.
+func (o *DumpOpts) options() optionSet {
+	return optionSet{
+		flags: []flagOpt{
+			{"--leave-running", &o.LeaveRunning},
+			{"--shell-job", &o.ShellJob},
+			{"--file-locks", &o.FileLocks},
+			{"--tcp-established", &o.TCPEstablished},
+			{"--ext-unix-sk", &o.ExtUnixSk},
+			{"--orphan-pts-master", &o.OrphanPtsMaster},
+		},
+		mounts:   &o.ExternalMounts,
+		external: &o.External,
+		skip:     &o.SkipMounts,
+		cgroups:  &o.ManageCgroups,
+		root:     &o.Root,
+	}
+}
+
 // Args returns the options as criu command-line words, for reports and for
 // the plan shown before a dump.
 func (o DumpOpts) Args() []string {
-	var a []string
-	flag := func(on bool, name string) {
-		if on {
-			a = append(a, name)
-		}
-	}
-	flag(o.LeaveRunning, "--leave-running")
-	flag(o.ShellJob, "--shell-job")
-	flag(o.FileLocks, "--file-locks")
-	flag(o.TCPEstablished, "--tcp-established")
-	flag(o.ExtUnixSk, "--ext-unix-sk")
-	flag(o.OrphanPtsMaster, "--orphan-pts-master")
-	for _, m := range o.ExternalMounts {
-		a = append(a, "--external", "mnt["+m.Path+"]:"+m.Key)
-	}
-	for _, e := range o.External {
-		a = append(a, "--external", e)
-	}
-	for _, s := range o.SkipMounts {
-		a = append(a, "--skip-mnt", s)
-	}
-	if o.ManageCgroups != "" {
-		a = append(a, "--manage-cgroups="+o.ManageCgroups)
-	}
-	if o.Root != "" {
-		a = append(a, "--root", o.Root)
-	}
-	return a
+	return o.options().args()
 }
 
 // ParseDumpArgs turns criu dump command-line words (a finding's
@@ -122,55 +114,94 @@ func (o DumpOpts) Args() []string {
 // rejects any other, naming it.
 func ParseDumpArgs(args []string) (DumpOpts, error) {
 	var o DumpOpts
-	err := parseArgs(args, map[string]*bool{
-		"--leave-running":     &o.LeaveRunning,
-		"--shell-job":         &o.ShellJob,
-		"--file-locks":        &o.FileLocks,
-		"--tcp-established":   &o.TCPEstablished,
-		"--ext-unix-sk":       &o.ExtUnixSk,
-		"--orphan-pts-master": &o.OrphanPtsMaster,
-	}, func(name, val string) error {
-		switch name {
-		case "--external":
-			if inner, key, ok := parseMntExternal(val); ok {
-				o.ExternalMounts = append(o.ExternalMounts, ExternalMount{Path: inner, Key: key})
-			} else {
-				o.External = append(o.External, val)
-			}
-		case "--skip-mnt":
-			o.SkipMounts = append(o.SkipMounts, val)
-		case "--manage-cgroups":
-			if _, ok := cgroupModes[val]; !ok {
-				return fmt.Errorf("--manage-cgroups %q: want one of %s", val, strings.Join(cgroupModeNames(), ", "))
-			}
-			o.ManageCgroups = val
-		case "--root":
-			o.Root = val
-		default:
-			return errUnknownOption
-		}
-		return nil
-	})
+	err := o.options().parse(args)
 	return o, err
 }
 
-var errUnknownOption = errors.New("unknown option")
-
-// valueOptions take an argument, as "--name VALUE" or "--name=VALUE".
-var valueOptions = map[string]bool{
-	"--external": true, "--skip-mnt": true, "--manage-cgroups": true, "--root": true,
-	"--inherit-fd": true,
+// optionSet lists the criu options of one operation (dump or restore) with
+// the fields that hold them, so that the words shown in plans and reports
+// and the words parsed from findings cannot drift apart. The RPC request
+// takes the value options from it too; its flags are fields of their own
+// per operation.
+type optionSet struct {
+	flags []flagOpt
+	// restore flips external mounts: `mnt[Path]:Key` on dump names the
+	// mount point, `mnt[Key]:Path` on restore names the source.
+	restore  bool
+	mounts   *[]ExternalMount
+	external *[]string
+	// skip is nil for restore, which has no --skip-mnt.
+	skip    *[]string
+	cgroups *string
+	root    *string
 }
 
-func parseArgs(args []string, flags map[string]*bool, value func(name, val string) error) error {
+type flagOpt struct {
+	name string
+	on   *bool
+}
+
+func (m ExternalMount) word(restore bool) string {
+	if restore {
+		return "mnt[" + m.Key + "]:" + m.Path
+	}
+	return "mnt[" + m.Path + "]:" + m.Key
+}
+
+// externals returns the --external values, mounts first.
+func (s optionSet) externals() []string {
+	var out []string
+	for _, m := range *s.mounts {
+		out = append(out, m.word(s.restore))
+	}
+	return append(out, *s.external...)
+}
+
+// args returns the words; extra (restore's --inherit-fd) goes before
+// --manage-cgroups and --root.
+func (s optionSet) args(extra ...string) []string {
+	var a []string
+	for _, f := range s.flags {
+		if *f.on {
+			a = append(a, f.name)
+		}
+	}
+	for _, e := range s.externals() {
+		a = append(a, "--external", e)
+	}
+	if s.skip != nil {
+		for _, m := range *s.skip {
+			a = append(a, "--skip-mnt", m)
+		}
+	}
+	a = append(a, extra...)
+	if *s.cgroups != "" {
+		a = append(a, "--manage-cgroups="+*s.cgroups)
+	}
+	if *s.root != "" {
+		a = append(a, "--root", *s.root)
+	}
+	return a
+}
+
+// parse reads words in either form, "--name VALUE" or "--name=VALUE",
+// into the set's fields.
+func (s optionSet) parse(args []string) error {
 	for i := 0; i < len(args); i++ {
-		name, val, hasVal := strings.Cut(args[i], "=")
-		if p, ok := flags[name]; ok && !hasVal {
-			*p = true
+		word := args[i]
+		name, val, hasVal := strings.Cut(word, "=")
+		if on := s.flag(name); on != nil && !hasVal {
+			*on = true
 			continue
 		}
-		if !valueOptions[name] {
-			return fmt.Errorf("criu option %q: not one kata-cr passes to criu", args[i])
+		switch name {
+		case "--external", "--manage-cgroups", "--root":
+		case "--skip-mnt":
+			if s.skip == nil {
+				return fmt.Errorf("criu option %q: not one kata-cr passes to criu", word)
+			}
+		default:
+			return fmt.Errorf("criu option %q: not one kata-cr passes to criu", word)
 		}
 		if !hasVal {
 			if i+1 >= len(args) {
@@ -179,14 +210,63 @@ func parseArgs(args []string, flags map[string]*bool, value func(name, val strin
 			i++
 			val = args[i]
 		}
-		if err := value(name, val); err != nil {
-			if errors.Is(err, errUnknownOption) {
-				return fmt.Errorf("criu option %q: not one kata-cr passes to criu", args[i])
+		switch name {
+		case "--external":
+			if a, b, ok := parseMntExternal(val); !ok {
+				*s.external = append(*s.external, val)
+			} else if s.restore {
+				*s.mounts = append(*s.mounts, ExternalMount{Key: a, Path: b})
+			} else {
+				*s.mounts = append(*s.mounts, ExternalMount{Path: a, Key: b})
 			}
-			return fmt.Errorf("criu option %s: %w", name, err)
+		case "--skip-mnt":
+			*s.skip = append(*s.skip, val)
+		case "--manage-cgroups":
+			if _, err := cgroupMode(val); err != nil {
+				return err
+			}
+			*s.cgroups = val
+		case "--root":
+			*s.root = val
 		}
 	}
 	return nil
+}
+
+func (s optionSet) flag(name string) *bool {
+	for _, f := range s.flags {
+		if f.name == name {
+			return f.on
+		}
+	}
+	return nil
+}
+
+// rpcOpts builds the part of a swrk request that dump and restore share;
+// the caller sets the flags, whose RPC fields differ.
+func (s optionSet) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
+	opts := &rpc.CriuOpts{
+		ImagesDirFd: proto.Int32(int32(imagesFD)),
+		WorkDirFd:   proto.Int32(int32(workFD)),
+		LogLevel:    proto.Int32(LogLevel),
+		LogFile:     proto.String(logName),
+		External:    s.externals(),
+	}
+	if *s.cgroups != "" {
+		m, err := cgroupMode(*s.cgroups)
+		if err != nil {
+			return nil, err
+		}
+		opts.ManageCgroups = proto.Bool(true)
+		opts.ManageCgroupsMode = &m
+	}
+	if *s.root != "" {
+		opts.Root = proto.String(*s.root)
+	}
+	if err := setTimeout(ctx, opts); err != nil {
+		return nil, err
+	}
+	return opts, nil
 }
 
 // parseMntExternal splits "mnt[A]:B" into A and B.
@@ -202,13 +282,16 @@ func parseMntExternal(v string) (inner, key string, ok bool) {
 	return rest[:i], rest[i+2:], true
 }
 
-func cgroupModeNames() []string {
+func cgroupMode(name string) (rpc.CriuCgMode, error) {
+	if m, ok := cgroupModes[name]; ok {
+		return m, nil
+	}
 	names := make([]string, 0, len(cgroupModes))
 	for n := range cgroupModes {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return names
+	return 0, fmt.Errorf("--manage-cgroups %q: want one of %s", name, strings.Join(names, ", "))
 }
 
 // DumpResult is what a successful dump produced.
@@ -352,23 +435,15 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	if err := os.Chmod(o.ImagesDir, 0o700); err != nil {
 		return nil, fmt.Errorf("criu dump: %w", err)
 	}
-	dirs, err := openDirs(o.ImagesDir, o.WorkDir)
+	dirs, err := openDirs(o.ImagesDir, o.WorkDir, o.LogFile, DumpLogName)
 	if err != nil {
 		return nil, fmt.Errorf("criu dump: %w", err)
 	}
 	defer dirs.close()
-	logName := o.LogFile
-	if logName == "" {
-		logName = DumpLogName
-	}
-	if err := checkLogName(logName); err != nil {
-		return nil, fmt.Errorf("criu dump: %w", err)
-	}
-	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), logName)
+	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), dirs.logName)
 	if err != nil {
 		return nil, fmt.Errorf("criu dump: %w", err)
 	}
-	logPath := filepath.Join(dirs.workPath, logName)
 	c := gocriu.MakeCriu()
 	c.SetCriuPath(b.Path)
 	procRoot := o.ProcRoot
@@ -380,57 +455,29 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	err = c.Dump(opts, n)
 	d := time.Since(start)
 	if err != nil {
-		return nil, newError("dump", logPath, err)
+		return nil, newError("dump", dirs.logPath, err)
 	}
 	if n.tree == nil && n.err == nil {
 		n.err = errors.New("criu sent no post-dump notification")
 	}
-	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: logPath, Duration: d, Args: o.Args(), Tree: n.tree, TreeErr: n.err}, nil
+	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: dirs.logPath, Duration: d, Args: o.Args(), Tree: n.tree, TreeErr: n.err}, nil
 }
 
 // rpcOpts builds the swrk request's options.
 func (o DumpOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
-	opts := &rpc.CriuOpts{
-		Pid:             proto.Int32(int32(o.PID)),
-		ImagesDirFd:     proto.Int32(int32(imagesFD)),
-		WorkDirFd:       proto.Int32(int32(workFD)),
-		LogLevel:        proto.Int32(LogLevel),
-		LogFile:         proto.String(logName),
-		LeaveRunning:    proto.Bool(o.LeaveRunning),
-		ShellJob:        proto.Bool(o.ShellJob),
-		FileLocks:       proto.Bool(o.FileLocks),
-		TcpEstablished:  proto.Bool(o.TCPEstablished),
-		ExtUnixSk:       proto.Bool(o.ExtUnixSk),
-		OrphanPtsMaster: proto.Bool(o.OrphanPtsMaster),
-		SkipMnt:         o.SkipMounts,
-	}
-	for _, m := range o.ExternalMounts {
-		opts.External = append(opts.External, "mnt["+m.Path+"]:"+m.Key)
-	}
-	opts.External = append(opts.External, o.External...)
-	if err := setCommon(opts, o.ManageCgroups, o.Root); err != nil {
+	opts, err := o.options().rpcOpts(ctx, imagesFD, workFD, logName)
+	if err != nil {
 		return nil, err
 	}
-	if err := setTimeout(ctx, opts); err != nil {
-		return nil, err
-	}
+	opts.Pid = proto.Int32(int32(o.PID))
+	opts.LeaveRunning = proto.Bool(o.LeaveRunning)
+	opts.ShellJob = proto.Bool(o.ShellJob)
+	opts.FileLocks = proto.Bool(o.FileLocks)
+	opts.TcpEstablished = proto.Bool(o.TCPEstablished)
+	opts.ExtUnixSk = proto.Bool(o.ExtUnixSk)
+	opts.OrphanPtsMaster = proto.Bool(o.OrphanPtsMaster)
+	opts.SkipMnt = o.SkipMounts
 	return opts, nil
-}
-
-// setCommon sets the options dump and restore share.
-func setCommon(opts *rpc.CriuOpts, cgMode, root string) error {
-	if cgMode != "" {
-		m, ok := cgroupModes[cgMode]
-		if !ok {
-			return fmt.Errorf("--manage-cgroups %q: want one of %s", cgMode, strings.Join(cgroupModeNames(), ", "))
-		}
-		opts.ManageCgroups = proto.Bool(true)
-		opts.ManageCgroupsMode = &m
-	}
-	if root != "" {
-		opts.Root = proto.String(root)
-	}
-	return nil
 }
 
 // setTimeout turns ctx's deadline into CRIU's timeout (whole seconds).
@@ -458,15 +505,25 @@ func checkLogName(name string) error {
 }
 
 // dirFDs holds the images and work directories open for the RPC: criu swrk
-// opens them through /proc/<our pid>/fd.
+// opens them through /proc/<our pid>/fd. The log goes into the work
+// directory.
 type dirFDs struct {
 	images, work *os.File
-	workPath     string
+	logName      string
+	logPath      string
 }
 
-func openDirs(imagesDir, workDir string) (*dirFDs, error) {
+// openDirs opens the directories of one swrk call, creating the work
+// directory (imagesDir when empty) 0700; logFile defaults to defaultLog.
+func openDirs(imagesDir, workDir, logFile, defaultLog string) (*dirFDs, error) {
 	if workDir == "" {
 		workDir = imagesDir
+	}
+	if logFile == "" {
+		logFile = defaultLog
+	}
+	if err := checkLogName(logFile); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(workDir, 0o700); err != nil {
 		return nil, err
@@ -480,7 +537,7 @@ func openDirs(imagesDir, workDir string) (*dirFDs, error) {
 		img.Close()
 		return nil, err
 	}
-	return &dirFDs{images: img, work: work, workPath: workDir}, nil
+	return &dirFDs{images: img, work: work, logName: logFile, logPath: filepath.Join(workDir, logFile)}, nil
 }
 
 func openDir(p string) (*os.File, error) {

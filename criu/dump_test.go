@@ -56,19 +56,31 @@ func TestParseDumpArgsForms(t *testing.T) {
 
 func TestParseArgsErrors(t *testing.T) {
 	tests := []struct {
-		args []string
-		want string
+		restore bool
+		args    []string
+		want    string
 	}{
-		{[]string{"--tree", "1"}, `criu option "--tree": not one kata-cr passes to criu`},
-		{[]string{"--external"}, "criu option --external: missing its value"},
-		{[]string{"--manage-cgroups=sometimes"}, `--manage-cgroups "sometimes": want one of full, ignore, none, props, soft, strict`},
-		{[]string{"--shell-job=yes"}, `criu option "--shell-job=yes": not one kata-cr passes to criu`},
-		{[]string{"--restore-sibling"}, `criu option "--restore-sibling": not one kata-cr passes to criu`},
+		{false, []string{"--tree", "1"}, `criu option "--tree": not one kata-cr passes to criu`},
+		{false, []string{"--external"}, "criu option --external: missing its value"},
+		{false, []string{"--manage-cgroups=sometimes"}, `--manage-cgroups "sometimes": want one of full, ignore, none, props, soft, strict`},
+		{false, []string{"--shell-job=yes"}, `criu option "--shell-job=yes": not one kata-cr passes to criu`},
+		{false, []string{"--restore-sibling"}, `criu option "--restore-sibling": not one kata-cr passes to criu`},
+		// The rejected option is named, not the value after it.
+		{false, []string{"--inherit-fd", "fd[3]:tty"}, `criu option "--inherit-fd": not one kata-cr passes to criu`},
+		{true, []string{"--inherit-fd", "fd[3]:tty"}, `criu option "--inherit-fd": not one kata-cr passes to criu`},
+		{true, []string{"--skip-mnt", "/etc/hosts"}, `criu option "--skip-mnt": not one kata-cr passes to criu`},
+		{true, []string{"--leave-running"}, `criu option "--leave-running": not one kata-cr passes to criu`},
+		{true, []string{"--root"}, "criu option --root: missing its value"},
 	}
 	for _, tt := range tests {
-		_, err := ParseDumpArgs(tt.args)
+		var err error
+		if tt.restore {
+			_, err = ParseRestoreArgs(tt.args)
+		} else {
+			_, err = ParseDumpArgs(tt.args)
+		}
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("ParseDumpArgs(%q) = %v, want %q", tt.args, err, tt.want)
+			t.Errorf("parse (restore %v) %q = %v, want %q", tt.restore, tt.args, err, tt.want)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	gocriu "github.com/checkpoint-restore/go-criu/v7"
@@ -61,36 +60,32 @@ type RestoreOpts struct {
 	ManageCgroups string
 }
 
+// options is o as a table, read by Args, ParseRestoreArgs and rpcOpts.
+func (o *RestoreOpts) options() optionSet {
+	return optionSet{
+		flags: []flagOpt{
+			{"--shell-job", &o.ShellJob},
+			{"--file-locks", &o.FileLocks},
+			{"--tcp-established", &o.TCPEstablished},
+			{"--ext-unix-sk", &o.ExtUnixSk},
+			{"--restore-sibling", &o.RestoreSibling},
+			{"--orphan-pts-master", &o.OrphanPtsMaster},
+		},
+		restore:  true,
+		mounts:   &o.ExternalMounts,
+		external: &o.External,
+		cgroups:  &o.ManageCgroups,
+		root:     &o.Root,
+	}
+}
+
 // Args returns the options as criu command-line words.
 func (o RestoreOpts) Args() []string {
-	var a []string
-	flag := func(on bool, name string) {
-		if on {
-			a = append(a, name)
-		}
-	}
-	flag(o.ShellJob, "--shell-job")
-	flag(o.FileLocks, "--file-locks")
-	flag(o.TCPEstablished, "--tcp-established")
-	flag(o.ExtUnixSk, "--ext-unix-sk")
-	flag(o.RestoreSibling, "--restore-sibling")
-	flag(o.OrphanPtsMaster, "--orphan-pts-master")
-	for _, m := range o.ExternalMounts {
-		a = append(a, "--external", "mnt["+m.Key+"]:"+m.Path)
-	}
-	for _, e := range o.External {
-		a = append(a, "--external", e)
-	}
+	var inherit []string
 	for _, f := range o.InheritFDs {
-		a = append(a, "--inherit-fd", "fd["+strconv.Itoa(int(f.File.Fd()))+"]:"+f.Key)
+		inherit = append(inherit, "--inherit-fd", "fd["+strconv.Itoa(int(f.File.Fd()))+"]:"+f.Key)
 	}
-	if o.ManageCgroups != "" {
-		a = append(a, "--manage-cgroups="+o.ManageCgroups)
-	}
-	if o.Root != "" {
-		a = append(a, "--root", o.Root)
-	}
-	return a
+	return o.options().args(inherit...)
 }
 
 // ParseRestoreArgs turns criu restore command-line words (a finding's
@@ -99,64 +94,24 @@ func (o RestoreOpts) Args() []string {
 // pass.
 func ParseRestoreArgs(args []string) (RestoreOpts, error) {
 	var o RestoreOpts
-	err := parseArgs(args, map[string]*bool{
-		"--shell-job":         &o.ShellJob,
-		"--file-locks":        &o.FileLocks,
-		"--tcp-established":   &o.TCPEstablished,
-		"--ext-unix-sk":       &o.ExtUnixSk,
-		"--restore-sibling":   &o.RestoreSibling,
-		"--orphan-pts-master": &o.OrphanPtsMaster,
-	}, func(name, val string) error {
-		switch name {
-		case "--external":
-			if key, src, ok := parseMntExternal(val); ok {
-				o.ExternalMounts = append(o.ExternalMounts, ExternalMount{Key: key, Path: src})
-			} else {
-				o.External = append(o.External, val)
-			}
-		case "--manage-cgroups":
-			if _, ok := cgroupModes[val]; !ok {
-				return fmt.Errorf("--manage-cgroups %q: want one of %s", val, strings.Join(cgroupModeNames(), ", "))
-			}
-			o.ManageCgroups = val
-		case "--root":
-			o.Root = val
-		default:
-			return errUnknownOption
-		}
-		return nil
-	})
+	err := o.options().parse(args)
 	return o, err
 }
 
 // rpcOpts builds the swrk request's options.
 func (o RestoreOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
-	opts := &rpc.CriuOpts{
-		ImagesDirFd:    proto.Int32(int32(imagesFD)),
-		WorkDirFd:      proto.Int32(int32(workFD)),
-		LogLevel:       proto.Int32(LogLevel),
-		LogFile:        proto.String(logName),
-		ShellJob:       proto.Bool(o.ShellJob),
-		FileLocks:      proto.Bool(o.FileLocks),
-		TcpEstablished: proto.Bool(o.TCPEstablished),
-		ExtUnixSk:      proto.Bool(o.ExtUnixSk),
-		RstSibling:     proto.Bool(o.RestoreSibling),
+	opts, err := o.options().rpcOpts(ctx, imagesFD, workFD, logName)
+	if err != nil {
+		return nil, err
 	}
-	if o.OrphanPtsMaster {
-		opts.OrphanPtsMaster = proto.Bool(true)
-	}
-	for _, m := range o.ExternalMounts {
-		opts.External = append(opts.External, "mnt["+m.Key+"]:"+m.Path)
-	}
-	opts.External = append(opts.External, o.External...)
+	opts.ShellJob = proto.Bool(o.ShellJob)
+	opts.FileLocks = proto.Bool(o.FileLocks)
+	opts.TcpEstablished = proto.Bool(o.TCPEstablished)
+	opts.ExtUnixSk = proto.Bool(o.ExtUnixSk)
+	opts.RstSibling = proto.Bool(o.RestoreSibling)
+	opts.OrphanPtsMaster = proto.Bool(o.OrphanPtsMaster)
 	for _, f := range o.InheritFDs {
 		opts.InheritFd = append(opts.InheritFd, &rpc.InheritFd{Key: proto.String(f.Key), Fd: proto.Int32(int32(f.File.Fd()))})
-	}
-	if err := setCommon(opts, o.ManageCgroups, o.Root); err != nil {
-		return nil, err
-	}
-	if err := setTimeout(ctx, opts); err != nil {
-		return nil, err
 	}
 	return opts, nil
 }
@@ -195,19 +150,12 @@ func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, er
 	if _, err := os.Stat(filepath.Join(o.ImagesDir, "inventory.img")); err != nil {
 		return nil, fmt.Errorf("criu restore: %s holds no CRIU images: %w", o.ImagesDir, err)
 	}
-	dirs, err := openDirs(o.ImagesDir, o.WorkDir)
+	dirs, err := openDirs(o.ImagesDir, o.WorkDir, o.LogFile, RestoreLogName)
 	if err != nil {
 		return nil, fmt.Errorf("criu restore: %w", err)
 	}
 	defer dirs.close()
-	logName := o.LogFile
-	if logName == "" {
-		logName = RestoreLogName
-	}
-	if err := checkLogName(logName); err != nil {
-		return nil, fmt.Errorf("criu restore: %w", err)
-	}
-	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), logName)
+	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), dirs.logName)
 	if err != nil {
 		return nil, fmt.Errorf("criu restore: %w", err)
 	}
@@ -221,7 +169,6 @@ func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, er
 		}
 		defer unix.CloseOnExec(fd)
 	}
-	logPath := filepath.Join(dirs.workPath, logName)
 	c := gocriu.MakeCriu()
 	c.SetCriuPath(b.Path)
 	n := &pidNotify{}
@@ -229,10 +176,10 @@ func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, er
 	err = c.Restore(opts, n)
 	d := time.Since(start)
 	if err != nil {
-		return nil, newError("restore", logPath, err)
+		return nil, newError("restore", dirs.logPath, err)
 	}
 	if n.pid <= 0 {
-		return nil, newError("restore", logPath, errors.New("criu reported success but sent no post-restore notification with the pid"))
+		return nil, newError("restore", dirs.logPath, errors.New("criu reported success but sent no post-restore notification with the pid"))
 	}
-	return &RestoreResult{PID: int(n.pid), LogPath: logPath, Duration: d, Args: o.Args()}, nil
+	return &RestoreResult{PID: int(n.pid), LogPath: dirs.logPath, Duration: d, Args: o.Args()}, nil
 }

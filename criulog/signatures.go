@@ -16,9 +16,10 @@ type Signature struct {
 	Pattern *regexp.Regexp
 	Cause   string
 	Fix     string
-	// Finding is the kata-cr finding that predicts this error before a
-	// dump, when there is one.
-	Finding string
+	// Findings are the IDs of the kata-cr findings that predict this error
+	// before a dump, the most direct first: a dump that fails on this
+	// signature was predicted when one of them failed.
+	Findings []string
 	// FollowOn marks generic lines that CRIU prints after the real error
 	// ("Dumping FAILED."): they are consequences, not causes of their own.
 	FollowOn bool
@@ -44,7 +45,7 @@ var Signatures = []Signature{
 			"helps only where the init does not lead its own process group; under Kata's agent it does, so setsid " +
 			"forks and pid 1 exits. Wrapping a child, as in sh -c 'setsid sh -c \"sleep 3600\"', never helps: " +
 			"pid 1 keeps the outside session.",
-		Finding: "process.session-leader",
+		Findings: []string{"process.session-leader"},
 	},
 	{
 		ID:      "not-session-leader-on-restore",
@@ -53,11 +54,11 @@ var Signatures = []Signature{
 		Fix:     "Restore with --shell-job as well, or dump a tree whose root is a session leader.",
 	},
 	{
-		ID:      "pidns-without-init",
-		Pattern: regexp.MustCompile(`Can't dump a pid namespace without the process init`),
-		Cause:   "The dumped tree lives in its own pid namespace, but its root is not that namespace's init (pid 1).",
-		Fix:     "Dump the namespace's init, the container's pid 1, with its whole tree.",
-		Finding: "process.pidns",
+		ID:       "pidns-without-init",
+		Pattern:  regexp.MustCompile(`Can't dump a pid namespace without the process init`),
+		Cause:    "The dumped tree lives in its own pid namespace, but its root is not that namespace's init (pid 1).",
+		Fix:      "Dump the namespace's init, the container's pid 1, with its whole tree.",
+		Findings: []string{"process.pidns"},
 	},
 	{
 		ID:      "sock-diag-missing",
@@ -67,6 +68,8 @@ var Signatures = []Signature{
 		Fix: "Load the diag modules: modprobe unix_diag inet_diag tcp_diag udp_diag af_packet_diag netlink_diag " +
 			"(kata-cr doctor --fix does it in the guest), or build the kernel with CONFIG_UNIX_DIAG, " +
 			"CONFIG_INET_DIAG, CONFIG_INET_UDP_DIAG, CONFIG_PACKET_DIAG and CONFIG_NETLINK_DIAG.",
+		Findings: []string{"kernel.UNIX_DIAG", "kernel.INET_DIAG", "kernel.INET_TCP_DIAG", "kernel.INET_UDP_DIAG",
+			"kernel.PACKET_DIAG", "kernel.NETLINK_DIAG", "criu.check"},
 	},
 	{
 		ID: "nftables-missing",
@@ -76,16 +79,16 @@ var Signatures = []Signature{
 			"concatenation at start): nf_tables is not loaded or not built.",
 		Fix: "Load nf_tables (it needs nfnetlink, libcrc32c and a crc32c provider: resolve them from modules.dep), " +
 			"or build the kernel with CONFIG_NF_TABLES and CONFIG_NF_TABLES_INET. CRIU 4.1 and later only warn here.",
-		Finding: "system.network-lock",
-		AnyLine: true,
+		Findings: []string{"system.network-lock", "kernel.NF_TABLES", "criu.check"},
+		AnyLine:  true,
 	},
 	{
 		ID:      "loopback-down",
 		Pattern: regexp.MustCompile(`Unable to connect a socket: Network is unreachable|kerndat_tcp_repair failed`),
 		Cause: "CRIU's TCP repair probe connects to 127.0.0.1 and the network is unreachable: the loopback " +
 			"interface is down in the network namespace CRIU runs in.",
-		Fix:     "Bring the loopback interface up: ip link set lo up (kata-cr doctor --fix does it in the guest).",
-		Finding: "system.loopback",
+		Fix:      "Bring the loopback interface up: ip link set lo up (kata-cr doctor --fix does it in the guest).",
+		Findings: []string{"system.loopback"},
 	},
 	{
 		ID:      "devpts-missing",
@@ -93,7 +96,7 @@ var Signatures = []Signature{
 		Cause:   "There is no usable /dev/ptmx: devpts is not mounted.",
 		Fix: "Mount devpts: mkdir -p /dev/pts && mount -t devpts -o ptmxmode=0666 devpts /dev/pts, and make " +
 			"/dev/ptmx a link to pts/ptmx when it is missing (kata-cr doctor --fix does it in the guest).",
-		Finding: "system.devpts",
+		Findings: []string{"system.devpts"},
 	},
 	{
 		ID:      "vdso-bounds",
@@ -102,7 +105,7 @@ var Signatures = []Signature{
 			"before 4.1 does not understand the new vDSO layout (Kata pins a 6.18 guest kernel).",
 		Fix: "Use CRIU 4.1 or later (Debian trixie has 4.1.1; kata-cr doctor --criu-suite trixie builds the guest " +
 			"with it), or boot a kernel older than 6.13.",
-		Finding: "criu.kernel-compat",
+		Findings: []string{"criu.kernel-compat", "criu.check"},
 	},
 	{
 		ID:      "stdio-outside-container",
@@ -111,7 +114,7 @@ var Signatures = []Signature{
 			"container's mount namespace (mount ${mnt}), so CRIU cannot say where it is.",
 		Fix: "Open the init's stdin, stdout and stderr inside the container, after pivot_root (its own /dev/null), " +
 			"before exec; or keep them as pipes that the runtime hands back with --inherit-fd on restore.",
-		Finding: "process.fd-mounts",
+		Findings: []string{"process.fd-mounts"},
 	},
 	{
 		ID:      "initramfs-root",
@@ -119,7 +122,7 @@ var Signatures = []Signature{
 		Cause:   "${path} lies on the initramfs root (rootfs, mount 1), which is not a mount CRIU can see or dump.",
 		Fix: "Switch the root first: switch_root (or pivot_root) into a tmpfs or a real root filesystem before " +
 			"starting the workload.",
-		Finding: "process.fd-mounts",
+		Findings: []string{"process.fd-mounts"},
 	},
 	{
 		ID:      "mount-lookup",
@@ -130,7 +133,7 @@ var Signatures = []Signature{
 		Fix: "Declare every bind mount from outside as external: criu dump --external mnt[MOUNTPOINT]:KEY, and " +
 			"criu restore --root ROOTFS --external mnt[KEY]:SOURCE (kata-cr checkpoint --auto-fix does this). " +
 			"--skip-mnt is no fix: the restored container silently loses the bind.",
-		Finding: "process.fd-mounts",
+		Findings: []string{"process.fd-mounts"},
 	},
 	{
 		ID:      "mount-no-root",
@@ -140,6 +143,7 @@ var Signatures = []Signature{
 		Fix: "Declare it external: criu dump --external mnt[${mountpoint}]:KEY, and criu restore --root ROOTFS " +
 			"--external mnt[KEY]:SOURCE (kata-cr checkpoint --auto-fix does this). --skip-mnt is no fix: the " +
 			"restored container silently loses the bind.",
+		Findings: []string{"mount.external-bind"},
 	},
 	{
 		ID:      "unix-stream-external",
@@ -147,7 +151,7 @@ var Signatures = []Signature{
 		Cause:   "A stream unix socket is connected to a peer outside the dumped tree; --ext-unix-sk covers datagram sockets only.",
 		Fix: "Dump with --external unix[INODE] for that socket and restore with --inherit-fd fd[N]:socket[INODE], " +
 			"or keep both ends of the connection inside the dumped tree.",
-		Finding: "process.unix-sockets",
+		Findings: []string{"process.unix-sockets"},
 	},
 	{
 		ID:      "unix-external",
@@ -155,7 +159,7 @@ var Signatures = []Signature{
 		Cause:   "A unix socket is connected to a peer outside the dumped tree.",
 		Fix: "For a datagram socket dump and restore with --ext-unix-sk; a stream connection needs --external " +
 			"unix[INODE] on dump and --inherit-fd on restore.",
-		Finding: "process.unix-sockets",
+		Findings: []string{"process.unix-sockets"},
 	},
 	{
 		ID:      "tcp-established",
@@ -163,7 +167,7 @@ var Signatures = []Signature{
 		Cause:   "A dumped process has an established TCP connection, which CRIU refuses to dump by default.",
 		Fix: "Dump and restore with --tcp-established (the connection is frozen and restored with TCP repair; the " +
 			"peer must stay up), or close the connection before the dump.",
-		Finding: "process.tcp",
+		Findings: []string{"process.tcp"},
 	},
 	{
 		ID:      "tcp-in-flight",
@@ -178,53 +182,58 @@ var Signatures = []Signature{
 			"shares the container rootfs with virtio-fs or 9p).",
 		Fix: "Declare the mount external: criu dump --external mnt[${mountpoint}]:KEY, criu restore --external " +
 			"mnt[KEY]:SOURCE; or keep the workload's data on a filesystem CRIU can dump (tmpfs, ext4, overlay).",
+		Findings: []string{"mount.filesystems"},
 	},
 	{
-		ID:      "fuse-not-external",
-		Pattern: regexp.MustCompile(`(?P<mountpoint>\S+) is a fuse mount but not external`),
-		Cause:   "${mountpoint} is a FUSE mount, which CRIU cannot dump.",
-		Fix:     "Declare it external: criu dump --external mnt[${mountpoint}]:KEY, criu restore --external mnt[KEY]:SOURCE.",
+		ID:       "fuse-not-external",
+		Pattern:  regexp.MustCompile(`(?P<mountpoint>\S+) is a fuse mount but not external`),
+		Cause:    "${mountpoint} is a FUSE mount, which CRIU cannot dump.",
+		Fix:      "Declare it external: criu dump --external mnt[${mountpoint}]:KEY, criu restore --external mnt[KEY]:SOURCE.",
+		Findings: []string{"mount.filesystems"},
 	},
 	{
 		ID:      "membarrier",
 		Pattern: regexp.MustCompile(`(?i)membarrier`),
 		Cause: "CRIU could not query or restore membarrier() registrations: CRIU 3.19 and later use membarrier, " +
 			"and the kernel was built without CONFIG_MEMBARRIER.",
-		Fix: "Build the guest kernel with CONFIG_MEMBARRIER=y (kata-cr kernel check --emit-fragment writes a fragment that adds it).",
+		Fix:      "Build the guest kernel with CONFIG_MEMBARRIER=y (kata-cr kernel check --emit-fragment writes a fragment that adds it).",
+		Findings: []string{"kernel.MEMBARRIER"},
 	},
 	{
-		ID:      "file-locks",
-		Pattern: regexp.MustCompile(`Some file locks are hold by dumping tasks`),
-		Cause:   "A dumped process holds a file lock (flock, POSIX or OFD), which CRIU refuses to dump by default.",
-		Fix:     "Dump and restore with --file-locks.",
-		Finding: "process.file-locks",
+		ID:       "file-locks",
+		Pattern:  regexp.MustCompile(`Some file locks are hold by dumping tasks`),
+		Cause:    "A dumped process holds a file lock (flock, POSIX or OFD), which CRIU refuses to dump by default.",
+		Fix:      "Dump and restore with --file-locks.",
+		Findings: []string{"process.file-locks"},
 	},
 	{
-		ID:      "tun-missing",
-		Pattern: regexp.MustCompile(`Unable to create tun|Can't create tun device|kerndat_tun_netns failed`),
-		Cause:   "CRIU could not create a tun device: the tun module is not loaded (or CONFIG_TUN is off).",
-		Fix:     "Load tun: modprobe tun (kata-cr doctor --fix does it in the guest), or build the kernel with CONFIG_TUN.",
+		ID:       "tun-missing",
+		Pattern:  regexp.MustCompile(`Unable to create tun|Can't create tun device|kerndat_tun_netns failed`),
+		Cause:    "CRIU could not create a tun device: the tun module is not loaded (or CONFIG_TUN is off).",
+		Fix:      "Load tun: modprobe tun (kata-cr doctor --fix does it in the guest), or build the kernel with CONFIG_TUN.",
+		Findings: []string{"kernel.TUN"},
 	},
 	{
-		ID:      "veth-missing",
-		Pattern: regexp.MustCompile(`Unable to create a veth pair|Failed to add veth pair`),
-		Cause:   "CRIU could not create a veth pair: the veth module is not loaded (or CONFIG_VETH is off).",
-		Fix:     "Load veth: modprobe veth (kata-cr doctor --fix does it in the guest), or build the kernel with CONFIG_VETH.",
+		ID:       "veth-missing",
+		Pattern:  regexp.MustCompile(`Unable to create a veth pair|Failed to add veth pair`),
+		Cause:    "CRIU could not create a veth pair: the veth module is not loaded (or CONFIG_VETH is off).",
+		Fix:      "Load veth: modprobe veth (kata-cr doctor --fix does it in the guest), or build the kernel with CONFIG_VETH.",
+		Findings: []string{"kernel.VETH"},
 	},
 	{
 		ID:      "tmpfs-tar",
 		Pattern: regexp.MustCompile(`Can't (?:dump|restore) tmpfs content`),
 		Cause: "CRIU saves and restores the content of tmpfs mounts inside the container (/dev, /dev/shm) by " +
 			"running GNU tar, and tar failed: the guest has no tar, or busybox's, which lacks the options CRIU uses.",
-		Fix:     "Put GNU tar on the guest's PATH.",
-		Finding: "system.tar",
+		Fix:      "Put GNU tar on the guest's PATH.",
+		Findings: []string{"system.tar"},
 	},
 	{
-		ID:      "ghost-limit",
-		Pattern: regexp.MustCompile(`Can't dump ghost file (?P<path>\S+) of (?P<size>\d+) size, increase limit`),
-		Cause:   "A process holds the deleted file ${path} (${size} bytes), larger than CRIU's ghost file limit.",
-		Fix:     "Raise the limit with --ghost-limit SIZE, or close the deleted file before the dump.",
-		Finding: "process.ghost-files",
+		ID:       "ghost-limit",
+		Pattern:  regexp.MustCompile(`Can't dump ghost file (?P<path>\S+) of (?P<size>\d+) size, increase limit`),
+		Cause:    "A process holds the deleted file ${path} (${size} bytes), larger than CRIU's ghost file limit.",
+		Fix:      "Raise the limit with --ghost-limit SIZE, or close the deleted file before the dump.",
+		Findings: []string{"process.ghost-files"},
 	},
 	{
 		ID:      "external-masters",
@@ -239,11 +248,11 @@ var Signatures = []Signature{
 		Fix:     "Restore with --root ROOTFS, the container's root filesystem.",
 	},
 	{
-		ID:      "unprivileged",
-		Pattern: regexp.MustCompile(`can't dump unprivileged task|CAP_CHECKPOINT_RESTORE|Operation not permitted.*ptrace|ptrace.*Operation not permitted`),
-		Cause:   "CRIU lacks the privileges to inspect or seize the processes.",
-		Fix:     "Run CRIU as root, or with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (and --unprivileged).",
-		Finding: "system.privileges",
+		ID:       "unprivileged",
+		Pattern:  regexp.MustCompile(`can't dump unprivileged task|CAP_CHECKPOINT_RESTORE|Operation not permitted.*ptrace|ptrace.*Operation not permitted`),
+		Cause:    "CRIU lacks the privileges to inspect or seize the processes.",
+		Fix:      "Run CRIU as root, or with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (and --unprivileged).",
+		Findings: []string{"system.privileges"},
 	},
 	{
 		ID:      "no-space",
@@ -259,13 +268,14 @@ var Signatures = []Signature{
 			"ns_last_pid); Kata's kernel fragments do not set it.",
 		Fix: "Build the kernel with CONFIG_CHECKPOINT_RESTORE=y (kata-cr kernel check --emit-fragment writes a " +
 			"fragment that adds it with the other options CRIU needs).",
-		Finding: "system.ns-last-pid",
+		Findings: []string{"system.ns-last-pid", "kernel.CHECKPOINT_RESTORE"},
 	},
 	{
-		ID:      "uffd-missing",
-		Pattern: regexp.MustCompile(`(?:Non-cooperative )?UFFD is not supported`),
-		Cause:   "The kernel has no userfaultfd, which lazy restore (--lazy-pages) needs.",
-		Fix:     "Build the kernel with CONFIG_USERFAULTFD=y, or do not use lazy pages (a plain dump and restore work without it).",
+		ID:       "uffd-missing",
+		Pattern:  regexp.MustCompile(`(?:Non-cooperative )?UFFD is not supported`),
+		Cause:    "The kernel has no userfaultfd, which lazy restore (--lazy-pages) needs.",
+		Fix:      "Build the kernel with CONFIG_USERFAULTFD=y, or do not use lazy pages (a plain dump and restore work without it).",
+		Findings: []string{"kernel.USERFAULTFD"},
 	},
 	{
 		ID:      "time-ns-missing",
@@ -274,11 +284,11 @@ var Signatures = []Signature{
 		Fix:     "Build the kernel with CONFIG_TIME_NS=y; without it a restored process sees the clocks jump.",
 	},
 	{
-		ID:      "iptables-lock",
-		Pattern: regexp.MustCompile(`Locking network failed: iptables-restore returned`),
-		Cause:   "CRIU locks the network with iptables by default, and iptables-restore failed: iptables is missing or the kernel lacks CONFIG_NETFILTER_XT_MARK.",
-		Fix:     "Install iptables and build CONFIG_NETFILTER_XT_MARK, or use --network-lock nftables (with nf_tables loaded).",
-		Finding: "system.network-lock",
+		ID:       "iptables-lock",
+		Pattern:  regexp.MustCompile(`Locking network failed: iptables-restore returned`),
+		Cause:    "CRIU locks the network with iptables by default, and iptables-restore failed: iptables is missing or the kernel lacks CONFIG_NETFILTER_XT_MARK.",
+		Fix:      "Install iptables and build CONFIG_NETFILTER_XT_MARK, or use --network-lock nftables (with nf_tables loaded).",
+		Findings: []string{"system.network-lock", "kernel.NETFILTER_XT_MARK"},
 	},
 	{
 		ID:      "cpu-mismatch",

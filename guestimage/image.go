@@ -120,12 +120,11 @@ type Spec struct {
 
 // inputs are the resolved inputs of a build.
 type inputs struct {
-	spec       Spec
-	cacheDir   string
-	sourceDir  string
-	criu       *CRIUPayload
-	busybox    string
-	configPath string
+	spec      Spec
+	cacheDir  string
+	sourceDir string
+	criu      *CRIUPayload
+	busybox   string
 }
 
 // Build returns the path of a guest image for spec, building it unless an
@@ -145,6 +144,10 @@ func Build(ctx context.Context, spec Spec) (imagePath string, cached bool, err e
 	dir := filepath.Join(in.cacheDir, "images")
 	out := filepath.Join(dir, "guest-"+key[:20]+".cpio")
 	if _, err := os.Stat(out); err == nil {
+		// Its modification time says when it was last used: pruning
+		// spares recently used images.
+		now := time.Now()
+		_ = os.Chtimes(out, now, now)
 		return out, true, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -201,7 +204,6 @@ func resolve(spec Spec) (*inputs, error) {
 	if in.busybox, err = findBusybox(spec.Busybox); err != nil {
 		return nil, err
 	}
-	in.configPath = spec.KernelConfig
 	for _, e := range spec.Extra {
 		if _, err := os.Stat(e.Host); err != nil {
 			return nil, fmt.Errorf("--include %s: %w", e.Host, errors.Unwrap(err))
@@ -291,7 +293,7 @@ func (in *inputs) key() (string, error) {
 			return "", err
 		}
 	}
-	files := []string{in.spec.AgentBinary, in.spec.InitBinary, in.busybox, in.configPath}
+	files := []string{in.spec.AgentBinary, in.spec.InitBinary, in.busybox, in.spec.KernelConfig}
 	fmt.Fprintf(h, "criu %s %s %s\n", in.criu.Binary, in.criu.Version, in.criu.Suite)
 	for _, g := range sortedKeys(in.criu.Files) {
 		fmt.Fprintf(h, "criu file %s -> %s\n", in.criu.Files[g], g)
@@ -418,7 +420,7 @@ func (in *inputs) build(ctx context.Context, out, key string) error {
 	// to be wrong.
 	var mods *Modules
 	if in.spec.ModulesDir == "" {
-		if err := agentBuiltIn(in.configPath); err != nil {
+		if err := agentBuiltIn(in.spec.KernelConfig); err != nil {
 			return err
 		}
 	} else if mods, err = ResolveModules(in.spec.ModulesDir); err != nil {
@@ -462,9 +464,9 @@ func (in *inputs) build(ctx context.Context, out, key string) error {
 	if release == "" {
 		release = "unknown"
 	}
-	if in.configPath != "" {
+	if in.spec.KernelConfig != "" {
 		guest := "/boot/config-" + release
-		add(&plain, in.configPath, guest)
+		add(&plain, in.spec.KernelConfig, guest)
 		m.KernelConfig = guest
 	}
 	if mods != nil {
@@ -645,11 +647,11 @@ func buildBinaries(ctx context.Context, src, dir, version string) (agent, initBi
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if i := strings.IndexByte(msg, '\n'); i >= 0 && len(msg) > 2000 {
-			msg = msg[:2000]
+		// The go command was killed, not broken: say why it stopped.
+		if ctx.Err() != nil {
+			return "", "", fmt.Errorf("build the guest agent: %w", ctx.Err())
 		}
-		return "", "", fmt.Errorf("build the guest agent: %w: %s", err, msg)
+		return "", "", fmt.Errorf("build the guest agent: %w: %s", err, lastLines(stderr.String(), 5))
 	}
 	return filepath.Join(binDir, "kata-cr-agent"), filepath.Join(binDir, "init"), nil
 }
@@ -682,7 +684,13 @@ func lockDir(ctx context.Context, dir string) (func(), error) {
 	}
 }
 
-// pruneImages keeps the newest keep images in dir (and always keep).
+// pruneGrace is how long an image is kept after its last use whatever the
+// count: another kata-cr (a checkpoint between its two boots, a parallel
+// test) may be about to boot it.
+const pruneGrace = time.Hour
+
+// pruneImages keeps the newest keep images in dir (and always current),
+// and any image used within pruneGrace.
 func pruneImages(dir, current string, keep int) {
 	entries, err := filepath.Glob(filepath.Join(dir, "guest-*.cpio"))
 	if err != nil || len(entries) <= keep {
@@ -700,7 +708,7 @@ func pruneImages(dir, current string, keep int) {
 	}
 	sort.Slice(imgs, func(i, j int) bool { return imgs[i].mod.After(imgs[j].mod) })
 	for i, im := range imgs {
-		if i >= keep && im.path != current {
+		if i >= keep && im.path != current && time.Since(im.mod) > pruneGrace {
 			_ = os.Remove(im.path)
 		}
 	}

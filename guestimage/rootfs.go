@@ -104,7 +104,7 @@ func TrixieCRIU(ctx context.Context, cacheDir string) (*CRIUPayload, error) {
 	if cacheDir == "" {
 		return nil, errors.New("trixie criu: no cache directory given")
 	}
-	unlock, err := lockCache(filepath.Join(cacheDir, "rootfs"))
+	unlock, err := lockCache(ctx, filepath.Join(cacheDir, "rootfs"))
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func RootfsCRIU(ctx context.Context, tarPath, cacheDir string) (*CRIUPayload, er
 	// would cost more than a cached build is allowed to take.
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano()))
 	dir := filepath.Join(cacheDir, "rootfs", "custom-"+hex.EncodeToString(sum[:8]))
-	unlock, err := lockCache(filepath.Join(cacheDir, "rootfs"))
+	unlock, err := lockCache(ctx, filepath.Join(cacheDir, "rootfs"))
 	if err != nil {
 		return nil, err
 	}
@@ -156,19 +156,11 @@ func RootfsCRIU(ctx context.Context, tarPath, cacheDir string) (*CRIUPayload, er
 // lockCache serialises builders of the rootfs cache (parallel test
 // packages, two kata-cr runs) so that none replaces a payload another is
 // about to use.
-func lockCache(dir string) (unlock func(), err error) {
+func lockCache(ctx context.Context, dir string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cache: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock cache: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock cache %s: %w", dir, err)
-	}
-	return func() { f.Close() }, nil
+	return lockDir(ctx, dir)
 }
 
 // manifest is written beside an extracted payload so that later calls
@@ -385,6 +377,9 @@ func extractTar(ctx context.Context, tarPath, dir string) error {
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("extract %s: %w", tarPath, ctx.Err())
+		}
 		return fmt.Errorf("extract %s: %w: %s", tarPath, err, lastLines(log.String(), 3))
 	}
 	return nil

@@ -54,41 +54,7 @@ func (r Release) Less(o Release) bool {
 	return r.Patch < o.Patch
 }
 
-// AtLeast reports whether r is o or later.
-func (r Release) AtLeast(o Release) bool { return !r.Less(o) }
-
 func (r Release) String() string { return fmt.Sprintf("%d.%d.%d", r.Major, r.Minor, r.Patch) }
-
-// CRIUVersion formats a CRIU version number in go-criu's GetCriuVersion
-// convention (major*10000 + minor*100 + sublevel: 31701 is 3.17.1).
-func CRIUVersion(v int) string {
-	s := fmt.Sprintf("%d.%d", v/10000, v/100%100)
-	if v%100 != 0 {
-		s += fmt.Sprintf(".%d", v%100)
-	}
-	return s
-}
-
-// ParseCRIUVersion turns "3.17.1" (or "Version: 3.17.1") into 31701.
-func ParseCRIUVersion(s string) (int, error) {
-	s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), "Version:"))
-	parts := strings.SplitN(s, ".", 3)
-	if len(parts) < 2 {
-		return 0, fmt.Errorf("criu version %q: want MAJOR.MINOR[.SUBLEVEL]", s)
-	}
-	v := 0
-	for i, mul := range []int{10000, 100, 1} {
-		if i >= len(parts) {
-			break
-		}
-		n, err := strconv.Atoi(parts[i])
-		if err != nil || n < 0 || n > 99 {
-			return 0, fmt.Errorf("criu version %q: want MAJOR.MINOR[.SUBLEVEL]", s)
-		}
-		v += n * mul
-	}
-	return v, nil
-}
 
 // CompatIssue is a known incompatibility between a CRIU version and a
 // kernel version that no criu check reveals before a dump is tried.

@@ -2,7 +2,8 @@
 // found (a .config, a gzip'd config, /proc/config.gz, an image with IKCONFIG,
 // a Kata fragment tree) and holds the tables of what CRIU needs from a
 // kernel: the options, the CRIU/kernel compatibility rows, the modules a
-// guest must load. It is pure: no policy, no printing.
+// guest must load. It holds no policy and prints nothing; it changes the
+// running kernel only when LoadModules is called.
 package kernel
 
 import (
@@ -11,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"sort"
 	"strings"
 )
 
@@ -74,16 +74,6 @@ func (c *Config) State(name string) State {
 // On reports whether option name is =y or =m.
 func (c *Config) On(name string) bool {
 	return c.State(name) != Missing
-}
-
-// Options returns the names of the options set, sorted.
-func (c *Config) Options() []string {
-	out := make([]string, 0, len(c.Values))
-	for k := range c.Values {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 var (
@@ -167,10 +157,7 @@ func (c *Config) parse(r io.Reader, origin string) (int, error) {
 func (c *Config) badLine(origin string, lineNo int, line string) {
 	c.BadLines++
 	if c.BadLines <= maxBadLinesQuoted {
-		if len(line) > 60 {
-			line = line[:60] + "..."
-		}
-		c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: line not understood, skipped: %q", origin, lineNo, line))
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: line not understood, skipped: %q", origin, lineNo, clip(line)))
 	}
 }
 
@@ -222,6 +209,14 @@ func archFromValues(c *Config) string {
 		return "riscv"
 	}
 	return ""
+}
+
+// clip shortens a line quoted in a message about bad input.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
 }
 
 // looksLikeText reports whether data can be a config: no NUL byte in its

@@ -137,7 +137,7 @@ func confFiles(dir string) ([]string, error) {
 func arches(root string) []string {
 	var out []string
 	for _, a := range KataArches {
-		if fs, _ := confFiles(filepath.Join(root, a)); len(fs) > 0 {
+		if files, _ := confFiles(filepath.Join(root, a)); len(files) > 0 {
 			out = append(out, a)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // maxInput bounds what Load reads from one file; kernel images are tens of
@@ -144,16 +145,5 @@ func firstConfig(candidates []string, release string) (*Config, error) {
 	if release != "" {
 		what += " " + release
 	}
-	return nil, fmt.Errorf("no config found for %s: tried %s; load the configs module (modprobe configs) or give a config file", what, joinPaths(candidates))
-}
-
-func joinPaths(ps []string) string {
-	var b bytes.Buffer
-	for i, p := range ps {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(p)
-	}
-	return b.String()
+	return nil, fmt.Errorf("no config found for %s: tried %s; load the configs module (modprobe configs) or give a config file", what, strings.Join(candidates, ", "))
 }

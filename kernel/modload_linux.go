@@ -16,20 +16,14 @@ import (
 // kernel are a few tens of megabytes.
 const maxModuleSize = 256 << 20
 
-// LoadModule loads module name and everything it needs (Closure) from
-// modulesDir into the running kernel. The guest has no modprobe, so this
-// does modprobe's work: finit_module for a plain .ko, init_module on the
-// decompressed image for .ko.xz, .ko.zst and .ko.gz. A module that is
-// already loaded counts as success.
-func LoadModule(modulesDir, name string) error {
-	_, err := LoadModules(modulesDir, name)
-	return err
-}
-
-// LoadModules is LoadModule for several names; it returns the modules it
-// loaded, in order, leaving out those already loaded or built in. A soft
-// dependency that fails to load is skipped, as modprobe does (crc32c_intel
-// fails on a CPU without SSE 4.2 and crc32c_generic does the job).
+// LoadModules loads the modules names and everything they need (Closure)
+// from modulesDir into the running kernel. The guest has no modprobe, so
+// this does modprobe's work: finit_module for a plain .ko, init_module on
+// the decompressed image for .ko.xz, .ko.zst and .ko.gz. It returns the
+// modules it loaded, in order, leaving out those already loaded or built
+// in. A soft dependency that fails to load is skipped, as modprobe does
+// (crc32c_intel fails on a CPU without SSE 4.2 and crc32c_generic does the
+// job).
 func LoadModules(modulesDir string, names ...string) ([]string, error) {
 	dep, err := LoadModulesDep(modulesDir)
 	if err != nil {

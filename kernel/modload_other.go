@@ -6,8 +6,5 @@ import "errors"
 
 var errNotLinux = errors.New("loading kernel modules needs Linux")
 
-// LoadModule loads module name and its dependencies; only on Linux.
-func LoadModule(modulesDir, name string) error { return errNotLinux }
-
 // LoadModules loads modules and their dependencies; only on Linux.
 func LoadModules(modulesDir string, names ...string) ([]string, error) { return nil, errNotLinux }

@@ -42,7 +42,7 @@ type ModuleFile struct {
 	// kernel/net/ipv4/tcp_diag.ko or kernel/lib/libcrc32c.ko.xz.
 	Path string
 	// Soft is true for a soft dependency (modules.softdep): modprobe loads
-	// it when it can and goes on when it cannot, and so does LoadModule.
+	// it when it can and goes on when it cannot, and so does LoadModules.
 	Soft bool
 }
 
@@ -74,7 +74,7 @@ func ParseModulesDep(r io.Reader) (*ModulesDep, error) {
 		}
 		file, rest, ok := strings.Cut(line, ":")
 		if !ok || file == "" || !strings.Contains(file, ".ko") {
-			return nil, fmt.Errorf("modules.dep line %d: want \"path.ko: deps\", got %q", lineNo, trimQuote(line))
+			return nil, fmt.Errorf("modules.dep line %d: want \"path.ko: deps\", got %q", lineNo, clip(line))
 		}
 		name := NormalizeModule(file)
 		if _, dup := m.paths[name]; !dup {
@@ -91,13 +91,6 @@ func ParseModulesDep(r io.Reader) (*ModulesDep, error) {
 		return nil, fmt.Errorf("read modules.dep: %w", err)
 	}
 	return m, nil
-}
-
-func trimQuote(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
-	}
-	return s
 }
 
 // LoadModulesDep reads the depmod files of a modules directory
@@ -142,36 +135,6 @@ func (m *ModulesDep) readOptional(dir string) error {
 		}
 		f.parse(data)
 	}
-	return nil
-}
-
-// ParseBuiltin adds the modules listed in a modules.builtin file.
-func (m *ModulesDep) ParseBuiltin(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("read modules.builtin: %w", err)
-	}
-	m.parseBuiltin(data)
-	return nil
-}
-
-// ParseSoftdep adds the soft dependencies of a modules.softdep file.
-func (m *ModulesDep) ParseSoftdep(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("read modules.softdep: %w", err)
-	}
-	m.parseSoftdep(data)
-	return nil
-}
-
-// ParseAlias adds the exact aliases of a modules.alias file.
-func (m *ModulesDep) ParseAlias(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("read modules.alias: %w", err)
-	}
-	m.parseAlias(data)
 	return nil
 }
 
@@ -284,7 +247,9 @@ func (c *closure) visit(name string, soft bool) {
 	}
 	if c.seen[name] {
 		if !soft {
-			// Needed for real by another module: no longer optional.
+			// Needed for real by another module: no longer optional. Its
+			// own dependencies are hardened too, as modules.dep lists them
+			// all (transitively) for the module that needs it.
 			for i := range c.out {
 				if c.out[i].Name == name {
 					c.out[i].Soft = false

@@ -143,11 +143,40 @@ func TestParseModulesDep(t *testing.T) {
 	if err != nil || !slices.Equal(names(got), []string{"a", "b_mod"}) {
 		t.Errorf("Closure = %v, %v", names(got), err)
 	}
-	if err := m.ParseBuiltin(strings.NewReader("kernel/a.ko\n")); err != nil {
-		t.Fatal(err)
-	}
+	m.parseBuiltin([]byte("kernel/a.ko\n"))
 	if got, _ := m.Closure("b_mod"); !slices.Equal(names(got), []string{"b_mod"}) {
 		t.Errorf("with a built in, Closure = %v", names(got))
+	}
+}
+
+// TestClosureSoftThenHard: a module first reached as a soft dependency and
+// then needed by a hard one must be loaded for real, and so must its own
+// dependencies, whichever order the names come in.
+func TestClosureSoftThenHard(t *testing.T) {
+	m, err := ParseModulesDep(strings.NewReader("kernel/x.ko:\nkernel/a.ko: kernel/b.ko\nkernel/b.ko:\nkernel/y.ko: kernel/a.ko kernel/b.ko\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.parseSoftdep([]byte("softdep x pre: a\n"))
+	tests := []struct {
+		name string
+		mods []string
+		want []string
+	}{
+		{name: "soft only", mods: []string{"x"}, want: []string{"b?", "a?", "x"}},
+		{name: "soft then hard", mods: []string{"x", "y"}, want: []string{"b", "a", "x", "y"}},
+		{name: "hard then soft", mods: []string{"y", "x"}, want: []string{"b", "a", "y", "x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := m.Closure(tt.mods...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(names(got), tt.want) {
+				t.Errorf("Closure(%v) = %v, want %v", tt.mods, names(got), tt.want)
+			}
+		})
 	}
 }
 

@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"strings"
+
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -141,7 +143,7 @@ func Requirements(arch string) []Requirement {
 
 // Lookup returns the requirement for option (with or without CONFIG_).
 func Lookup(option string) (Requirement, bool) {
-	option = trimConfig(option)
+	option = strings.TrimPrefix(option, "CONFIG_")
 	for _, r := range requirements {
 		if r.Option == option {
 			return r, true
@@ -200,22 +202,6 @@ func CRIUModules() []string {
 		}
 	}
 	return out
-}
-
-// ModuleFor returns the module that provides option, "" for none.
-func ModuleFor(option string) string {
-	r, ok := Lookup(option)
-	if !ok {
-		return ""
-	}
-	return r.Module
-}
-
-func trimConfig(s string) string {
-	if len(s) > 7 && s[:7] == "CONFIG_" {
-		return s[7:]
-	}
-	return s
 }
 
 // OptionStatus is how a config meets one requirement.

@@ -174,14 +174,6 @@ func actionOutcome(a Action) string {
 	}
 }
 
-// unknownLabel names an explanation whose cause kata-cr does not know.
-func unknownLabel(signature string) string {
-	if signature == "" || signature == "unknown" {
-		return "unknown error"
-	}
-	return signature + " (cause not in the log)"
-}
-
 // autoFixLine says whether kata-cr can apply a fix itself.
 func autoFixLine(f *Fix) string {
 	if f.AutoFixable {

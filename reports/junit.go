@@ -207,7 +207,7 @@ func findingBody(f Finding) string {
 
 func explanationText(e Explanation) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s:%d %s\ncause: %s\n", e.Source, e.Line, e.Signature, e.Cause)
+	fmt.Fprintf(&b, "%s:%d %s\ncause: %s\n", e.Source, e.Line, e.Label(), e.Cause)
 	if e.Fix != "" {
 		fmt.Fprintf(&b, "fix: %s\n", e.Fix)
 	}

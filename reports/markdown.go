@@ -163,7 +163,7 @@ func writeMarkdownExplanations(b *bytes.Buffer, es []Explanation, heading string
 		}
 		sig := mdCode(e.Signature)
 		if !e.Known {
-			sig = mdText(unknownLabel(e.Signature))
+			sig = mdText(e.Label())
 		}
 		fmt.Fprintf(b, "\n%s %s %s\n\n", heading, mdCode(where), sig)
 		fmt.Fprintf(b, "**Cause:** %s\n", mdText(e.Cause))

@@ -124,6 +124,20 @@ type Explanation struct {
 	Quote     []string `json:"quote"`
 }
 
+// Label names the explanation for people: its signature when kata-cr knows
+// the cause; otherwise "unknown error", or, for a follow-on line such as
+// "Dumping FAILED." with no error before it, its signature marked as such.
+func (e Explanation) Label() string {
+	switch {
+	case e.Known:
+		return e.Signature
+	case e.Signature == "" || e.Signature == "unknown":
+		return "unknown error"
+	default:
+		return e.Signature + " (cause not in the log)"
+	}
+}
+
 // Report is what a kata-cr command produced.
 type Report struct {
 	SchemaVersion string        `json:"schema_version"`

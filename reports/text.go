@@ -73,10 +73,8 @@ func renderText(w io.Writer, r *Report, useColor bool) error {
 		}
 	}
 
-	if len(r.Findings) > 0 {
-		for _, f := range r.Findings {
-			writeFinding(&b, s, f)
-		}
+	for _, f := range r.Findings {
+		writeFinding(&b, s, f)
 	}
 
 	if p := r.Prediction; p != nil {
@@ -159,7 +157,7 @@ func writeFinding(b *bytes.Buffer, s textStyle, f Finding) {
 	if f.Reason != "" {
 		fmt.Fprintf(b, "%sreason: %s\n", ind, f.Reason)
 	}
-	if f.Fix == nil || f.Status == Pass || f.Status == Skip {
+	if f.Fix == nil || f.Status == Skip {
 		return
 	}
 	if f.Fix.Description != "" {
@@ -182,7 +180,7 @@ func writeExplanations(b *bytes.Buffer, s textStyle, es []Explanation, ind strin
 		}
 		sig := s.bold(e.Signature)
 		if !e.Known {
-			sig = s.paint(unknownLabel(e.Signature), color.FgYellow, color.Bold)
+			sig = s.paint(e.Label(), color.FgYellow, color.Bold)
 		}
 		fmt.Fprintf(b, "%s%s  %s\n", ind, where, sig)
 		fmt.Fprintf(b, "%s  cause: %s\n", ind, e.Cause)

@@ -413,16 +413,38 @@ func KernelRelease(image string) (string, error) {
 		return "", fmt.Errorf("read kernel header: %w", err)
 	}
 	hdr = hdr[:n]
-	switch {
-	case len(hdr) >= 0x210 && string(hdr[0x202:0x206]) == "HdrS":
+	switch imageFormat(hdr) {
+	case formatBzImage:
+		if len(hdr) < 0x210 {
+			return "", errors.New("bzImage setup header cut short")
+		}
 		return bzImageRelease(f, hdr)
-	case len(hdr) >= 4 && string(hdr[:4]) == "\x7fELF":
+	case formatELF:
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return "", err
 		}
 		return bannerRelease(f)
 	}
 	return "", ErrNotKernel
+}
+
+// The kernel image formats qemu's -kernel boots.
+const (
+	formatBzImage = "bzImage"
+	formatELF     = "ELF"
+)
+
+// imageFormat tells a kernel image by its first bytes: a bzImage carries
+// the x86 boot protocol's "HdrS" at 0x202, a vmlinux is ELF. It returns ""
+// for anything else.
+func imageFormat(hdr []byte) string {
+	switch {
+	case len(hdr) >= 4 && string(hdr[:4]) == "\x7fELF":
+		return formatELF
+	case len(hdr) >= 0x206 && string(hdr[0x202:0x206]) == "HdrS":
+		return formatBzImage
+	}
+	return ""
 }
 
 func bzImageRelease(f *os.File, hdr []byte) (string, error) {

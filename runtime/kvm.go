@@ -135,7 +135,7 @@ func BareBoot(ctx context.Context, spec BootSpec, timeout time.Duration) (time.D
 	spec = withDefaults(spec)
 	dir, err := os.MkdirTemp(spec.TempDir, "kata-cr-bare-")
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("bare boot: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	console := filepath.Join(dir, "console.log")
@@ -147,15 +147,23 @@ func BareBoot(ctx context.Context, spec BootSpec, timeout time.Duration) (time.D
 	cmd := exec.Command(qemu, args...)
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("bare boot: %w", err)
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start qemu: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// The probe stays bounded even when a KVM qemu is slow to die in the
+	// kernel: the SIGKILL is sent, and the wait for it is bounded too.
 	kill := func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -175,10 +183,11 @@ func BareBoot(ctx context.Context, spec BootSpec, timeout time.Duration) (time.D
 				return d, nil
 			}
 		}
-		return d, &GuestError{Err: ErrGuestExited, Msg: "the test guest stopped without printing " + BareMarker, Console: tail}
+		return d, &GuestError{Err: ErrGuestExited, Msg: "the test guest stopped without printing " + BareMarker, Console: tail, Stderr: stderr.String()}
 	case <-timer.C:
 		kill()
-		return timeout, &GuestError{Err: ErrBootTimeout, Msg: fmt.Sprintf("test guest did not power off within %s", timeout), Console: tailLines(console, consoleTailLines)}
+		return timeout, &GuestError{Err: ErrBootTimeout, Msg: fmt.Sprintf("test guest did not power off within %s", timeout),
+			Console: tailLines(console, consoleTailLines), Stderr: stderr.String()}
 	case <-ctx.Done():
 		kill()
 		return time.Since(start), fmt.Errorf("bare boot: %w", ctx.Err())

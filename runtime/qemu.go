@@ -7,7 +7,6 @@ package runtime
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +82,10 @@ var (
 	ErrGuestExited = errors.New("guest stopped before its agent started")
 	ErrAgentExited = errors.New("guest agent stopped before finishing its job")
 	ErrJobTimeout  = errors.New("guest job timed out")
+	// ErrQEMUStopped is an ErrAgentExited where qemu ended while the agent
+	// ran and the console shows no crash or panic: qemu was stopped from
+	// outside (Ctrl-a x on an interactive console, a kill).
+	ErrQEMUStopped = fmt.Errorf("qemu stopped while the guest agent ran: %w", ErrAgentExited)
 )
 
 // GuestError is a failed boot or job, with the end of the guest's serial
@@ -120,6 +123,9 @@ type VM struct {
 	dataConn      chan net.Conn
 
 	exited chan struct{}
+	// closed ends the reader goroutines once Close has run, so that none
+	// stays blocked handing over what nobody will read.
+	closed chan struct{}
 
 	started  time.Time
 	helloAt  time.Time
@@ -148,7 +154,8 @@ func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boot guest: %w", err)
 	}
-	vm := &VM{spec: spec, dir: dir, events: make(chan Event, 64), dataConn: make(chan net.Conn, 1), exited: make(chan struct{})}
+	vm := &VM{spec: spec, dir: dir, events: make(chan Event, 64), dataConn: make(chan net.Conn, 1),
+		exited: make(chan struct{}), closed: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -179,6 +186,11 @@ func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
 		vm.cmd.Stdout = &vm.stderr
 		vm.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
+	// An interrupt during the steps before (image build, KVM probe) must
+	// not start a guest.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("boot guest: %w", err)
+	}
 	vm.started = time.Now()
 	if err := vm.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start qemu: %w", err)
@@ -190,11 +202,18 @@ func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
 	}()
 	go vm.acceptData()
 
-	ctlCh := make(chan net.Conn, 1)
+	// Unbuffered: a connection that Boot no longer waits for is closed
+	// by the goroutine rather than left in the channel.
+	ctlCh := make(chan net.Conn)
 	go func() {
 		c, err := vm.ctlLn.Accept()
-		if err == nil {
-			ctlCh <- c
+		if err != nil {
+			return
+		}
+		select {
+		case ctlCh <- c:
+		case <-vm.closed:
+			_ = c.Close()
 		}
 	}()
 	// qemu connects its socket chardevs while it starts, before the guest
@@ -333,7 +352,7 @@ func lookQEMU(name string) (string, error) {
 
 // checkKernelImage rejects what qemu could not boot with one clear line
 // instead of qemu's own message: a missing file, a directory, or a file
-// without the x86 boot protocol header ("HdrS" at 0x202) or ELF magic.
+// that is neither a bzImage nor an ELF vmlinux (imageFormat).
 func checkKernelImage(path string) error {
 	if path == "" {
 		return errors.New("no guest kernel given: pass --kernel FILE (a vmlinuz) or run make guest-kernel")
@@ -350,12 +369,11 @@ func checkKernelImage(path string) error {
 		return fmt.Errorf("kernel %s: is a directory: pass a vmlinuz file as --kernel", path)
 	}
 	hdr := make([]byte, 0x206)
-	n, _ := io.ReadFull(f, hdr)
-	hdr = hdr[:n]
-	if len(hdr) >= 4 && bytes.Equal(hdr[:4], []byte("\x7fELF")) {
-		return nil
+	n, err := io.ReadFull(f, hdr)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("kernel %s: %w", path, err)
 	}
-	if len(hdr) < 0x206 || binary.LittleEndian.Uint32(hdr[0x202:]) != 0x53726448 {
+	if imageFormat(hdr[:n]) == "" {
 		return fmt.Errorf("kernel %s: not a Linux kernel image (no x86 boot header): pass a vmlinuz file as --kernel", path)
 	}
 	return nil
@@ -363,7 +381,13 @@ func checkKernelImage(path string) error {
 
 func (vm *VM) acceptData() {
 	c, err := vm.dataLn.Accept()
-	if err == nil {
+	if err != nil {
+		return
+	}
+	select {
+	case <-vm.closed:
+		_ = c.Close()
+	default:
 		vm.dataConn <- c
 	}
 }
@@ -379,7 +403,11 @@ func (vm *VM) readEvents() {
 			}
 			return
 		}
-		vm.events <- ev
+		select {
+		case vm.events <- ev:
+		case <-vm.closed:
+			return
+		}
 	}
 }
 
@@ -515,7 +543,7 @@ func (vm *VM) exitError() error {
 		}
 		return vm.failTail(ErrGuestExited, fmt.Sprintf("guest stopped before its agent started (qemu %s)", vm.exitStatus()), tail)
 	}
-	return vm.failTail(ErrAgentExited, fmt.Sprintf("guest agent stopped before finishing its job (qemu %s)", vm.exitStatus()), tail)
+	return vm.failTail(ErrQEMUStopped, fmt.Sprintf("guest agent stopped before finishing its job (qemu %s)", vm.exitStatus()), tail)
 }
 
 func (vm *VM) exitCode() int {
@@ -532,23 +560,21 @@ func (vm *VM) exitStatus() string {
 	return vm.cmd.ProcessState.String()
 }
 
-// qemuMessage picks qemu's own error line out of its stderr.
+// qemuMessage picks qemu's own error line out of its stderr: the first
+// one that is not a warning, since what follows it (an assertion, a
+// backtrace) is a consequence.
 func qemuMessage(stderr string) string {
-	var last string
 	for _, l := range strings.Split(stderr, "\n") {
 		l = strings.TrimSpace(l)
 		if l == "" || strings.Contains(l, "terminating on signal") {
 			continue
 		}
 		l = strings.TrimPrefix(l, "qemu-system-x86_64: ")
-		if strings.Contains(l, "warning:") {
-			continue
-		}
-		if last == "" {
-			last = l
+		if !strings.Contains(l, "warning:") {
+			return l
 		}
 	}
-	return last
+	return ""
 }
 
 func (vm *VM) fail(err error, msg string) *GuestError {
@@ -646,6 +672,7 @@ func (vm *VM) kill() {
 // temporary files. It is safe to call more than once.
 func (vm *VM) Close() error {
 	vm.once.Do(func() {
+		close(vm.closed)
 		vm.kill()
 		if vm.ctl != nil {
 			_ = vm.ctl.Close()
@@ -727,6 +754,7 @@ func RunWith(ctx context.Context, spec BootSpec, job Job, handle func(*VM, Event
 			res.Agent = ev.Agent
 			res.Boot = vm.BootTime()
 			if err := vm.Send(HostMessage{Kind: HostJob, Job: &job}); err != nil {
+				res.Console = vm.ConsoleTail(consoleTailLines)
 				return res, err
 			}
 		case EventReport:

@@ -217,3 +217,43 @@ func TestQuoteArgs(t *testing.T) {
 		t.Errorf("quoteArgs = %s, want %s", got, want)
 	}
 }
+
+// TestExitError checks how a stopped guest is named from its console:
+// only a stop without a crash or panic on the console is ErrQEMUStopped
+// (what Ctrl-a x in guest shell gives), so that a crashed agent is never
+// taken for the user stopping qemu.
+func TestExitError(t *testing.T) {
+	tests := []struct {
+		name        string
+		hello       bool
+		console     string
+		want        error
+		wantStopped bool
+	}{
+		{"stopped from outside", true, "kata-cr-guest:/# \r\n", ErrAgentExited, true},
+		{"agent crashed", true, "[    3.2] " + AgentGoneMarker + "\r\n", ErrAgentExited, false},
+		{"init exited", true, "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\r\n", ErrAgentExited, false},
+		{"kernel panic", true, "Kernel panic - not syncing: VFS: Unable to mount root fs\r\n", ErrKernelPanic, false},
+		{"before hello", false, "Booting the kernel.\r\n", ErrGuestExited, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "console.log")
+			if err := os.WriteFile(p, []byte(tt.console), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			vm := &VM{console: p, hello: tt.hello}
+			err := vm.exitError()
+			if !errors.Is(err, tt.want) {
+				t.Errorf("error %v, want %v", err, tt.want)
+			}
+			if got := errors.Is(err, ErrQEMUStopped); got != tt.wantStopped {
+				t.Errorf("errors.Is(%v, ErrQEMUStopped) = %v, want %v", err, got, tt.wantStopped)
+			}
+			var ge *GuestError
+			if !errors.As(err, &ge) || len(ge.Console) == 0 {
+				t.Errorf("error %v carries no console tail", err)
+			}
+		})
+	}
+}

@@ -61,7 +61,9 @@ PATH=$PATH:/usr/sbin:/sbin
 
 cache=${KATA_CR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kata-cr}
 dest=$cache/kernels/$version
-if [[ -s $dest/release && -f $dest/vmlinuz && -f $dest/config ]]; then
+# The same files runtime.FindKernel needs: a partial tree is fetched again.
+if [[ -s $dest/release && -f $dest/vmlinuz && -f $dest/config &&
+	-f $dest/modules/$(<"$dest/release")/modules.dep ]]; then
 	echo "kernel $version already cached in $dest (release $(<"$dest/release"))"
 	exit 0
 fi

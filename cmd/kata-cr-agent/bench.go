@@ -27,9 +27,7 @@ func (j *cpJob) bench(ctx context.Context, env *checks.Env, do criu.DumpOpts, du
 	for _, m := range j.spec.Sandbox.Binds() {
 		sources[m.Target] = m.Source
 	}
-	flags := restoreWords(do)
-
-	ro, err := criu.ParseRestoreArgs(flags)
+	ro, err := criu.ParseRestoreArgs(restoreWords(do))
 	if err != nil {
 		return nil, err
 	}
@@ -78,11 +76,11 @@ func (j *cpJob) bench(ctx context.Context, env *checks.Env, do criu.DumpOpts, du
 	_ = j.ctr.Kill()
 
 	pidfile := filepath.Join(crRoot, "bench-raw.pid")
-	rargs := []string{"restore", "-D", raw, "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile, "--root", j.paths.rootfs}
-	rargs = append(rargs, flags...)
-	for _, m := range do.ExternalMounts {
-		rargs = append(rargs, "--external", "mnt["+m.Key+"]:"+sources[m.Path])
-	}
+	// The raw restore detaches (-d) instead of restoring as our sibling;
+	// everything else is kata-cr's restore.
+	rawRO := ro
+	rawRO.RestoreSibling = false
+	rargs := append([]string{"restore", "-D", raw, "-o", "restore.log", "-v4", "-d", "--pidfile", pidfile}, rawRO.Args()...)
 	t0 = time.Now()
 	if out, err := exec.CommandContext(ctx, env.CRIU.Path, rargs...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("bench: raw criu restore: %w: %s (log %s)", err, strings.TrimSpace(string(out)), filepath.Join(raw, "restore.log"))

@@ -269,7 +269,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 	s.logf("rootfs diff: %d changed, %d deleted", len(diff.Changed), len(diff.Deleted))
 	data, err := json.Marshal(runtime.ImagesReady{Manifest: m})
 	if err != nil {
-		return err
+		return notSaved(fmt.Sprintf("encode the images' manifest: %v", err))
 	}
 	port, err := s.Data()
 	if err != nil {
@@ -595,17 +595,7 @@ func parseDumpWords(words []string) (criu.DumpOpts, []string) {
 // restoreWords are the restore options a dump with o needs, besides the
 // root and the external mounts, which depend on the restoring guest.
 func restoreWords(o criu.DumpOpts) []string {
-	var out []string
-	add := func(on bool, w string) {
-		if on {
-			out = append(out, w)
-		}
-	}
-	add(o.ShellJob, "--shell-job")
-	add(o.FileLocks, "--file-locks")
-	add(o.TCPEstablished, "--tcp-established")
-	add(o.ExtUnixSk, "--ext-unix-sk")
-	return out
+	return criu.RestoreOpts{ShellJob: o.ShellJob, FileLocks: o.FileLocks, TCPEstablished: o.TCPEstablished, ExtUnixSk: o.ExtUnixSk}.Args()
 }
 
 // markWorkedAround turns a failing finding into a warning when the dump
@@ -711,16 +701,6 @@ func predictionLine(p *reports.Prediction) string {
 		}
 	}
 	return fmt.Sprintf("the dump is predicted to fail (%s)", strings.Join(ids, ", "))
-}
-
-// signatureFindings names, for the CRIU errors whose signature does not
-// name one, the checks that predict them.
-var signatureFindings = map[string][]string{
-	"sock-diag-missing": {"kernel.UNIX_DIAG", "kernel.INET_DIAG", "kernel.INET_TCP_DIAG", "kernel.INET_UDP_DIAG", "kernel.PACKET_DIAG", "kernel.NETLINK_DIAG", "criu.check"},
-	"mount-no-root":     {"mount.external-bind"},
-	"tun-missing":       {"kernel.TUN"},
-	"veth-missing":      {"kernel.VETH"},
-	"nftables-missing":  {"kernel.NF_TABLES", "criu.check"},
 }
 
 // predictionFinding compares the prediction of the dump that ran with what

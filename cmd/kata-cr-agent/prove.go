@@ -77,15 +77,15 @@ func withoutOptions(planned criu.DumpOpts, words []string) (criu.DumpOpts, bool)
 	o.ExternalMounts = slices.Clone(planned.ExternalMounts)
 	o.External = slices.Clone(planned.External)
 	changed := false
-	clear := func(on bool, field *bool) {
+	unset := func(on bool, field *bool) {
 		if on && *field {
 			*field, changed = false, true
 		}
 	}
-	clear(drop.ShellJob, &o.ShellJob)
-	clear(drop.FileLocks, &o.FileLocks)
-	clear(drop.TCPEstablished, &o.TCPEstablished)
-	clear(drop.ExtUnixSk, &o.ExtUnixSk)
+	unset(drop.ShellJob, &o.ShellJob)
+	unset(drop.FileLocks, &o.FileLocks)
+	unset(drop.TCPEstablished, &o.TCPEstablished)
+	unset(drop.ExtUnixSk, &o.ExtUnixSk)
 	for _, m := range drop.ExternalMounts {
 		if i := slices.Index(o.ExternalMounts, m); i >= 0 {
 			o.ExternalMounts = slices.Delete(o.ExternalMounts, i, i+1)
@@ -113,15 +113,8 @@ func causeOf(dumpErr error) (signature string, findings []string, quote []string
 		if !x.Known {
 			continue
 		}
-		var ids []string
-		for _, sig := range criulog.Signatures {
-			if sig.ID == x.Signature && sig.Finding != "" {
-				ids = append(ids, sig.Finding)
-			}
-		}
-		ids = append(ids, signatureFindings[x.Signature]...)
-		if len(ids) > 0 {
-			return x.Signature, ids, x.Quote
+		if sig, ok := criulog.SignatureByID(x.Signature); ok && len(sig.Findings) > 0 {
+			return x.Signature, sig.Findings, x.Quote
 		}
 	}
 	return "", nil, nil

@@ -30,13 +30,9 @@ type session struct {
 }
 
 func openSession(m *runtime.Manifest, start time.Time) (*session, error) {
-	dev, err := findPort(runtime.ControlPort, portWait)
+	f, err := openPort(runtime.ControlPort)
 	if err != nil {
 		return nil, err
-	}
-	f, err := os.OpenFile(dev, os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open control port: %w", err)
 	}
 	return &session{manifest: m, port: f, enc: runtime.NewEncoder(f), dec: runtime.NewDecoder(f), start: start}, nil
 }
@@ -78,15 +74,24 @@ func (s *session) Data() (*os.File, error) {
 	if s.data != nil {
 		return s.data, nil
 	}
-	dev, err := findPort(runtime.DataPort, portWait)
+	f, err := openPort(runtime.DataPort)
+	if err != nil {
+		return nil, err
+	}
+	s.data = f
+	return f, nil
+}
+
+// openPort waits for the virtio-serial port called name and opens it.
+func openPort(name string) (*os.File, error) {
+	dev, err := findPort(name, portWait)
 	if err != nil {
 		return nil, err
 	}
 	f, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open data port: %w", err)
+		return nil, fmt.Errorf("open virtio-serial port %s: %w", name, err)
 	}
-	s.data = f
 	return f, nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,7 +65,10 @@ func runShell(_ context.Context, s *session, job runtime.Job) error {
 	}
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := c.Run(); err != nil {
-		if _, ok := err.(*exec.ExitError); ok {
+		// The shell's own exit status is the user's last command's, not
+		// a failure of the job.
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
 			return nil
 		}
 		return fmt.Errorf("run the shell: %w", err)

@@ -195,7 +195,14 @@ func (c *Container) reapCmd() {
 }
 
 func (c *Container) reapPidfd() {
-	defer unix.Close(c.pidfd)
+	// Kill signals through the pidfd: close it under the lock, or Kill
+	// could signal a reused fd number, another process.
+	defer func() {
+		c.mu.Lock()
+		unix.Close(c.pidfd)
+		c.pidfd = -1
+		c.mu.Unlock()
+	}()
 	var info unix.Siginfo
 	for {
 		err := unix.Waitid(unix.P_PIDFD, c.pidfd, &info, unix.WEXITED, nil)
@@ -341,7 +348,11 @@ func (c *Container) Kill() error {
 			err = nil
 		}
 	} else {
-		err = unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
+		c.mu.Lock()
+		if c.pidfd >= 0 {
+			err = unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
+		}
+		c.mu.Unlock()
 		if errors.Is(err, unix.ESRCH) {
 			err = nil
 		}

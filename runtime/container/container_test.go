@@ -448,6 +448,38 @@ func TestAdopt(t *testing.T) {
 			t.Errorf("Wait = %v, %v: want an unknown status", st, err)
 		}
 	})
+	t.Run("ended elsewhere", func(t *testing.T) {
+		// Once the reaper closes the pidfd its number can be reused by
+		// another file: Kill must not signal through it any more.
+		cmd := exec.Command("sleep", "300")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Adopt(cmd.Process.Pid, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-c.Done()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			c.mu.Lock()
+			fd := c.pidfd
+			c.mu.Unlock()
+			if fd == -1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pidfd %d still held after the process ended", fd)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := c.Kill(); err != nil {
+			t.Errorf("Kill after the end: %v", err)
+		}
+	})
 }
 
 func TestPrepareRootfs(t *testing.T) {
