@@ -32,6 +32,9 @@ func LoadArch(path, arch string) (*Config, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("read kernel config %s: %w: give a .config, a gzip'd config, a kernel image or a Kata fragment directory", path, err)
+		}
 		return nil, fmt.Errorf("read kernel config %s: %w", path, err)
 	}
 	if fi.IsDir() {

@@ -145,6 +145,9 @@ func FindKernel(opts KernelOptions) (*Kernel, error) {
 
 func flagKernel(opts KernelOptions) (*Kernel, error) {
 	release, err := KernelRelease(opts.Kernel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("--kernel %s: no such file: give the path of a guest kernel (vmlinuz), or leave --kernel out to use Kata's or the cached one", opts.Kernel)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--kernel %s: %w", opts.Kernel, err)
 	}
@@ -378,13 +381,18 @@ func regularFile(p string) error {
 }
 
 // notExist shortens the common case to "no such file" (the caller names
-// the path); other errors pass unchanged.
+// the path), still fs.ErrNotExist to errors.Is; other errors pass unchanged.
 func notExist(err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return errors.New("no such file")
+		return noSuchFile{}
 	}
 	return err
 }
+
+type noSuchFile struct{}
+
+func (noSuchFile) Error() string        { return "no such file" }
+func (noSuchFile) Is(target error) bool { return target == fs.ErrNotExist }
 
 // ErrNotKernel is returned for a file that is neither a bzImage nor an ELF
 // vmlinux.
