@@ -20,9 +20,11 @@ import (
 
 	"github.com/kata-cr/kata-cr/guestimage"
 	"github.com/kata-cr/kata-cr/images"
+	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
-	krt "github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/container"
+	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
 func init() { commandConstructors = append(commandConstructors, newCheckpointCmd) }
@@ -177,7 +179,7 @@ func (o *checkpointOptions) validate() error {
 		}
 	}
 	if o.ImagesDir == "" {
-		o.ImagesDir = filepath.Join(krt.CacheDir(), "checkpoints", w.Name+"-"+time.Now().UTC().Format("20060102-150405.000"))
+		o.ImagesDir = filepath.Join(kernel.CacheDir(), "checkpoints", w.Name+"-"+time.Now().UTC().Format("20060102-150405.000"))
 	}
 	abs, err := filepath.Abs(o.ImagesDir)
 	if err != nil {
@@ -331,7 +333,7 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	if err != nil {
 		return err
 	}
-	jobOpts, err := json.Marshal(krt.CheckpointOptions{
+	jobOpts, err := json.Marshal(agentapi.CheckpointOptions{
 		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
 		NoRestart: o.NoRestart, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove,
 	})
@@ -339,23 +341,23 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		return err
 	}
 	p.printf("booting guest A under %s to checkpoint %s", gst.accel.Name, w.Name)
-	job := krt.Job{Kind: krt.JobCheckpoint, Fix: o.AutoFix, Verbose: o.guest.Verbose, Options: jobOpts}
+	job := agentapi.Job{Kind: agentapi.JobCheckpoint, Fix: o.AutoFix, Verbose: o.guest.Verbose, Options: jobOpts}
 	includes, err := o.guest.includeRecords()
 	if err != nil {
 		return err
 	}
 	var saved *images.Set
 	var saveErr error
-	var bench *krt.BenchResult
-	res, err := krt.RunWith(ctx, gst.bootSpec(&o.guest, p), job, func(vm *krt.VM, ev krt.Event) error {
+	var bench *agentapi.BenchResult
+	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, func(vm *vm.VM, ev agentapi.Event) error {
 		p.event(ev)
-		if ev.Kind != krt.EventResult {
+		if ev.Kind != agentapi.EventResult {
 			return nil
 		}
 		switch ev.Stage {
-		case krt.ResultImages:
+		case agentapi.ResultImages:
 			saved, saveErr = saveImages(ctx, vm, o.ImagesDir, ev.Data, includes)
-			answer := krt.ImagesSaved{OK: saveErr == nil}
+			answer := agentapi.ImagesSaved{OK: saveErr == nil}
 			if saveErr != nil {
 				answer.Error = saveErr.Error()
 				p.printf("could not save the checkpoint: %v", saveErr)
@@ -365,11 +367,11 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 			}
 			// The agent keeps the workload's only copy until it knows:
 			// told that the save failed, it puts the workload back.
-			if err := vm.Send(krt.HostMessage{Kind: krt.HostImagesSaved, Saved: &answer}); err != nil {
+			if err := vm.Send(agentapi.HostMessage{Kind: agentapi.HostImagesSaved, Saved: &answer}); err != nil {
 				return fmt.Errorf("tell the guest whether the images were saved: %w", err)
 			}
-		case krt.ResultBench:
-			bench = &krt.BenchResult{}
+		case agentapi.ResultBench:
+			bench = &agentapi.BenchResult{}
 			if err := json.Unmarshal(ev.Data, bench); err != nil {
 				return fmt.Errorf("read the benchmark from the guest: %w", err)
 			}
@@ -433,8 +435,8 @@ var writeImages = func(dir string, m images.Manifest, r io.Reader) (*images.Set,
 // saveImages writes the images the agent announced with data and streams
 // on the data channel into dir. On failure it keeps draining the channel,
 // so that the agent finishes sending and reads the answer.
-func saveImages(ctx context.Context, vm *krt.VM, dir string, data []byte, includes []images.Include) (*images.Set, error) {
-	var ir krt.ImagesReady
+func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, includes []images.Include) (*images.Set, error) {
+	var ir agentapi.ImagesReady
 	if err := json.Unmarshal(data, &ir); err != nil {
 		return nil, fmt.Errorf("read the images' manifest from the guest: %w", err)
 	}
@@ -500,15 +502,15 @@ func restoreHalf(ctx context.Context, deps *Deps, gopt guestOptions, gst *guest,
 	if err := set.Verify(gst.compat()); err != nil {
 		return err
 	}
-	opts, err := json.Marshal(krt.RestoreOptions{Manifest: set.Manifest})
+	opts, err := json.Marshal(agentapi.RestoreOptions{Manifest: set.Manifest})
 	if err != nil {
 		return err
 	}
 	p.printf("booting guest B under %s to restore %s", gst.accel.Name, set.Dir)
-	job := krt.Job{Kind: krt.JobRestore, LoadModules: true, Verbose: gopt.Verbose, Options: opts}
-	res, err := krt.RunWith(ctx, gst.bootSpec(&gopt, p), job, func(vm *krt.VM, ev krt.Event) error {
+	job := agentapi.Job{Kind: agentapi.JobRestore, LoadModules: true, Verbose: gopt.Verbose, Options: opts}
+	res, err := vm.RunWith(ctx, gst.bootSpec(&gopt, p), job, func(vm *vm.VM, ev agentapi.Event) error {
 		p.event(ev)
-		if ev.Kind == krt.EventProgress && ev.Stage == krt.StageReceiveImages {
+		if ev.Kind == agentapi.EventProgress && ev.Stage == agentapi.StageReceiveImages {
 			conn, err := vm.Data(ctx)
 			if err != nil {
 				return fmt.Errorf("open the data channel: %w", err)
@@ -563,7 +565,7 @@ func mergeRestore(r, rr *reports.Report) {
 }
 
 // benchFinding shows kata-cr's dump and restore next to raw criu's.
-func benchFinding(b *krt.BenchResult) reports.Finding {
+func benchFinding(b *agentapi.BenchResult) reports.Finding {
 	ratio := func(a, b float64) string {
 		if b <= 0 {
 			return "n/a"

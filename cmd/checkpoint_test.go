@@ -18,8 +18,8 @@ import (
 
 	"github.com/kata-cr/kata-cr/guestimage"
 	"github.com/kata-cr/kata-cr/images"
+	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
-	krt "github.com/kata-cr/kata-cr/runtime"
 )
 
 func TestCheckpointFlags(t *testing.T) {
@@ -127,7 +127,7 @@ func TestCheckpointBadInput(t *testing.T) {
 // file: the refusals only read the manifest and the checksums.
 func fakeCheckpoint(t *testing.T) string {
 	t.Helper()
-	k, err := krt.FindKernel(krt.KernelOptions{Version: "6.1"})
+	k, err := kernel.Find(kernel.FindOptions{Version: "6.1"})
 	if err != nil {
 		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
 	}
@@ -176,7 +176,7 @@ func TestRestoreRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("an intact checkpoint is refused: %v", err)
 	}
-	k, _ := krt.FindKernel(krt.KernelOptions{Version: "6.1"})
+	k, _ := kernel.Find(kernel.FindOptions{Version: "6.1"})
 	if set.Manifest.KernelRelease != k.Release {
 		t.Fatalf("manifest kernel %q, want %q", set.Manifest.KernelRelease, k.Release)
 	}
@@ -278,7 +278,7 @@ func runCheckpointVM(t *testing.T, args ...string) (int, *reports.Report) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatal("qemu-system-x86_64 not found: install qemu-system-x86")
 	}
-	if _, err := krt.FindKernel(krt.KernelOptions{Version: "6.1"}); err != nil {
+	if _, err := kernel.Find(kernel.FindOptions{Version: "6.1"}); err != nil {
 		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
 	}
 	cmd, rest := args[0], args[1:]
@@ -538,7 +538,7 @@ var benchLine = regexp.MustCompile(`kata-cr dump ([\d.]+)s, restore ([\d.]+)s; r
 // next to a raw `criu dump` / `criu restore` of the same workload with the
 // same options, in the same guest boot.
 func BenchmarkCheckpointCounter(b *testing.B) {
-	if _, err := krt.FindKernel(krt.KernelOptions{Version: "6.1"}); err != nil {
+	if _, err := kernel.Find(kernel.FindOptions{Version: "6.1"}); err != nil {
 		b.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
 	}
 	var sums [4]float64

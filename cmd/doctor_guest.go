@@ -5,7 +5,8 @@ import (
 	"errors"
 	"time"
 
-	krt "github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
+	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
 // runGuestDoctor boots a Kata-style guest and runs the doctor's checks
@@ -37,8 +38,8 @@ func runGuestDoctor(ctx context.Context, deps *Deps, g *globalOptions, o *doctor
 		return guestRunError(err, gopt.Timeout)
 	}
 	p.printf("booting the guest under %s", gst.accel.Name)
-	job := krt.Job{Kind: krt.JobDoctor, Fix: o.Fix, Verbose: gopt.Verbose}
-	res, err := krt.Run(ctx, gst.bootSpec(&gopt, p), job, p.event)
+	job := agentapi.Job{Kind: agentapi.JobDoctor, Fix: o.Fix, Verbose: gopt.Verbose}
+	res, err := vm.Run(ctx, gst.bootSpec(&gopt, p), job, p.event)
 	if err != nil {
 		reportGuestError(deps, err)
 		return guestRunError(err, gopt.Timeout)

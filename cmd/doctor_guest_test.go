@@ -10,8 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
-	krt "github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
 // runKataCR runs kata-cr with args and returns its exit code and output.
@@ -69,7 +70,7 @@ func TestGuestDoctor(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatal("qemu-system-x86_64 not found: install qemu-system-x86")
 	}
-	k, err := krt.FindKernel(krt.KernelOptions{Version: "6.1"})
+	k, err := kernel.Find(kernel.FindOptions{Version: "6.1"})
 	if err != nil {
 		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
 	}
@@ -142,7 +143,7 @@ func TestGuestDoctor(t *testing.T) {
 	})
 }
 
-func checkGuestTarget(t *testing.T, r *reports.Report, k *krt.Kernel) {
+func checkGuestTarget(t *testing.T, r *reports.Report, k *kernel.Guest) {
 	t.Helper()
 	tg := r.Target
 	if tg.Kind != "guest" || tg.KernelRelease != k.Release || !strings.HasPrefix(tg.KernelRelease, "6.1.") {
@@ -151,7 +152,7 @@ func checkGuestTarget(t *testing.T, r *reports.Report, k *krt.Kernel) {
 	if tg.CRIUVersion != "3.17.1" {
 		t.Errorf("CRIU version %q, want the host's 3.17.1", tg.CRIUVersion)
 	}
-	if (tg.Accelerator != krt.AccelKVM && tg.Accelerator != krt.AccelTCG) || tg.AcceleratorReason == "" {
+	if (tg.Accelerator != vm.AccelKVM && tg.Accelerator != vm.AccelTCG) || tg.AcceleratorReason == "" {
 		t.Errorf("accelerator %q (%q): want kvm or tcg with the reason", tg.Accelerator, tg.AcceleratorReason)
 	}
 	boot := guestFindings(r)["guest.boot"]

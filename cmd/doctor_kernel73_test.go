@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
-	krt "github.com/kata-cr/kata-cr/runtime"
 )
 
 // TestGuestDoctorNewKernel boots Debian's 7.3 kernel, newer than 6.13,
@@ -19,7 +19,7 @@ func TestGuestDoctorNewKernel(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Fatal("qemu-system-x86_64 not found: install qemu-system-x86")
 	}
-	k, err := krt.FindKernel(krt.KernelOptions{Version: "7.3"})
+	k, err := kernel.Find(kernel.FindOptions{Version: "7.3"})
 	if err != nil {
 		t.Fatalf("no cached Debian 7.3 kernel (run make guest-kernel KERNEL=7.3): %v", err)
 	}

@@ -17,8 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-cr/kata-cr/guestimage"
+	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
-	krt "github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
+	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
 func init() { commandConstructors = append(commandConstructors, newGuestCmd) }
@@ -26,8 +28,8 @@ func init() { commandConstructors = append(commandConstructors, newGuestCmd) }
 // The --accel values.
 const (
 	accelAuto = "auto"
-	accelKVM  = krt.AccelKVM
-	accelTCG  = krt.AccelTCG
+	accelKVM  = vm.AccelKVM
+	accelTCG  = vm.AccelTCG
 )
 
 // guestOptions say which guest to build and how to boot it; doctor, guest
@@ -137,12 +139,12 @@ func (o *guestOptions) validate() error {
 // guest is a guest ready to boot: its kernel, its image and the
 // accelerator, with how each was found.
 type guest struct {
-	kernel      *krt.Kernel
+	kernel      *kernel.Guest
 	image       string
 	imageCached bool
 	imageTime   time.Duration
 	criu        *guestimage.CRIUPayload
-	accel       krt.Accel
+	accel       vm.Accel
 	cacheDir    string
 }
 
@@ -172,17 +174,17 @@ func (p *progress) debugf(format string, args ...any) {
 }
 
 // event shows an agent event.
-func (p *progress) event(ev krt.Event) {
+func (p *progress) event(ev agentapi.Event) {
 	switch ev.Kind {
-	case krt.EventHello:
+	case agentapi.EventHello:
 		if ev.Agent != nil {
 			p.printf("guest up: kernel %s, agent on a %s root", ev.Agent.KernelRelease, ev.Agent.Root)
 		}
-	case krt.EventProgress:
+	case agentapi.EventProgress:
 		p.printf("guest: %s", ev.Message)
-	case krt.EventLog:
+	case agentapi.EventLog:
 		p.debugf("guest: %s", ev.Message)
-	case krt.EventError:
+	case agentapi.EventError:
 		p.printf("guest: error: %s", ev.Error)
 	}
 }
@@ -190,8 +192,8 @@ func (p *progress) event(ev krt.Event) {
 // prepareGuest finds the kernel, builds (or finds cached) the image and
 // picks the accelerator.
 func prepareGuest(ctx context.Context, o *guestOptions, p *progress) (*guest, error) {
-	g := &guest{cacheDir: krt.CacheDir()}
-	k, err := krt.FindKernel(krt.KernelOptions{
+	g := &guest{cacheDir: kernel.CacheDir()}
+	k, err := kernel.Find(kernel.FindOptions{
 		Kernel: o.Kernel, Config: o.KernelConfig, Modules: o.Modules,
 		Version: o.KernelVersion, CacheDir: g.cacheDir,
 	})
@@ -242,30 +244,30 @@ func prepareGuest(ctx context.Context, o *guestOptions, p *progress) (*guest, er
 }
 
 // pickAccel decides between KVM and TCG, probing unless --accel says.
-func pickAccel(ctx context.Context, want string, k *krt.Kernel, cacheDir string, p *progress) (krt.Accel, error) {
+func pickAccel(ctx context.Context, want string, k *kernel.Guest, cacheDir string, p *progress) (vm.Accel, error) {
 	switch want {
 	case accelKVM:
-		return krt.Accel{Name: krt.AccelKVM, Reason: "--accel kvm"}, nil
+		return vm.Accel{Name: vm.AccelKVM, Reason: "--accel kvm"}, nil
 	case accelTCG:
-		return krt.Accel{Name: krt.AccelTCG, Reason: "--accel tcg"}, nil
+		return vm.Accel{Name: vm.AccelTCG, Reason: "--accel tcg"}, nil
 	}
 	bare, err := guestimage.BuildBare(cacheDir, "")
 	if err != nil {
-		return krt.Accel{}, err
+		return vm.Accel{}, err
 	}
 	p.printf("probing KVM")
-	a := krt.ProbeKVM(ctx, krt.KVMProbe{Kernel: k.Image, Initrd: bare, CacheDir: cacheDir})
+	a := vm.ProbeKVM(ctx, vm.KVMProbe{Kernel: k.Image, Initrd: bare, CacheDir: cacheDir})
 	// An interrupted probe says nothing about KVM.
 	if err := ctx.Err(); err != nil {
-		return krt.Accel{}, fmt.Errorf("probe KVM: %w", err)
+		return vm.Accel{}, fmt.Errorf("probe KVM: %w", err)
 	}
 	p.printf("accelerator %s: %s", a.Name, a.Reason)
 	return a, nil
 }
 
 // bootSpec is how to boot g.
-func (g *guest) bootSpec(o *guestOptions, p *progress) krt.BootSpec {
-	return krt.BootSpec{
+func (g *guest) bootSpec(o *guestOptions, p *progress) vm.BootSpec {
+	return vm.BootSpec{
 		Kernel: g.kernel.Image, Initrd: g.image, Accel: g.accel,
 		MemoryMB: o.MemoryMB, CPUs: o.CPUs, Logf: p.debugf,
 	}
@@ -273,7 +275,7 @@ func (g *guest) bootSpec(o *guestOptions, p *progress) krt.BootSpec {
 
 // bootFinding records how the guest ran, with the qemu command line as
 // evidence, so that a JSON report says what was booted and how.
-func (g *guest) bootFinding(res *krt.Result) reports.Finding {
+func (g *guest) bootFinding(res *vm.Result) reports.Finding {
 	image := fmt.Sprintf("guest image: %s (built in %s)", g.image, g.imageTime.Round(100*time.Millisecond))
 	if g.imageCached {
 		image = fmt.Sprintf("guest image: %s (cached)", g.image)
@@ -302,7 +304,7 @@ func (g *guest) bootFinding(res *krt.Result) reports.Finding {
 // reportGuestError prints the console tail of a failed guest on stderr;
 // the error itself is printed as one line by the caller.
 func reportGuestError(deps *Deps, err error) {
-	var ge *krt.GuestError
+	var ge *vm.GuestError
 	if !errors.As(err, &ge) || len(ge.Console) == 0 {
 		return
 	}
@@ -319,7 +321,7 @@ func guestRunError(err error, timeout time.Duration) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return errors.New("interrupted: the guest was stopped")
-	case errors.Is(err, krt.ErrJobTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, vm.ErrJobTimeout), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("the guest did not finish within --timeout %s: %w", timeout, err)
 	}
 	return err
@@ -385,7 +387,7 @@ func runGuestShell(ctx context.Context, deps *Deps, o *guestShellOptions) error 
 	if err != nil {
 		return guestRunError(err, 0)
 	}
-	so := krt.ShellOptions{Term: os.Getenv("TERM")}
+	so := agentapi.ShellOptions{Term: os.Getenv("TERM")}
 	if ws, err := unix.IoctlGetWinsize(int(os.Stdin.Fd()), unix.TIOCGWINSZ); err == nil {
 		so.Rows, so.Cols = int(ws.Row), int(ws.Col)
 	}
@@ -397,9 +399,9 @@ func runGuestShell(ctx context.Context, deps *Deps, o *guestShellOptions) error 
 	spec.Interactive = true
 	spec.Stdin, spec.Stdout = os.Stdin, deps.Stdout
 	fmt.Fprintf(deps.Stderr, "kata-cr: booting the guest (%s); exit the shell to power it off, or press Ctrl-a x\n", gst.accel.Name)
-	job := krt.Job{Kind: krt.JobShell, LoadModules: !o.NoModules, Options: opts}
-	_, err = krt.Run(ctx, spec, job, p.event)
-	if errors.Is(err, krt.ErrQEMUStopped) {
+	job := agentapi.Job{Kind: agentapi.JobShell, LoadModules: !o.NoModules, Options: opts}
+	_, err = vm.Run(ctx, spec, job, p.event)
+	if errors.Is(err, vm.ErrQEMUStopped) {
 		// Ctrl-a x: the user stopped qemu while the shell ran. A crashed
 		// agent or a panic is another error and shows the console.
 		fmt.Fprintln(deps.Stderr, "kata-cr: qemu stopped before the shell exited")

@@ -38,7 +38,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-cr/kata-cr/kernel"
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
+	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
 // layoutVersion changes whenever the image's layout or the way it is built
@@ -85,7 +86,7 @@ func ParseInclude(s string) (ExtraFile, error) {
 
 // Spec says what goes into a guest image.
 type Spec struct {
-	// CacheDir is kata-cr's cache; empty means runtime.CacheDir().
+	// CacheDir is kata-cr's cache; empty means kernel.CacheDir().
 	CacheDir string
 	// SourceDir is the kata-cr source tree that builds the agent and
 	// u-root's init; empty means FindSource.
@@ -172,7 +173,7 @@ func Build(ctx context.Context, spec Spec) (imagePath string, cached bool, err e
 func resolve(spec Spec) (*inputs, error) {
 	in := &inputs{spec: spec, cacheDir: spec.CacheDir}
 	if in.cacheDir == "" {
-		in.cacheDir = runtime.CacheDir()
+		in.cacheDir = kernel.CacheDir()
 	}
 	for _, b := range []string{spec.AgentBinary, spec.InitBinary} {
 		if b == "" {
@@ -454,7 +455,7 @@ func (in *inputs) build(ctx context.Context, out, key string) error {
 	add(&plain, agent, guestAgent)
 	add(&plain, initBin, "/init")
 	add(&plain, in.busybox, guestBusybox)
-	m := runtime.Manifest{
+	m := agentapi.Manifest{
 		KernelRelease: in.spec.KernelRelease,
 		CRIU:          in.criu.Binary,
 		Busybox:       guestBusybox,
@@ -502,7 +503,7 @@ func (in *inputs) build(ctx context.Context, out, key string) error {
 	if err := os.WriteFile(manifest, mb, 0o644); err != nil {
 		return err
 	}
-	add(&plain, manifest, runtime.ManifestPath)
+	add(&plain, manifest, agentapi.ManifestPath)
 
 	base, err := in.baseArchive()
 	if err != nil {
@@ -610,7 +611,7 @@ func sortedKeys(m map[string]string) []string {
 // The line goes through the kernel log at a critical level: the kernel
 // prints it on the console before it powers off, where an echo to the
 // console could still sit in the serial port's buffer.
-var agentGone = "#!/bin/busybox sh\n/bin/busybox echo '<2>" + runtime.AgentGoneMarker + "' > /dev/kmsg\n/bin/busybox poweroff -f\n"
+var agentGone = "#!/bin/busybox sh\n/bin/busybox echo '<2>" + vm.AgentGoneMarker + "' > /dev/kmsg\n/bin/busybox poweroff -f\n"
 
 func busyboxApplets(busybox string) ([]string, error) {
 	out, err := exec.Command(busybox, "--list").Output()
@@ -715,15 +716,15 @@ func pruneImages(dir, current string, keep int) {
 }
 
 // bareInit is the init of the trivial initramfs: say so and power off.
-var bareInit = "#!/bin/busybox sh\n/bin/busybox echo " + runtime.BareMarker + "\n/bin/busybox poweroff -f\n"
+var bareInit = "#!/bin/busybox sh\n/bin/busybox echo " + vm.BareMarker + "\n/bin/busybox poweroff -f\n"
 
 // BuildBare returns a trivial initramfs, a static busybox whose init prints
-// runtime.BareMarker and powers off at once: the KVM probe and the
+// vm.BareMarker and powers off at once: the KVM probe and the
 // baseline that the boot benchmark compares kata-cr's guest with. It is
-// cached in cacheDir (runtime.CacheDir() when empty) by busybox's identity.
+// cached in cacheDir (kernel.CacheDir() when empty) by busybox's identity.
 func BuildBare(cacheDir, busybox string) (string, error) {
 	if cacheDir == "" {
-		cacheDir = runtime.CacheDir()
+		cacheDir = kernel.CacheDir()
 	}
 	bb, err := findBusybox(busybox)
 	if err != nil {

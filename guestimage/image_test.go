@@ -17,14 +17,15 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 
 	"github.com/kata-cr/kata-cr/kernel"
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
+	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
 // cachedKernel is the Debian 6.1 kernel make guest-kernel fetches: a real
 // modules.dep to resolve against.
-func cachedKernel(t testing.TB) *runtime.Kernel {
+func cachedKernel(t testing.TB) *kernel.Guest {
 	t.Helper()
-	k, err := runtime.FindKernel(runtime.KernelOptions{Version: "6.1"})
+	k, err := kernel.Find(kernel.FindOptions{Version: "6.1"})
 	if err != nil {
 		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
 	}
@@ -187,9 +188,9 @@ func TestAgentSourceHash(t *testing.T) {
 	files := map[string]string{
 		"go.mod":                      "module " + modulePath + "\n\ngo 1.26\n",
 		"go.sum":                      "",
-		"cmd/kata-cr-agent/main.go":   "package main\n\nimport _ \"" + modulePath + "/runtime\"\n\nfunc main() {}\n",
+		"cmd/kata-cr-agent/main.go":   "package main\n\nimport _ \"" + modulePath + "/runtime/agentapi\"\n\nfunc main() {}\n",
 		"cmd/kata-cr-agent/x_test.go": "package main\n",
-		"runtime/proto.go":            "package runtime\n\nimport _ \"" + modulePath + "/reports\"\n",
+		"runtime/agentapi/proto.go":   "package agentapi\n\nimport _ \"" + modulePath + "/reports\"\n",
 		"reports/report.go":           "package reports\n",
 		"cmd/root.go":                 "package cmd\n",
 	}
@@ -220,7 +221,7 @@ func TestAgentSourceHash(t *testing.T) {
 	}
 	write("reports/report.go", "package reports\n\n// changed\n")
 	if h := hash(); h == h0 {
-		t.Errorf("changing a package the agent imports (through runtime) kept the hash")
+		t.Errorf("changing a package the agent imports (through agentapi) kept the hash")
 	}
 	if !isSourceRoot(src) || isSourceRoot(t.TempDir()) {
 		t.Errorf("isSourceRoot is wrong")
@@ -339,8 +340,8 @@ func TestBuild(t *testing.T) {
 	}
 	ef.Close()
 
-	var m runtime.Manifest
-	if err := json.Unmarshal(recordBytes(t, recs[strings.TrimPrefix(runtime.ManifestPath, "/")]), &m); err != nil {
+	var m agentapi.Manifest
+	if err := json.Unmarshal(recordBytes(t, recs[strings.TrimPrefix(agentapi.ManifestPath, "/")]), &m); err != nil {
 		t.Fatal(err)
 	}
 	if m.KernelRelease != k.Release || m.CRIU != "/usr/sbin/criu" || m.Tar != "/usr/bin/tar" ||
@@ -435,7 +436,7 @@ func TestBuildBare(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := readArchive(t, p)
-	if !strings.Contains(string(recordBytes(t, recs["init"])), runtime.BareMarker) {
+	if !strings.Contains(string(recordBytes(t, recs["init"])), vm.BareMarker) {
 		t.Errorf("init does not print the marker")
 	}
 	if _, ok := recs["bin/busybox"]; !ok {

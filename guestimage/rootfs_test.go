@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// testCacheDir is kata-cr's cache (runtime.CacheDir's rule, repeated here
+// testCacheDir is kata-cr's cache (kernel.CacheDir's rule, repeated here
 // so that this package's tests do not depend on the runtime package), so
 // the trixie rootfs is built once per machine, not once per test run.
 func testCacheDir() string {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
@@ -21,8 +21,8 @@ import (
 // and then a raw `criu dump` and `criu restore -d` (the command line, no
 // RPC) of a fresh copy of the same workload with the same options, so that
 // kata-cr's cost shows next to CRIU's own.
-func (j *cpJob) bench(ctx context.Context, env *checks.Env, do criu.DumpOpts, dumped time.Duration) (*runtime.BenchResult, error) {
-	b := &runtime.BenchResult{Workload: j.w.Name, KataCRDump: dumped.Seconds()}
+func (j *cpJob) bench(ctx context.Context, env *checks.Env, do criu.DumpOpts, dumped time.Duration) (*agentapi.BenchResult, error) {
+	b := &agentapi.BenchResult{Workload: j.w.Name, KataCRDump: dumped.Seconds()}
 	sources := map[string]string{}
 	for _, m := range j.spec.Sandbox.Binds() {
 		sources[m.Target] = m.Source

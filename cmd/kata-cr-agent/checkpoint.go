@@ -16,11 +16,11 @@ import (
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
-func init() { register(runtime.JobCheckpoint, runCheckpoint) }
+func init() { register(agentapi.JobCheckpoint, runCheckpoint) }
 
 // The fixers that process and mount findings name (checks/process.go);
 // they act on the workload, so they live here, with it.
@@ -37,7 +37,7 @@ const dumpTimeout = 3 * time.Minute
 // what the fixers changed.
 type cpJob struct {
 	s         *session
-	opts      runtime.CheckpointOptions
+	opts      agentapi.CheckpointOptions
 	w         container.Workload
 	spec      container.Spec
 	ctr       *container.Container
@@ -73,8 +73,8 @@ func (j *cpJob) prepareRootfs() error {
 // verifies the images and streams them to the host with a manifest, and
 // sends the report. A failure of the workload or of CRIU is a result in the
 // report; only a failure of the agent itself is an error.
-func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
-	var o runtime.CheckpointOptions
+func runCheckpoint(ctx context.Context, s *session, job agentapi.Job) error {
+	var o agentapi.CheckpointOptions
 	if len(job.Options) > 0 {
 		if err := json.Unmarshal(job.Options, &o); err != nil {
 			return fmt.Errorf("checkpoint options: %w", err)
@@ -125,7 +125,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 		}
 		r.Findings = append(r.Findings, *f)
 		cp.Error = f.Summary
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 
 	// Preflight: the checks of the guest and of the live workload, and
@@ -188,7 +188,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 	if err != nil {
 		cp.Error = fmt.Sprintf("snapshot the workload's state before the dump: %v", err)
 		r.Findings = append(r.Findings, findings...)
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 
 	cp.Stage = "dump"
@@ -199,7 +199,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 	r.Findings = append(r.Findings, markWorkedAround(findings, cp.DumpOptions, job.Fix)...)
 	if env.CRIU == nil {
 		cp.Error = "no criu in the guest: " + env.CRIUMissing
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 	if o.Prove && job.Fix {
 		r.Findings = append(r.Findings, j.prove(ctx, env, findings, do)...)
@@ -218,7 +218,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 		running := j.ctr.Running() && probe.Alive()
 		cp.WorkloadRunning = &running
 		s.progress("dump", "failed: %v; the workload is %s", err, map[bool]string{true: "still running", false: "NOT running any more"}[running])
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 	cp.DumpOK = true
 	cp.DumpSeconds = res.Duration.Seconds()
@@ -252,7 +252,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 		if !o.LeaveRunning {
 			j.restoreInPlace(ctx, env, m, r, why)
 		}
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 	if imgs.Status == reports.Fail {
 		return notSaved("the images do not match the frozen process tree (" + imgs.Reason + "): they were not sent")
@@ -267,7 +267,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 		return notSaved(fmt.Sprintf("save the container's changed files: %v", err))
 	}
 	s.logf("rootfs diff: %d changed, %d deleted", len(diff.Changed), len(diff.Deleted))
-	data, err := json.Marshal(runtime.ImagesReady{Manifest: m})
+	data, err := json.Marshal(agentapi.ImagesReady{Manifest: m})
 	if err != nil {
 		return notSaved(fmt.Sprintf("encode the images' manifest: %v", err))
 	}
@@ -276,7 +276,7 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 		return notSaved(fmt.Sprintf("open the data port to send the images: %v", err))
 	}
 	s.progress("copy", "sending the images to the host")
-	if err := s.send(runtime.Event{Kind: runtime.EventResult, Stage: runtime.ResultImages, Data: data}); err != nil {
+	if err := s.send(agentapi.Event{Kind: agentapi.EventResult, Stage: agentapi.ResultImages, Data: data}); err != nil {
 		return errors.Join(err, notSaved(fmt.Sprintf("announce the images to the host: %v", err)))
 	}
 	if err := images.WriteTar(port, paths.images); err != nil {
@@ -303,13 +303,13 @@ func runCheckpoint(ctx context.Context, s *session, job runtime.Job) error {
 			if err != nil {
 				return err
 			}
-			if err := s.send(runtime.Event{Kind: runtime.EventResult, Stage: runtime.ResultBench, Data: data}); err != nil {
+			if err := s.send(agentapi.Event{Kind: agentapi.EventResult, Stage: agentapi.ResultBench, Data: data}); err != nil {
 				return err
 			}
 		}
 	}
 	cp.Stage = "done"
-	return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 }
 
 // savedWait bounds the wait for the host's images-saved answer once the
@@ -319,17 +319,17 @@ const savedWait = 2 * time.Minute
 // waitImagesSaved reads the host's answer to the images. When none comes
 // within wait it unblocks its reader, so that the done and ack exchange
 // that ends the job gets the control port to itself.
-func (s *session) waitImagesSaved(wait time.Duration) (runtime.ImagesSaved, error) {
+func (s *session) waitImagesSaved(wait time.Duration) (agentapi.ImagesSaved, error) {
 	type answer struct {
-		msg runtime.HostMessage
+		msg agentapi.HostMessage
 		err error
 	}
 	ch := make(chan answer, 1)
 	go func() {
 		for {
-			var msg runtime.HostMessage
+			var msg agentapi.HostMessage
 			err := s.dec.Decode(&msg)
-			if err != nil || msg.Kind == runtime.HostImagesSaved {
+			if err != nil || msg.Kind == agentapi.HostImagesSaved {
 				ch <- answer{msg, err}
 				return
 			}
@@ -341,10 +341,10 @@ func (s *session) waitImagesSaved(wait time.Duration) (runtime.ImagesSaved, erro
 	select {
 	case a := <-ch:
 		if a.err != nil {
-			return runtime.ImagesSaved{}, fmt.Errorf("read the host's answer: %w", a.err)
+			return agentapi.ImagesSaved{}, fmt.Errorf("read the host's answer: %w", a.err)
 		}
 		if a.msg.Saved == nil {
-			return runtime.ImagesSaved{}, errors.New("the host's images-saved message carries no answer")
+			return agentapi.ImagesSaved{}, errors.New("the host's images-saved message carries no answer")
 		}
 		return *a.msg.Saved, nil
 	case <-t.C:
@@ -352,7 +352,7 @@ func (s *session) waitImagesSaved(wait time.Duration) (runtime.ImagesSaved, erro
 			<-ch
 			_ = s.port.SetReadDeadline(time.Time{})
 		}
-		return runtime.ImagesSaved{}, fmt.Errorf("no answer within %s", wait)
+		return agentapi.ImagesSaved{}, fmt.Errorf("no answer within %s", wait)
 	}
 }
 

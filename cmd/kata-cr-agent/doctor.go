@@ -7,10 +7,10 @@ import (
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 )
 
-func init() { register(runtime.JobDoctor, runDoctor) }
+func init() { register(agentapi.JobDoctor, runDoctor) }
 
 // guestChecks are the host doctor's checks that apply to a guest without a
 // workload: the same code, run against the guest's own /proc and /sys.
@@ -29,7 +29,7 @@ func guestFixers() []checks.Fixer {
 
 // runDoctor runs the checks in the guest, applies the fixers when the job
 // says so and checks again, and sends the report.
-func runDoctor(ctx context.Context, s *session, job runtime.Job) error {
+func runDoctor(ctx context.Context, s *session, job agentapi.Job) error {
 	if job.LoadModules {
 		if err := s.loadCRIUModules(); err != nil {
 			return err
@@ -56,7 +56,7 @@ func runDoctor(ctx context.Context, s *session, job runtime.Job) error {
 	}
 	r.Target = target
 	r.Findings = findings
-	return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 }
 
 // guestEnv gathers what the checks read in the guest: the kernel config

@@ -18,10 +18,10 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/container"
+	"github.com/kata-cr/kata-cr/runtime/vm"
+	"golang.org/x/sys/unix"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,13 +29,13 @@ var version = "dev"
 
 // handler runs one kind of job. It reports through s; an error it returns
 // becomes an error event.
-type handler func(ctx context.Context, s *session, job runtime.Job) error
+type handler func(ctx context.Context, s *session, job agentapi.Job) error
 
 // handlers maps a job kind to its handler; each job kind's file registers
 // itself in an init function.
-var handlers = map[runtime.JobKind]handler{}
+var handlers = map[agentapi.JobKind]handler{}
 
-func register(kind runtime.JobKind, h handler) { handlers[kind] = h }
+func register(kind agentapi.JobKind, h handler) { handlers[kind] = h }
 
 // ackWait bounds the wait for the host's ack of the done event.
 const ackWait = 5 * time.Second
@@ -49,7 +49,7 @@ func main() {
 	// The agent powers the machine off when it is done: refuse to run
 	// anywhere but in a guest booted by kata-cr.
 	if !inKataCRGuest() {
-		fmt.Fprintf(os.Stderr, "kata-cr-agent: runs only as the init of a guest booted by kata-cr (no %s on the kernel command line)\n", runtime.GuestMarker)
+		fmt.Fprintf(os.Stderr, "kata-cr-agent: runs only as the init of a guest booted by kata-cr (no %s on the kernel command line)\n", vm.GuestMarker)
 		os.Exit(2)
 	}
 	defer powerOff()
@@ -74,7 +74,7 @@ func run() error {
 		root = "tmpfs"
 	}
 
-	m, err := readManifest(runtime.ManifestPath)
+	m, err := readManifest(agentapi.ManifestPath)
 	if err != nil {
 		return err
 	}
@@ -100,16 +100,16 @@ func run() error {
 	s.root = root
 	s.machine = unix.ByteSliceToString(uts.Machine[:])
 
-	if err := s.send(runtime.Event{Kind: runtime.EventHello, Agent: &runtime.AgentInfo{
+	if err := s.send(agentapi.Event{Kind: agentapi.EventHello, Agent: &agentapi.AgentInfo{
 		Version: version, KernelRelease: release, Root: root,
 	}}); err != nil {
 		return err
 	}
-	var msg runtime.HostMessage
+	var msg agentapi.HostMessage
 	if err := s.dec.Decode(&msg); err != nil {
 		return fmt.Errorf("read job: %w", err)
 	}
-	if msg.Kind != runtime.HostJob || msg.Job == nil {
+	if msg.Kind != agentapi.HostJob || msg.Job == nil {
 		return s.finish(fmt.Errorf("expected a job from the host, got %q", msg.Kind))
 	}
 	s.job = *msg.Job
@@ -123,7 +123,7 @@ func run() error {
 
 // runHandler turns a panicking handler into an error, so the host still
 // gets an error event and a done.
-func runHandler(h handler, s *session, job runtime.Job) (err error) {
+func runHandler(h handler, s *session, job agentapi.Job) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("agent panicked: %v", p)
@@ -133,12 +133,12 @@ func runHandler(h handler, s *session, job runtime.Job) (err error) {
 	return h(context.Background(), s, job)
 }
 
-func readManifest(path string) (*runtime.Manifest, error) {
+func readManifest(path string) (*agentapi.Manifest, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read image manifest: %w", err)
 	}
-	var m runtime.Manifest
+	var m agentapi.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("read image manifest %s: %w", path, err)
 	}
@@ -150,19 +150,19 @@ func readManifest(path string) (*runtime.Manifest, error) {
 func (s *session) finish(jobErr error) error {
 	if jobErr != nil {
 		log.Printf("job failed: %v", jobErr)
-		_ = s.send(runtime.Event{Kind: runtime.EventError, Error: jobErr.Error()})
+		_ = s.send(agentapi.Event{Kind: agentapi.EventError, Error: jobErr.Error()})
 	}
-	if err := s.send(runtime.Event{Kind: runtime.EventDone}); err != nil {
+	if err := s.send(agentapi.Event{Kind: agentapi.EventDone}); err != nil {
 		return err
 	}
 	acked := make(chan struct{})
 	go func() {
 		for {
-			var msg runtime.HostMessage
+			var msg agentapi.HostMessage
 			if err := s.dec.Decode(&msg); err != nil {
 				return
 			}
-			if msg.Kind == runtime.HostAck {
+			if msg.Kind == agentapi.HostAck {
 				close(acked)
 				return
 			}
@@ -195,7 +195,7 @@ func inKataCRGuest() bool {
 		return false
 	}
 	for _, w := range strings.Fields(string(b)) {
-		if w == runtime.GuestMarker {
+		if w == vm.GuestMarker {
 			return true
 		}
 	}

@@ -12,11 +12,11 @@ import (
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
-func init() { register(runtime.JobRestore, runRestore) }
+func init() { register(agentapi.JobRestore, runRestore) }
 
 // restoreTimeout bounds one CRIU restore under TCG.
 const restoreTimeout = 3 * time.Minute
@@ -27,8 +27,8 @@ const restoreTimeout = 3 * time.Minute
 // checkpoint job did, replays the rootfs diff, restores with the sandbox's
 // files mapped back onto the external mounts, adopts the restored init and
 // verifies that the workload carried on.
-func runRestore(ctx context.Context, s *session, job runtime.Job) error {
-	var o runtime.RestoreOptions
+func runRestore(ctx context.Context, s *session, job agentapi.Job) error {
+	var o agentapi.RestoreOptions
 	if err := json.Unmarshal(job.Options, &o); err != nil {
 		return fmt.Errorf("restore options: %w", err)
 	}
@@ -49,13 +49,13 @@ func runRestore(ctx context.Context, s *session, job runtime.Job) error {
 	r.Target = target
 	if env.CRIU == nil {
 		cp.Error = "no criu in the guest: " + env.CRIUMissing
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 	// The host refused a mismatch before booting; this guards against an
 	// image that is not what the host thought it booted.
 	if probs := images.CheckCompat(m, images.Compat{KernelRelease: s.release, CRIUVersion: target.CRIUVersion, Arch: s.machine}); len(probs) > 0 {
 		cp.Error = (&images.RefusedError{Dir: "(received)", Problems: probs}).Error()
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 	if job.LoadModules {
 		if err := s.loadCRIUModules(); err != nil {
@@ -69,7 +69,7 @@ func runRestore(ctx context.Context, s *session, job runtime.Job) error {
 		return err
 	}
 
-	s.progress(runtime.StageReceiveImages, "waiting for the images")
+	s.progress(agentapi.StageReceiveImages, "waiting for the images")
 	port, err := s.Data()
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func runRestore(ctx context.Context, s *session, job runtime.Job) error {
 	}
 	if err != nil {
 		cp.Error = fmt.Sprintf("the images arrived damaged: %v", err)
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 	s.logf("received %d bytes of images", set.Size())
 
@@ -108,7 +108,7 @@ func runRestore(ctx context.Context, s *session, job runtime.Job) error {
 	}
 	if err != nil {
 		criuFailure(cp, err)
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 	res, ctr, mapped := rw.res, rw.ctr, rw.mapped
 	defer ctr.Kill()
@@ -118,13 +118,13 @@ func runRestore(ctx context.Context, s *session, job runtime.Job) error {
 	if err != nil {
 		cp.Error = err.Error()
 		cp.Verification = err.Error()
-		return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 	}
 	cp.Verified = true
 	cp.Verification = msg
 	cp.Stage = "done"
 	s.progress("verify", "%s", msg)
-	return s.send(runtime.Event{Kind: runtime.EventReport, Report: r})
+	return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 }
 
 // restoredWorkload is what a restore from local images gives: CRIU's

@@ -5,10 +5,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 )
 
-func jobKind(s string) runtime.JobKind { return runtime.JobKind(s) }
+func jobKind(s string) agentapi.JobKind { return agentapi.JobKind(s) }
 
 func TestCopyTree(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()

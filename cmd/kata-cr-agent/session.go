@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 )
 
 // portWait bounds the wait for a virtio-serial port to appear once its
@@ -18,23 +18,23 @@ const portWait = 15 * time.Second
 // session is the agent's end of its channels to the host, and what it
 // knows about the guest.
 type session struct {
-	manifest *runtime.Manifest
+	manifest *agentapi.Manifest
 	port     *os.File
-	enc      *runtime.Encoder
-	dec      *runtime.Decoder
+	enc      *agentapi.Encoder
+	dec      *agentapi.Decoder
 	data     *os.File
 	start    time.Time
-	job      runtime.Job
+	job      agentapi.Job
 
 	release, machine, root string
 }
 
-func openSession(m *runtime.Manifest, start time.Time) (*session, error) {
-	f, err := openPort(runtime.ControlPort)
+func openSession(m *agentapi.Manifest, start time.Time) (*session, error) {
+	f, err := openPort(agentapi.ControlPort)
 	if err != nil {
 		return nil, err
 	}
-	return &session{manifest: m, port: f, enc: runtime.NewEncoder(f), dec: runtime.NewDecoder(f), start: start}, nil
+	return &session{manifest: m, port: f, enc: agentapi.NewEncoder(f), dec: agentapi.NewDecoder(f), start: start}, nil
 }
 
 func (s *session) close() {
@@ -45,7 +45,7 @@ func (s *session) close() {
 }
 
 // send writes one event to the host.
-func (s *session) send(ev runtime.Event) error {
+func (s *session) send(ev agentapi.Event) error {
 	ev.Elapsed = time.Since(s.start).Seconds()
 	if err := s.enc.Encode(ev); err != nil {
 		return fmt.Errorf("send %s event: %w", ev.Kind, err)
@@ -57,7 +57,7 @@ func (s *session) send(ev runtime.Event) error {
 func (s *session) progress(stage, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	log.Printf("%s: %s", stage, msg)
-	_ = s.send(runtime.Event{Kind: runtime.EventProgress, Stage: stage, Message: msg})
+	_ = s.send(agentapi.Event{Kind: agentapi.EventProgress, Stage: stage, Message: msg})
 }
 
 // logf writes a detail to the console, and to the host for a verbose job.
@@ -65,7 +65,7 @@ func (s *session) logf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	log.Print(msg)
 	if s.job.Verbose {
-		_ = s.send(runtime.Event{Kind: runtime.EventLog, Message: msg})
+		_ = s.send(agentapi.Event{Kind: agentapi.EventLog, Message: msg})
 	}
 }
 
@@ -74,7 +74,7 @@ func (s *session) Data() (*os.File, error) {
 	if s.data != nil {
 		return s.data, nil
 	}
-	f, err := openPort(runtime.DataPort)
+	f, err := openPort(agentapi.DataPort)
 	if err != nil {
 		return nil, err
 	}

@@ -9,12 +9,11 @@ import (
 	"os/exec"
 	"syscall"
 
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"golang.org/x/sys/unix"
-
-	"github.com/kata-cr/kata-cr/runtime"
 )
 
-func init() { register(runtime.JobShell, runShell) }
+func init() { register(agentapi.JobShell, runShell) }
 
 // shellTTY is the serial console, which the host has put on the user's
 // terminal.
@@ -23,8 +22,8 @@ const shellTTY = "/dev/ttyS0"
 // runShell runs an interactive busybox shell on the serial console as a
 // session leader with the console as its controlling terminal, so job
 // control and Ctrl-C work; the guest powers off when it exits.
-func runShell(_ context.Context, s *session, job runtime.Job) error {
-	var o runtime.ShellOptions
+func runShell(_ context.Context, s *session, job agentapi.Job) error {
+	var o agentapi.ShellOptions
 	if len(job.Options) > 0 {
 		if err := json.Unmarshal(job.Options, &o); err != nil {
 			return fmt.Errorf("shell options: %w", err)

@@ -1,4 +1,4 @@
-package runtime
+package vm
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kata-cr/kata-cr/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -125,7 +126,7 @@ func runProbe(ctx context.Context, p KVMProbe) Accel {
 // KVM probe and the baseline of the boot benchmark. qemu is killed when
 // the guest does not power off within timeout.
 func BareBoot(ctx context.Context, spec BootSpec, timeout time.Duration) (time.Duration, error) {
-	if err := checkKernelImage(spec.Kernel); err != nil {
+	if err := kernel.CheckImage(spec.Kernel); err != nil {
 		return 0, err
 	}
 	qemu, err := lookQEMU(spec.QEMU)

@@ -1,4 +1,7 @@
-package runtime
+// Package agentapi is the wire protocol between kata-cr and its guest agent:
+// the jobs the host sends, the events the agent answers with, the image
+// manifest, and the JSON-lines codec over the virtio-serial ports.
+package agentapi
 
 import (
 	"bufio"

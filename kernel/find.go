@@ -1,4 +1,4 @@
-package runtime
+package kernel
 
 import (
 	"bytes"
@@ -15,12 +15,12 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// DefaultKernelVersion is the cached kernel used when nothing else names
+// DefaultSeries is the cached kernel used when nothing else names
 // one: the series `make guest-kernel` fetches by default.
-const DefaultKernelVersion = "6.1"
+const DefaultSeries = "6.1"
 
-// KernelVersions are the kernel series scripts/fetch-kernel.sh can fetch.
-var KernelVersions = []string{"6.1", "6.12", "7.3"}
+// Series are the kernel series scripts/fetch-kernel.sh can fetch.
+var Series = []string{"6.1", "6.12", "7.3"}
 
 // DefaultKataConfigPaths are where Kata looks for its configuration, in
 // Kata's own order: the first file that exists wins.
@@ -30,15 +30,15 @@ var DefaultKataConfigPaths = []string{
 	"/opt/kata/share/defaults/kata-containers/configuration.toml",
 }
 
-// KernelOptions says which guest kernel to use.
-type KernelOptions struct {
+// FindOptions says which guest kernel to use.
+type FindOptions struct {
 	// Kernel, Config and Modules come from --kernel, --kernel-config and
 	// --modules. Config and Modules also override what is found beside a
 	// Kata or cached kernel.
 	Kernel, Config, Modules string
 	// Version picks a cached kernel ("6.1", "6.12", "7.3") and skips Kata's
 	// configuration. Empty means Kata's kernel if there is one, else the
-	// cached DefaultKernelVersion. It cannot be combined with Kernel.
+	// cached DefaultSeries. It cannot be combined with Kernel.
 	Version string
 	// CacheDir is kata-cr's cache; empty means CacheDir().
 	CacheDir string
@@ -47,8 +47,8 @@ type KernelOptions struct {
 	KataConfigPaths []string
 }
 
-// Kernel is a guest kernel ready to boot.
-type Kernel struct {
+// Guest is a guest kernel ready to boot.
+type Guest struct {
 	// Image is the kernel image (a bzImage or an ELF vmlinux).
 	Image string
 	// Config is the kernel's .config, empty when none was found.
@@ -100,10 +100,10 @@ func CacheDir() string {
 	return filepath.Join(home, ".cache", "kata-cr")
 }
 
-// FindKernel picks the guest kernel: the one given with --kernel, else
+// Find picks the guest kernel: the one given with --kernel, else
 // the cached kernel opts.Version, else the kernel named by Kata's
-// configuration.toml, else the cached DefaultKernelVersion.
-func FindKernel(opts KernelOptions) (*Kernel, error) {
+// configuration.toml, else the cached DefaultSeries.
+func Find(opts FindOptions) (*Guest, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = CacheDir()
 	}
@@ -116,7 +116,7 @@ func FindKernel(opts KernelOptions) (*Kernel, error) {
 		}
 	}
 	var (
-		k   *Kernel
+		k   *Guest
 		err error
 	)
 	switch {
@@ -129,7 +129,7 @@ func FindKernel(opts KernelOptions) (*Kernel, error) {
 	default:
 		k, err = kataKernel(opts.KataConfigPaths)
 		if err == nil && k == nil {
-			k, err = cachedKernel(opts.CacheDir, DefaultKernelVersion, "no --kernel, no Kata configuration, and ")
+			k, err = cachedKernel(opts.CacheDir, DefaultSeries, "no --kernel, no Kata configuration, and ")
 		}
 	}
 	if err != nil {
@@ -143,15 +143,15 @@ func FindKernel(opts KernelOptions) (*Kernel, error) {
 	return k, nil
 }
 
-func flagKernel(opts KernelOptions) (*Kernel, error) {
-	release, err := KernelRelease(opts.Kernel)
+func flagKernel(opts FindOptions) (*Guest, error) {
+	release, err := ImageRelease(opts.Kernel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("--kernel %s: no such file: give the path of a guest kernel (vmlinuz), or leave --kernel out to use Kata's or the cached one", opts.Kernel)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--kernel %s: %w", opts.Kernel, err)
 	}
-	k := &Kernel{Image: opts.Kernel, Release: release, Source: "flag: --kernel"}
+	k := &Guest{Image: opts.Kernel, Release: release, Source: "flag: --kernel"}
 	if opts.Config != "" {
 		if err := regularFile(opts.Config); err != nil {
 			return nil, fmt.Errorf("--kernel-config %s: %w", opts.Config, err)
@@ -174,7 +174,7 @@ func flagKernel(opts KernelOptions) (*Kernel, error) {
 
 // applyOverrides lets --kernel-config and --modules replace what was found
 // beside a Kata or cached kernel.
-func applyOverrides(k *Kernel, opts KernelOptions) error {
+func applyOverrides(k *Guest, opts FindOptions) error {
 	if opts.Config != "" {
 		if err := regularFile(opts.Config); err != nil {
 			return fmt.Errorf("--kernel-config %s: %w", opts.Config, err)
@@ -195,7 +195,7 @@ func applyOverrides(k *Kernel, opts KernelOptions) error {
 // found, or nil when there is none. A configuration that exists but names
 // no usable kernel is an error rather than a silent fall-back, so that a
 // Kata user is never checked against a kernel Kata does not boot.
-func kataKernel(paths []string) (*Kernel, error) {
+func kataKernel(paths []string) (*Guest, error) {
 	if paths == nil {
 		paths = DefaultKataConfigPaths
 	}
@@ -216,11 +216,11 @@ func kataKernel(paths []string) (*Kernel, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kata configuration %s: kernel %s: %w", p, h.Kernel, notExist(err))
 		}
-		release, err := KernelRelease(image)
+		release, err := ImageRelease(image)
 		if err != nil {
 			return nil, fmt.Errorf("kata configuration %s: kernel %s: %w", p, h.Kernel, err)
 		}
-		k := &Kernel{
+		k := &Guest{
 			Image:      image,
 			Release:    release,
 			Source:     "kata: " + p,
@@ -269,24 +269,24 @@ func ReadKataConfig(path string) (*KataHypervisor, error) {
 
 // cachedKernel is the kernel scripts/fetch-kernel.sh left in
 // CACHE/kernels/VERSION; why says what was tried before, for the error.
-func cachedKernel(cache, version, why string) (*Kernel, error) {
-	if !slices.Contains(KernelVersions, version) {
-		return nil, fmt.Errorf("unknown kernel version %q: use one of %s", version, strings.Join(KernelVersions, ", "))
+func cachedKernel(cache, version, why string) (*Guest, error) {
+	if !slices.Contains(Series, version) {
+		return nil, fmt.Errorf("unknown kernel version %q: use one of %s", version, strings.Join(Series, ", "))
 	}
 	dir := filepath.Join(cache, "kernels", version)
 	fetch := "make guest-kernel"
-	if version != DefaultKernelVersion {
+	if version != DefaultSeries {
 		fetch += " KERNEL=" + version
 	}
 	image := filepath.Join(dir, "vmlinuz")
 	if _, err := os.Stat(image); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no guest kernel: %sno cached %s kernel in %s: run `%s`", why, version, dir, fetch)
 	}
-	release, err := KernelRelease(image)
+	release, err := ImageRelease(image)
 	if err != nil {
 		return nil, fmt.Errorf("cached kernel %s: %w: remove %s and run `%s`", image, err, dir, fetch)
 	}
-	k := &Kernel{
+	k := &Guest{
 		Image:      image,
 		Release:    release,
 		Config:     filepath.Join(dir, "config"),
@@ -398,11 +398,11 @@ func (noSuchFile) Is(target error) bool { return target == fs.ErrNotExist }
 // vmlinux.
 var ErrNotKernel = errors.New(`not a Linux kernel image (no bzImage "HdrS" magic at 0x202, not an ELF vmlinux): pass a vmlinuz/bzImage or vmlinux`)
 
-// KernelRelease reads the release (uname -r) from a kernel image: from the
+// ImageRelease reads the release (uname -r) from a kernel image: from the
 // kernel_version string of a bzImage's setup header (see the kernel's
 // Documentation/arch/x86/boot.rst), or from the "Linux version" banner
 // of an ELF vmlinux.
-func KernelRelease(image string) (string, error) {
+func ImageRelease(image string) (string, error) {
 	f, err := os.Open(image)
 	if err != nil {
 		return "", notExist(err)
@@ -530,4 +530,33 @@ func validRelease(s string) bool {
 		}
 	}
 	return true
+}
+
+// CheckImage rejects what qemu could not boot with one clear line
+// instead of qemu's own message: a missing file, a directory, or a file
+// that is neither a bzImage nor an ELF vmlinux (imageFormat).
+func CheckImage(path string) error {
+	if path == "" {
+		return errors.New("no guest kernel given: pass --kernel FILE (a vmlinuz) or run make guest-kernel")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("kernel %s: no such file: pass a vmlinuz file as --kernel", path)
+		}
+		return fmt.Errorf("kernel %s: %w", path, errors.Unwrap(err))
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return fmt.Errorf("kernel %s: is a directory: pass a vmlinuz file as --kernel", path)
+	}
+	hdr := make([]byte, 0x206)
+	n, err := io.ReadFull(f, hdr)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("kernel %s: %w", path, err)
+	}
+	if imageFormat(hdr[:n]) == "" {
+		return fmt.Errorf("kernel %s: not a Linux kernel image (no x86 boot header): pass a vmlinuz file as --kernel", path)
+	}
+	return nil
 }

@@ -1,17 +1,14 @@
-package runtime
+package vm
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/kata-cr/kata-cr/reports"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 )
 
 // hasSeq reports whether args holds seq as consecutive elements.
@@ -39,9 +36,9 @@ func TestQEMUArgs(t *testing.T) {
 				{"-chardev", "file,id=con,path=/tmp/c.log"}, {"-serial", "chardev:con"}, {"-monitor", "none"},
 				{"-device", "virtio-serial-pci,id=vser0"},
 				{"-chardev", "socket,id=ctl,path=/tmp/ctl.sock"},
-				{"-device", "virtserialport,bus=vser0.0,chardev=ctl,name=" + ControlPort},
+				{"-device", "virtserialport,bus=vser0.0,chardev=ctl,name=" + agentapi.ControlPort},
 				{"-chardev", "socket,id=data,path=/tmp/data.sock"},
-				{"-device", "virtserialport,bus=vser0.0,chardev=data,name=" + DataPort},
+				{"-device", "virtserialport,bus=vser0.0,chardev=data,name=" + agentapi.DataPort},
 			}, []string{"-enable-kvm"}},
 		{"kvm uses the host cpu", func(s BootSpec) BootSpec { s.Accel = Accel{Name: AccelKVM}; return s },
 			[][]string{{"-accel", "kvm"}, {"-cpu", "host"}}, nil},
@@ -75,99 +72,6 @@ func TestQEMUArgs(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// bzImageHeader is the start of a file with an x86 boot protocol header.
-func bzImageHeader() []byte {
-	b := make([]byte, 0x400)
-	b[0x1FE], b[0x1FF] = 0x55, 0xAA
-	binary.LittleEndian.PutUint32(b[0x202:], 0x53726448)
-	return b
-}
-
-func TestCheckKernelImage(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name string, data []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	tests := []struct {
-		name, path, wantErr string
-	}{
-		{"bzImage", write("vmlinuz", bzImageHeader()), ""},
-		{"elf vmlinux", write("vmlinux", append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 64)...)), ""},
-		{"missing", filepath.Join(dir, "nope"), "no such file"},
-		{"directory", dir, "is a directory"},
-		{"text file", write("passwd", []byte("root:x:0:0:root:/root:/bin/bash\n")), "not a Linux kernel image"},
-		{"empty", write("empty", nil), "not a Linux kernel image"},
-		{"none given", "", "no guest kernel given"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := checkKernelImage(tt.path)
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error is not one line: %q", err)
-			}
-		})
-	}
-}
-
-func TestCodec(t *testing.T) {
-	var buf bytes.Buffer
-	enc := NewEncoder(&buf)
-	sent := []Event{
-		{Kind: EventHello, Agent: &AgentInfo{Version: "v", KernelRelease: "6.1.0", Root: "tmpfs"}},
-		{Kind: EventProgress, Stage: "checks", Message: "running 3 checks"},
-		{Kind: EventReport, Report: &reports.Report{Command: "doctor", Findings: []reports.Finding{{ID: "x", Status: reports.Pass}}}},
-		{Kind: EventDone},
-	}
-	for _, ev := range sent {
-		if err := enc.Encode(ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Blank lines, CRLF and a last line without its newline are read too.
-	stream := "\n" + strings.ReplaceAll(buf.String(), "\n", "\r\n") + `{"kind":"log","message":"last"}`
-	dec := NewDecoder(strings.NewReader(stream))
-	var got []Event
-	for {
-		var ev Event
-		err := dec.Decode(&ev)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, ev)
-	}
-	if len(got) != len(sent)+1 {
-		t.Fatalf("got %d events, want %d", len(got), len(sent)+1)
-	}
-	if got[0].Agent == nil || got[0].Agent.Root != "tmpfs" || got[2].Report == nil || got[2].Report.Findings[0].ID != "x" || got[4].Message != "last" {
-		t.Errorf("events came back different: %+v", got)
-	}
-
-	var ev Event
-	if err := NewDecoder(strings.NewReader("{not json}\n")).Decode(&ev); err == nil || !strings.Contains(err.Error(), "not json") {
-		t.Errorf("bad line: error %v, want one quoting the line", err)
-	}
-	long := `{"kind":"log","message":"` + strings.Repeat("x", maxLine) + `"}` + "\n"
-	if err := NewDecoder(strings.NewReader(long)).Decode(&ev); !errors.Is(err, ErrLineTooLong) {
-		t.Errorf("long line: error %v, want ErrLineTooLong", err)
 	}
 }
 

@@ -1,8 +1,7 @@
-// Package runtime finds guest kernels, probes KVM, runs qemu with the
-// kata-cr guest image and carries the guest agent's JSON back to the host.
-// It also holds, under runtime/container, the in-guest side of running a
-// container the way the Kata agent does.
-package runtime
+// Package vm boots kata-cr's guests: it probes KVM, runs qemu with the
+// guest image, carries the guest agent's events back to the host, bounds
+// every wait and leaves no qemu behind.
+package vm
 
 import (
 	"bytes"
@@ -20,6 +19,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kata-cr/kata-cr/kernel"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -118,8 +120,8 @@ type VM struct {
 
 	ctlLn, dataLn *net.UnixListener
 	ctl           net.Conn
-	enc           *Encoder
-	events        chan Event
+	enc           *agentapi.Encoder
+	events        chan agentapi.Event
 	dataConn      chan net.Conn
 
 	exited chan struct{}
@@ -139,7 +141,7 @@ type VM struct {
 // channel. The guest is then booting; Next returns its events. The caller
 // must Close the VM on every path.
 func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
-	if err := checkKernelImage(spec.Kernel); err != nil {
+	if err := kernel.CheckImage(spec.Kernel); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(spec.Initrd); err != nil {
@@ -154,7 +156,7 @@ func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boot guest: %w", err)
 	}
-	vm := &VM{spec: spec, dir: dir, events: make(chan Event, 64), dataConn: make(chan net.Conn, 1),
+	vm := &VM{spec: spec, dir: dir, events: make(chan agentapi.Event, 64), dataConn: make(chan net.Conn, 1),
 		exited: make(chan struct{}), closed: make(chan struct{})}
 	ok := false
 	defer func() {
@@ -228,7 +230,7 @@ func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("boot guest: %w", ctx.Err())
 	}
-	vm.enc = NewEncoder(vm.ctl)
+	vm.enc = agentapi.NewEncoder(vm.ctl)
 	go vm.readEvents()
 	ok = true
 	return vm, nil
@@ -323,9 +325,9 @@ func qemuArgs(spec BootSpec, console, ctlSock, dataSock string) []string {
 	a = append(a,
 		"-device", "virtio-serial-pci,id=vser0",
 		"-chardev", "socket,id=ctl,path="+ctlSock,
-		"-device", "virtserialport,bus=vser0.0,chardev=ctl,name="+ControlPort,
+		"-device", "virtserialport,bus=vser0.0,chardev=ctl,name="+agentapi.ControlPort,
 		"-chardev", "socket,id=data,path="+dataSock,
-		"-device", "virtserialport,bus=vser0.0,chardev=data,name="+DataPort,
+		"-device", "virtserialport,bus=vser0.0,chardev=data,name="+agentapi.DataPort,
 	)
 	return a
 }
@@ -350,35 +352,6 @@ func lookQEMU(name string) (string, error) {
 	return p, nil
 }
 
-// checkKernelImage rejects what qemu could not boot with one clear line
-// instead of qemu's own message: a missing file, a directory, or a file
-// that is neither a bzImage nor an ELF vmlinux (imageFormat).
-func checkKernelImage(path string) error {
-	if path == "" {
-		return errors.New("no guest kernel given: pass --kernel FILE (a vmlinuz) or run make guest-kernel")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("kernel %s: no such file: pass a vmlinuz file as --kernel", path)
-		}
-		return fmt.Errorf("kernel %s: %w", path, errors.Unwrap(err))
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return fmt.Errorf("kernel %s: is a directory: pass a vmlinuz file as --kernel", path)
-	}
-	hdr := make([]byte, 0x206)
-	n, err := io.ReadFull(f, hdr)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("kernel %s: %w", path, err)
-	}
-	if imageFormat(hdr[:n]) == "" {
-		return fmt.Errorf("kernel %s: not a Linux kernel image (no x86 boot header): pass a vmlinuz file as --kernel", path)
-	}
-	return nil
-}
-
 func (vm *VM) acceptData() {
 	c, err := vm.dataLn.Accept()
 	if err != nil {
@@ -394,9 +367,9 @@ func (vm *VM) acceptData() {
 
 func (vm *VM) readEvents() {
 	defer close(vm.events)
-	dec := NewDecoder(vm.ctl)
+	dec := agentapi.NewDecoder(vm.ctl)
 	for {
-		var ev Event
+		var ev agentapi.Event
 		if err := dec.Decode(&ev); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				vm.logf("agent channel: %v", err)
@@ -433,7 +406,7 @@ func (vm *VM) BootTime() time.Duration {
 }
 
 // Send writes one message to the agent.
-func (vm *VM) Send(m HostMessage) error {
+func (vm *VM) Send(m agentapi.HostMessage) error {
 	if err := vm.enc.Encode(m); err != nil {
 		return fmt.Errorf("send %s to guest agent: %w", m.Kind, err)
 	}
@@ -458,7 +431,7 @@ func (vm *VM) Data(ctx context.Context) (net.Conn, error) {
 // the boot timeout. When the guest stops it returns a *GuestError saying
 // how (kernel panic, agent gone, qemu failure), or io.EOF after the
 // agent's done event.
-func (vm *VM) Next(ctx context.Context) (Event, error) {
+func (vm *VM) Next(ctx context.Context) (agentapi.Event, error) {
 	var bootTimer <-chan time.Time
 	if !vm.hello {
 		t := time.NewTimer(time.Until(vm.started.Add(vm.spec.BootTimeout)))
@@ -477,15 +450,15 @@ func (vm *VM) Next(ctx context.Context) (Event, error) {
 				case <-time.After(5 * time.Second):
 					vm.kill()
 				}
-				return Event{}, vm.exitError()
+				return agentapi.Event{}, vm.exitError()
 			}
 			switch ev.Kind {
-			case EventHello:
+			case agentapi.EventHello:
 				if !vm.hello {
 					vm.hello, vm.helloAt = true, time.Now()
 					vm.logf("agent up after %s", vm.helloAt.Sub(vm.started).Round(10*time.Millisecond))
 				}
-			case EventDone:
+			case agentapi.EventDone:
 				vm.done = true
 			}
 			return ev, nil
@@ -494,16 +467,16 @@ func (vm *VM) Next(ctx context.Context) (Event, error) {
 			exited = nil
 			drain = time.After(2 * time.Second)
 		case <-drain:
-			return Event{}, vm.exitError()
+			return agentapi.Event{}, vm.exitError()
 		case <-bootTimer:
 			vm.kill()
-			return Event{}, vm.fail(ErrBootTimeout, fmt.Sprintf("guest did not start its agent within %s (accelerator %s)", vm.spec.BootTimeout, vm.spec.Accel.Name))
+			return agentapi.Event{}, vm.fail(ErrBootTimeout, fmt.Sprintf("guest did not start its agent within %s (accelerator %s)", vm.spec.BootTimeout, vm.spec.Accel.Name))
 		case <-ctx.Done():
 			vm.kill()
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return Event{}, vm.fail(ErrJobTimeout, "guest job timed out")
+				return agentapi.Event{}, vm.fail(ErrJobTimeout, "guest job timed out")
 			}
-			return Event{}, fmt.Errorf("guest: %w", ctx.Err())
+			return agentapi.Event{}, fmt.Errorf("guest: %w", ctx.Err())
 		}
 	}
 }
@@ -700,9 +673,9 @@ type Result struct {
 	// Report is the last report the agent sent, nil if none.
 	Report *reports.Report
 	// Data holds the result events' data, in order.
-	Data []Event
+	Data []agentapi.Event
 	// Agent is what the agent said about itself.
-	Agent *AgentInfo
+	Agent *agentapi.AgentInfo
 	// Args is qemu's arguments; CommandLine the whole command, quoted for
 	// reading.
 	Args        []string
@@ -717,8 +690,8 @@ type Result struct {
 // Run boots a guest, gives its agent job, passes every event to onEvent
 // (which may be nil) and returns what the agent sent. The guest is always
 // stopped and its temporary files removed before Run returns.
-func Run(ctx context.Context, spec BootSpec, job Job, onEvent func(Event)) (*Result, error) {
-	return RunWith(ctx, spec, job, func(_ *VM, ev Event) error {
+func Run(ctx context.Context, spec BootSpec, job agentapi.Job, onEvent func(agentapi.Event)) (*Result, error) {
+	return RunWith(ctx, spec, job, func(_ *VM, ev agentapi.Event) error {
 		if onEvent != nil {
 			onEvent(ev)
 		}
@@ -729,7 +702,7 @@ func Run(ctx context.Context, spec BootSpec, job Job, onEvent func(Event)) (*Res
 // RunWith is Run with a handler that also gets the VM, so that a job that
 // moves bulk data (CRIU images) can use vm.Data while it runs. An error
 // from handle stops the guest and is returned.
-func RunWith(ctx context.Context, spec BootSpec, job Job, handle func(*VM, Event) error) (*Result, error) {
+func RunWith(ctx context.Context, spec BootSpec, job agentapi.Job, handle func(*VM, agentapi.Event) error) (*Result, error) {
 	vm, err := Boot(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -750,22 +723,22 @@ func RunWith(ctx context.Context, spec BootSpec, job Job, handle func(*VM, Event
 			}
 		}
 		switch ev.Kind {
-		case EventHello:
+		case agentapi.EventHello:
 			res.Agent = ev.Agent
 			res.Boot = vm.BootTime()
-			if err := vm.Send(HostMessage{Kind: HostJob, Job: &job}); err != nil {
+			if err := vm.Send(agentapi.HostMessage{Kind: agentapi.HostJob, Job: &job}); err != nil {
 				res.Console = vm.ConsoleTail(consoleTailLines)
 				return res, err
 			}
-		case EventReport:
+		case agentapi.EventReport:
 			res.Report = ev.Report
-		case EventResult:
+		case agentapi.EventResult:
 			res.Data = append(res.Data, ev)
-		case EventError:
+		case agentapi.EventError:
 			jobErr = fmt.Errorf("guest agent: %s", ev.Error)
-		case EventDone:
+		case agentapi.EventDone:
 			res.Total = time.Since(vm.started)
-			_ = vm.Send(HostMessage{Kind: HostAck})
+			_ = vm.Send(agentapi.HostMessage{Kind: agentapi.HostAck})
 			_ = vm.Wait(20 * time.Second)
 			res.Console = vm.ConsoleTail(consoleTailLines)
 			return res, jobErr

@@ -1,4 +1,4 @@
-package runtime
+package kernel
 
 import (
 	"bytes"
@@ -9,9 +9,9 @@ import (
 	"testing"
 )
 
-// fakeBzImage is the smallest file with an x86 setup header that carries
+// fakeFindBzImage is the smallest file with an x86 setup header that carries
 // a kernel_version string, as the kernel's boot protocol lays it out.
-func fakeBzImage(version string) []byte {
+func fakeFindBzImage(version string) []byte {
 	b := make([]byte, 0x400)
 	b[0x1FE], b[0x1FF] = 0x55, 0xAA
 	copy(b[0x202:], "HdrS")
@@ -21,9 +21,9 @@ func fakeBzImage(version string) []byte {
 	return b
 }
 
-// fakeVmlinux is an ELF header followed by padding and linux_banner, far
+// fakeFindVmlinux is an ELF header followed by padding and linux_banner, far
 // enough in to cross bannerRelease's read chunks.
-func fakeVmlinux(release string) []byte {
+func fakeFindVmlinux(release string) []byte {
 	b := append([]byte("\x7fELF\x02\x01\x01"), bytes.Repeat([]byte{0}, 1<<20-10)...)
 	b = append(b, "Linux version %s (%s@%s) garbage"...)
 	return append(b, "\x00Linux version "+release+" (kata@builder) (gcc) #1 SMP\n\x00"...)
@@ -73,7 +73,7 @@ const (
 func cacheFiles(version, release string) []fakeFile {
 	dir := "/cache/kernels/" + version
 	return []fakeFile{
-		{path: dir + "/vmlinuz", data: string(fakeBzImage(release + " (debian-kernel@lists.debian.org) #1 SMP Debian"))},
+		{path: dir + "/vmlinuz", data: string(fakeFindBzImage(release + " (debian-kernel@lists.debian.org) #1 SMP Debian"))},
 		{path: dir + "/config", data: "CONFIG_CHECKPOINT_RESTORE=y\n"},
 		{path: dir + "/release", data: release + "\n"},
 		{path: dir + "/package", data: "linux-image-" + release + " 1.0-1\n"},
@@ -85,7 +85,7 @@ func TestFindKernel(t *testing.T) {
 	kataQemuFiles := func(t *testing.T, at string) []fakeFile {
 		return []fakeFile{
 			kataTestdata(t, "kata-qemu", at),
-			{path: "/opt/kata/share/kata-containers/vmlinuz-6.18.5-175", data: string(fakeBzImage("6.18.5 (kata@build) #1 SMP"))},
+			{path: "/opt/kata/share/kata-containers/vmlinuz-6.18.5-175", data: string(fakeFindBzImage("6.18.5 (kata@build) #1 SMP"))},
 			{path: "/opt/kata/share/kata-containers/vmlinuz.container", link: "vmlinuz-6.18.5-175"},
 			{path: "/opt/kata/share/kata-containers/config-6.18.5-175", data: "CONFIG_PID_NS=y\n"},
 			{path: "/opt/kata/share/kata-containers/config-6.12.1-150", data: "CONFIG_PID_NS=y\n"},
@@ -94,8 +94,8 @@ func TestFindKernel(t *testing.T) {
 	tests := []struct {
 		name  string
 		files func(t *testing.T) []fakeFile
-		opts  KernelOptions // paths may use @ROOT@; nil KataConfigPaths means all three under the root
-		want  Kernel
+		opts  FindOptions // paths may use @ROOT@; nil KataConfigPaths means all three under the root
+		want  Guest
 		kata  *KataHypervisor
 	}{
 		{
@@ -103,7 +103,7 @@ func TestFindKernel(t *testing.T) {
 			files: func(t *testing.T) []fakeFile {
 				return append(kataQemuFiles(t, optKata), cacheFiles("6.1", "6.1.0-99-amd64")...)
 			},
-			want: Kernel{
+			want: Guest{
 				Image:   "@ROOT@/opt/kata/share/kata-containers/vmlinuz-6.18.5-175",
 				Config:  "@ROOT@/opt/kata/share/kata-containers/config-6.18.5-175",
 				Release: "6.18.5",
@@ -124,7 +124,7 @@ func TestFindKernel(t *testing.T) {
 			files: func(t *testing.T) []fakeFile {
 				return append(kataQemuFiles(t, etcKata), kataTestdata(t, "kata-broken", shareKata))
 			},
-			want: Kernel{
+			want: Guest{
 				Image:   "@ROOT@/opt/kata/share/kata-containers/vmlinuz-6.18.5-175",
 				Config:  "@ROOT@/opt/kata/share/kata-containers/config-6.18.5-175",
 				Release: "6.18.5",
@@ -136,12 +136,12 @@ func TestFindKernel(t *testing.T) {
 			files: func(t *testing.T) []fakeFile {
 				return []fakeFile{
 					kataTestdata(t, "kata-clh", shareKata),
-					{path: "/usr/share/kata-containers/vmlinux-6.12.28-153", data: string(fakeVmlinux("6.12.28"))},
+					{path: "/usr/share/kata-containers/vmlinux-6.12.28-153", data: string(fakeFindVmlinux("6.12.28"))},
 					{path: "/usr/share/kata-containers/vmlinux.container", link: "@ROOT@/usr/share/kata-containers/vmlinux-6.12.28-153"},
 					{path: "/usr/share/kata-containers/config-6.12.28-kata", data: "CONFIG_PID_NS=y\n"},
 				}
 			},
-			want: Kernel{
+			want: Guest{
 				Image:   "@ROOT@/usr/share/kata-containers/vmlinux-6.12.28-153",
 				Config:  "@ROOT@/usr/share/kata-containers/config-6.12.28-kata",
 				Release: "6.12.28",
@@ -161,7 +161,7 @@ func TestFindKernel(t *testing.T) {
 			files: func(*testing.T) []fakeFile {
 				return append(cacheFiles("6.1", "6.1.0-99-amd64"), cacheFiles("7.3", "7.3.4+deb13-amd64")...)
 			},
-			want: Kernel{
+			want: Guest{
 				Image:      "@ROOT@/cache/kernels/6.1/vmlinuz",
 				Config:     "@ROOT@/cache/kernels/6.1/config",
 				ModulesDir: "@ROOT@/cache/kernels/6.1/modules/6.1.0-99-amd64",
@@ -174,8 +174,8 @@ func TestFindKernel(t *testing.T) {
 			files: func(t *testing.T) []fakeFile {
 				return append(kataQemuFiles(t, etcKata), cacheFiles("7.3", "7.3.4+deb13-amd64")...)
 			},
-			opts: KernelOptions{Version: "7.3"},
-			want: Kernel{
+			opts: FindOptions{Version: "7.3"},
+			want: Guest{
 				Image:      "@ROOT@/cache/kernels/7.3/vmlinuz",
 				Config:     "@ROOT@/cache/kernels/7.3/config",
 				ModulesDir: "@ROOT@/cache/kernels/7.3/modules/7.3.4+deb13-amd64",
@@ -187,13 +187,13 @@ func TestFindKernel(t *testing.T) {
 			name: "kernel flag beats kata, config beside it, modules from a root",
 			files: func(t *testing.T) []fakeFile {
 				return append(kataQemuFiles(t, etcKata),
-					fakeFile{path: "/k/vmlinuz-6.1.0-7-amd64", data: string(fakeBzImage("6.1.0-7-amd64 (x@y) #1"))},
+					fakeFile{path: "/k/vmlinuz-6.1.0-7-amd64", data: string(fakeFindBzImage("6.1.0-7-amd64 (x@y) #1"))},
 					fakeFile{path: "/k/config-6.1.0-7-amd64", data: "CONFIG_PID_NS=y\n"},
 					fakeFile{path: "/rootfs/usr/lib/modules/6.1.0-7-amd64/modules.dep", data: ""},
 				)
 			},
-			opts: KernelOptions{Kernel: "@ROOT@/k/vmlinuz-6.1.0-7-amd64", Modules: "@ROOT@/rootfs"},
-			want: Kernel{
+			opts: FindOptions{Kernel: "@ROOT@/k/vmlinuz-6.1.0-7-amd64", Modules: "@ROOT@/rootfs"},
+			want: Guest{
 				Image:      "@ROOT@/k/vmlinuz-6.1.0-7-amd64",
 				Config:     "@ROOT@/k/config-6.1.0-7-amd64",
 				ModulesDir: "@ROOT@/rootfs/usr/lib/modules/6.1.0-7-amd64",
@@ -205,13 +205,13 @@ func TestFindKernel(t *testing.T) {
 			name: "kernel flag with explicit config and modules directory",
 			files: func(*testing.T) []fakeFile {
 				return []fakeFile{
-					{path: "/k/bzImage", data: string(fakeBzImage("7.0.0 (x@y) #1"))},
+					{path: "/k/bzImage", data: string(fakeFindBzImage("7.0.0 (x@y) #1"))},
 					{path: "/k/my.config", data: "CONFIG_PID_NS=y\n"},
 					{path: "/mods/modules.dep", data: ""},
 				}
 			},
-			opts: KernelOptions{Kernel: "@ROOT@/k/bzImage", Config: "@ROOT@/k/my.config", Modules: "@ROOT@/mods"},
-			want: Kernel{
+			opts: FindOptions{Kernel: "@ROOT@/k/bzImage", Config: "@ROOT@/k/my.config", Modules: "@ROOT@/mods"},
+			want: Guest{
 				Image:      "@ROOT@/k/bzImage",
 				Config:     "@ROOT@/k/my.config",
 				ModulesDir: "@ROOT@/mods",
@@ -224,8 +224,8 @@ func TestFindKernel(t *testing.T) {
 			files: func(*testing.T) []fakeFile {
 				return append(cacheFiles("6.1", "6.1.0-99-amd64"), fakeFile{path: "/other.config", data: "X=y\n"})
 			},
-			opts: KernelOptions{Config: "@ROOT@/other.config"},
-			want: Kernel{
+			opts: FindOptions{Config: "@ROOT@/other.config"},
+			want: Guest{
 				Image:      "@ROOT@/cache/kernels/6.1/vmlinuz",
 				Config:     "@ROOT@/other.config",
 				ModulesDir: "@ROOT@/cache/kernels/6.1/modules/6.1.0-99-amd64",
@@ -238,17 +238,17 @@ func TestFindKernel(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			makeTree(t, root, tt.files(t))
-			got, err := FindKernel(testOptions(root, tt.opts))
+			got, err := Find(testOptions(root, tt.opts))
 			if err != nil {
-				t.Fatalf("FindKernel: %v", err)
+				t.Fatalf("Find: %v", err)
 			}
 			sub := func(s string) string { return strings.ReplaceAll(s, "@ROOT@", root) }
-			want := Kernel{Image: sub(tt.want.Image), Config: sub(tt.want.Config), ModulesDir: sub(tt.want.ModulesDir),
+			want := Guest{Image: sub(tt.want.Image), Config: sub(tt.want.Config), ModulesDir: sub(tt.want.ModulesDir),
 				Release: tt.want.Release, Source: sub(tt.want.Source)}
 			gotKata := got.Kata
 			got.Kata = nil
 			if *got != want {
-				t.Errorf("FindKernel:\n got %+v\nwant %+v", *got, want)
+				t.Errorf("Find:\n got %+v\nwant %+v", *got, want)
 			}
 			if tt.kata != nil {
 				wk := *tt.kata
@@ -265,7 +265,7 @@ func TestFindKernel(t *testing.T) {
 
 // testOptions points the options at root: the cache at root/cache and
 // Kata's three places under root.
-func testOptions(root string, o KernelOptions) KernelOptions {
+func testOptions(root string, o FindOptions) FindOptions {
 	sub := func(s string) string { return strings.ReplaceAll(s, "@ROOT@", root) }
 	o.Kernel, o.Config, o.Modules = sub(o.Kernel), sub(o.Config), sub(o.Modules)
 	o.CacheDir = filepath.Join(root, "cache")
@@ -281,56 +281,56 @@ func TestFindKernelErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		files []fakeFile
-		opts  KernelOptions
+		opts  FindOptions
 		want  []string // substrings of the error, @ROOT@ replaced
 	}{
 		{
 			name: "missing kernel file",
-			opts: KernelOptions{Kernel: "@ROOT@/nope/vmlinuz"},
+			opts: FindOptions{Kernel: "@ROOT@/nope/vmlinuz"},
 			want: []string{"--kernel @ROOT@/nope/vmlinuz: no such file"},
 		},
 		{
 			name:  "text file as kernel",
 			files: []fakeFile{{path: "/notes.txt", data: "this is not a kernel, just some text that is long enough\n"}},
-			opts:  KernelOptions{Kernel: "@ROOT@/notes.txt"},
+			opts:  FindOptions{Kernel: "@ROOT@/notes.txt"},
 			want:  []string{"--kernel @ROOT@/notes.txt: not a Linux kernel image", `"HdrS"`},
 		},
 		{
 			name:  "empty file as kernel",
 			files: []fakeFile{{path: "/empty", data: ""}},
-			opts:  KernelOptions{Kernel: "@ROOT@/empty"},
+			opts:  FindOptions{Kernel: "@ROOT@/empty"},
 			want:  []string{"--kernel @ROOT@/empty: not a Linux kernel image"},
 		},
 		{
 			name:  "ELF that is not a kernel",
 			files: []fakeFile{{path: "/bin-true", data: "\x7fELF\x02\x01\x01" + strings.Repeat("x", 5000)}},
-			opts:  KernelOptions{Kernel: "@ROOT@/bin-true"},
+			opts:  FindOptions{Kernel: "@ROOT@/bin-true"},
 			want:  []string{"--kernel @ROOT@/bin-true:", "not a Linux kernel"},
 		},
 		{
 			name:  "directory as kernel",
 			files: []fakeFile{{path: "/d/x", data: ""}},
-			opts:  KernelOptions{Kernel: "@ROOT@/d"},
+			opts:  FindOptions{Kernel: "@ROOT@/d"},
 			want:  []string{"--kernel @ROOT@/d: not a regular file"},
 		},
 		{
 			name:  "missing kernel config",
-			files: []fakeFile{{path: "/k/bzImage", data: string(fakeBzImage("6.1.0 #1"))}},
-			opts:  KernelOptions{Kernel: "@ROOT@/k/bzImage", Config: "@ROOT@/k/nope"},
+			files: []fakeFile{{path: "/k/bzImage", data: string(fakeFindBzImage("6.1.0 #1"))}},
+			opts:  FindOptions{Kernel: "@ROOT@/k/bzImage", Config: "@ROOT@/k/nope"},
 			want:  []string{"--kernel-config @ROOT@/k/nope: no such file"},
 		},
 		{
 			name: "modules without modules.dep",
 			files: []fakeFile{
-				{path: "/k/bzImage", data: string(fakeBzImage("6.1.0 #1"))},
+				{path: "/k/bzImage", data: string(fakeFindBzImage("6.1.0 #1"))},
 				{path: "/mods/6.1.0/kernel/x.ko", data: ""},
 			},
-			opts: KernelOptions{Kernel: "@ROOT@/k/bzImage", Modules: "@ROOT@/mods"},
+			opts: FindOptions{Kernel: "@ROOT@/k/bzImage", Modules: "@ROOT@/mods"},
 			want: []string{"--modules @ROOT@/mods: no modules.dep for 6.1.0", "depmod"},
 		},
 		{
 			name: "kernel and version together",
-			opts: KernelOptions{Kernel: "@ROOT@/k", Version: "6.1"},
+			opts: FindOptions{Kernel: "@ROOT@/k", Version: "6.1"},
 			want: []string{"--kernel @ROOT@/k and kernel version 6.1 both given"},
 		},
 		{
@@ -340,12 +340,12 @@ func TestFindKernelErrors(t *testing.T) {
 		{
 			name:  "version not fetched",
 			files: cacheFiles("6.1", "6.1.0-99-amd64"),
-			opts:  KernelOptions{Version: "7.3"},
+			opts:  FindOptions{Version: "7.3"},
 			want:  []string{"no guest kernel: no cached 7.3 kernel in @ROOT@/cache/kernels/7.3: run `make guest-kernel KERNEL=7.3`"},
 		},
 		{
 			name: "unknown version",
-			opts: KernelOptions{Version: "../../etc"},
+			opts: FindOptions{Version: "../../etc"},
 			want: []string{`unknown kernel version "../../etc": use one of 6.1, 6.12, 7.3`},
 		},
 		{
@@ -387,9 +387,9 @@ func TestFindKernelErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			makeTree(t, root, tt.files)
-			k, err := FindKernel(testOptions(root, tt.opts))
+			k, err := Find(testOptions(root, tt.opts))
 			if err == nil {
-				t.Fatalf("FindKernel succeeded with %+v, want an error", k)
+				t.Fatalf("Find succeeded with %+v, want an error", k)
 			}
 			for _, w := range tt.want {
 				if w = strings.ReplaceAll(w, "@ROOT@", root); !strings.Contains(err.Error(), w) {
@@ -437,20 +437,20 @@ func TestCacheDir(t *testing.T) {
 // when fetched.
 func TestFetchedKernels(t *testing.T) {
 	cache := CacheDir()
-	for _, v := range KernelVersions {
+	for _, v := range Series {
 		t.Run(v, func(t *testing.T) {
 			recorded, err := os.ReadFile(filepath.Join(cache, "kernels", v, "release"))
-			if err != nil && v != DefaultKernelVersion {
+			if err != nil && v != DefaultSeries {
 				t.Skipf("kernel %s not fetched (make guest-kernel KERNEL=%s): %v", v, v, err)
 			}
-			opts := KernelOptions{Version: v}
-			if v == DefaultKernelVersion {
+			opts := FindOptions{Version: v}
+			if v == DefaultSeries {
 				// The default path, with no Kata installed.
-				opts = KernelOptions{KataConfigPaths: []string{}}
+				opts = FindOptions{KataConfigPaths: []string{}}
 			}
-			k, err := FindKernel(opts)
+			k, err := Find(opts)
 			if err != nil {
-				t.Fatalf("FindKernel(%+v): %v", opts, err)
+				t.Fatalf("Find(%+v): %v", opts, err)
 			}
 			if want := strings.TrimSpace(string(recorded)); k.Release != want {
 				t.Errorf("release from %s = %q, the package says %q", k.Image, k.Release, want)
@@ -473,13 +473,13 @@ func TestFetchedKernels(t *testing.T) {
 	}
 }
 
-// FuzzKernelRelease feeds KernelRelease arbitrary files: it must answer
+// FuzzKernelRelease feeds ImageRelease arbitrary files: it must answer
 // with a release or an error, never panic or return an unprintable release.
 func FuzzKernelRelease(f *testing.F) {
-	f.Add(fakeBzImage("6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1"))
-	f.Add(fakeVmlinux("6.12.28")[:0x300])
+	f.Add(fakeFindBzImage("6.1.0-56-amd64 (debian-kernel@lists.debian.org) #1"))
+	f.Add(fakeFindVmlinux("6.12.28")[:0x300])
 	f.Add([]byte("hello"))
-	short := fakeBzImage("x")
+	short := fakeFindBzImage("x")
 	binary.LittleEndian.PutUint16(short[0x20E:], 0xFFFF)
 	f.Add(short)
 	dir := f.TempDir()
@@ -488,9 +488,56 @@ func FuzzKernelRelease(f *testing.F) {
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		rel, err := KernelRelease(p)
+		rel, err := ImageRelease(p)
 		if err == nil && !validRelease(rel) {
-			t.Errorf("KernelRelease = %q with no error, not a valid release", rel)
+			t.Errorf("ImageRelease = %q with no error, not a valid release", rel)
 		}
 	})
+}
+
+// bzImageHeader is the start of a file with an x86 boot protocol header.
+func bzImageHeader() []byte {
+	b := make([]byte, 0x400)
+	b[0x1FE], b[0x1FF] = 0x55, 0xAA
+	binary.LittleEndian.PutUint32(b[0x202:], 0x53726448)
+	return b
+}
+
+func TestCheckKernelImage(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, path, wantErr string
+	}{
+		{"bzImage", write("vmlinuz", bzImageHeader()), ""},
+		{"elf vmlinux", write("vmlinux", append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 64)...)), ""},
+		{"missing", filepath.Join(dir, "nope"), "no such file"},
+		{"directory", dir, "is a directory"},
+		{"text file", write("passwd", []byte("root:x:0:0:root:/root:/bin/bash\n")), "not a Linux kernel image"},
+		{"empty", write("empty", nil), "not a Linux kernel image"},
+		{"none given", "", "no guest kernel given"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckImage(tt.path)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
 }

@@ -1,4 +1,4 @@
-package runtime
+package agentapi
 
 import (
 	"github.com/kata-cr/kata-cr/images"

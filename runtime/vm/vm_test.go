@@ -1,4 +1,4 @@
-package runtime_test
+package vm_test
 
 import (
 	"context"
@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/kata-cr/kata-cr/guestimage"
-	"github.com/kata-cr/kata-cr/runtime"
+	"github.com/kata-cr/kata-cr/kernel"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
+	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
 // These tests boot real guests under qemu (TCG unless KVM works): the
@@ -27,10 +29,10 @@ func needQEMU(t testing.TB) {
 	}
 }
 
-func testKernel(t testing.TB) *runtime.Kernel {
+func testKernel(t testing.TB) *kernel.Guest {
 	t.Helper()
 	needQEMU(t)
-	k, err := runtime.FindKernel(runtime.KernelOptions{Version: "6.1"})
+	k, err := kernel.Find(kernel.FindOptions{Version: "6.1"})
 	if err != nil {
 		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
 	}
@@ -46,7 +48,7 @@ func bareImage(t testing.TB) string {
 	return p
 }
 
-func guestImage(t testing.TB, k *runtime.Kernel) string {
+func guestImage(t testing.TB, k *kernel.Guest) string {
 	t.Helper()
 	p, _, err := guestimage.Build(context.Background(), guestimage.Spec{
 		KernelRelease: k.Release, ModulesDir: k.ModulesDir, KernelConfig: k.Config, Logf: t.Logf,
@@ -100,18 +102,18 @@ func checkCleaned(t testing.TB, dir string) {
 }
 
 // nextError boots spec and reads events until the guest fails.
-func nextError(t *testing.T, ctx context.Context, spec runtime.BootSpec) (*runtime.GuestError, time.Duration, error) {
+func nextError(t *testing.T, ctx context.Context, spec vm.BootSpec) (*vm.GuestError, time.Duration, error) {
 	t.Helper()
 	start := time.Now()
-	vm, err := runtime.Boot(ctx, spec)
+	v, err := vm.Boot(ctx, spec)
 	if err != nil {
 		t.Fatalf("boot: %v", err)
 	}
-	defer vm.Close()
+	defer v.Close()
 	for {
-		ev, err := vm.Next(ctx)
+		ev, err := v.Next(ctx)
 		if err != nil {
-			var ge *runtime.GuestError
+			var ge *vm.GuestError
 			if !errors.As(err, &ge) {
 				t.Fatalf("error %v (%T) is not a *GuestError", err, err)
 			}
@@ -128,11 +130,11 @@ func TestKernelPanic(t *testing.T) {
 	tmp := t.TempDir()
 	// No init at rdinit: the kernel falls back to a root device it does
 	// not have, and panics.
-	ge, took, err := nextError(t, ctx, runtime.BootSpec{
+	ge, took, err := nextError(t, ctx, vm.BootSpec{
 		Kernel: k.Image, Initrd: bareImage(t), Cmdline: []string{"rdinit=/nonexistent"},
 		TempDir: tmp, Logf: t.Logf,
 	})
-	if !errors.Is(err, runtime.ErrKernelPanic) {
+	if !errors.Is(err, vm.ErrKernelPanic) {
 		t.Fatalf("error %v, want a kernel panic; console:\n%s", err, strings.Join(ge.Console, "\n"))
 	}
 	if !strings.Contains(ge.Msg, "Kernel panic") || strings.Contains(ge.Msg, "\n") {
@@ -153,11 +155,11 @@ func TestBootTimeout(t *testing.T) {
 	tmp := t.TempDir()
 	// A guest that boots but never starts an agent: init sleeps.
 	const timeout = 8 * time.Second
-	ge, took, err := nextError(t, ctx, runtime.BootSpec{
+	ge, took, err := nextError(t, ctx, vm.BootSpec{
 		Kernel: k.Image, Initrd: bareImage(t), Cmdline: []string{"rdinit=/bin/busybox", "--", "sleep", "600"},
 		BootTimeout: timeout, TempDir: tmp, Logf: t.Logf,
 	})
-	if !errors.Is(err, runtime.ErrBootTimeout) {
+	if !errors.Is(err, vm.ErrBootTimeout) {
 		t.Fatalf("error %v, want a boot timeout; console:\n%s", err, strings.Join(ge.Console, "\n"))
 	}
 	if took < timeout || took > timeout+15*time.Second {
@@ -174,12 +176,12 @@ func TestGuestExitsEarly(t *testing.T) {
 	defer cancel()
 	tmp := t.TempDir()
 	// The trivial initramfs powers off without starting an agent.
-	ge, _, err := nextError(t, ctx, runtime.BootSpec{Kernel: k.Image, Initrd: bareImage(t), TempDir: tmp, Logf: t.Logf})
-	if !errors.Is(err, runtime.ErrGuestExited) {
+	ge, _, err := nextError(t, ctx, vm.BootSpec{Kernel: k.Image, Initrd: bareImage(t), TempDir: tmp, Logf: t.Logf})
+	if !errors.Is(err, vm.ErrGuestExited) {
 		t.Fatalf("error %v, want ErrGuestExited", err)
 	}
-	if !strings.Contains(strings.Join(ge.Console, "\n"), runtime.BareMarker) {
-		t.Errorf("console tail lacks %s:\n%s", runtime.BareMarker, strings.Join(ge.Console, "\n"))
+	if !strings.Contains(strings.Join(ge.Console, "\n"), vm.BareMarker) {
+		t.Errorf("console tail lacks %s:\n%s", vm.BareMarker, strings.Join(ge.Console, "\n"))
 	}
 	checkNoQEMU(t)
 	checkCleaned(t, tmp)
@@ -204,12 +206,12 @@ func TestAgentCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tmp := t.TempDir()
-	ge, took, err := nextError(t, ctx, runtime.BootSpec{Kernel: k.Image, Initrd: img, TempDir: tmp, Logf: t.Logf})
-	if !errors.Is(err, runtime.ErrGuestExited) {
+	ge, took, err := nextError(t, ctx, vm.BootSpec{Kernel: k.Image, Initrd: img, TempDir: tmp, Logf: t.Logf})
+	if !errors.Is(err, vm.ErrGuestExited) {
 		t.Fatalf("error %v, want ErrGuestExited", err)
 	}
 	console := strings.Join(ge.Console, "\n")
-	for _, want := range []string{"fake agent crashed", runtime.AgentGoneMarker} {
+	for _, want := range []string{"fake agent crashed", vm.AgentGoneMarker} {
 		if !strings.Contains(console, want) {
 			t.Errorf("console tail lacks %q:\n%s", want, console)
 		}
@@ -231,14 +233,14 @@ func TestCancelKillsQEMU(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tmp := t.TempDir()
-	vm, err := runtime.Boot(ctx, runtime.BootSpec{Kernel: k.Image, Initrd: img, TempDir: tmp, Logf: t.Logf})
+	v, err := vm.Boot(ctx, vm.BootSpec{Kernel: k.Image, Initrd: img, TempDir: tmp, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// What Ctrl-C does: the command's signal context is cancelled.
 	time.AfterFunc(time.Second, cancel)
 	start := time.Now()
-	_, err = vm.Next(ctx)
+	_, err = v.Next(ctx)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want context.Canceled", err)
 	}
@@ -246,7 +248,7 @@ func TestCancelKillsQEMU(t *testing.T) {
 		t.Errorf("took %s to stop", d)
 	}
 	checkNoQEMU(t)
-	if err := vm.Close(); err != nil {
+	if err := v.Close(); err != nil {
 		t.Error(err)
 	}
 	checkCleaned(t, tmp)
@@ -259,12 +261,12 @@ func TestProbeKVM(t *testing.T) {
 	const timeout = 4 * time.Second
 	for _, cpu := range []string{"", "qemu64"} {
 		t.Run("cpu="+cpu, func(t *testing.T) {
-			p := runtime.KVMProbe{Kernel: k.Image, Initrd: bare, Timeout: timeout, CacheDir: cache, CPU: cpu}
+			p := vm.KVMProbe{Kernel: k.Image, Initrd: bare, Timeout: timeout, CacheDir: cache, CPU: cpu}
 			start := time.Now()
-			a := runtime.ProbeKVM(context.Background(), p)
+			a := vm.ProbeKVM(context.Background(), p)
 			took := time.Since(start)
 			t.Logf("%s: %s (%s)", a.Name, a.Reason, took.Round(time.Millisecond))
-			if (a.Name != runtime.AccelKVM && a.Name != runtime.AccelTCG) || a.Reason == "" {
+			if (a.Name != vm.AccelKVM && a.Name != vm.AccelTCG) || a.Reason == "" {
 				t.Errorf("accel %+v: want kvm or tcg with a reason", a)
 			}
 			if took > timeout+5*time.Second {
@@ -272,14 +274,14 @@ func TestProbeKVM(t *testing.T) {
 			}
 			checkNoQEMU(t)
 			start = time.Now()
-			b := runtime.ProbeKVM(context.Background(), p)
+			b := vm.ProbeKVM(context.Background(), p)
 			if b.Name != a.Name || !strings.Contains(b.Reason, "probed earlier") || time.Since(start) > time.Second {
 				t.Errorf("second probe %+v in %s: want the cached verdict", b, time.Since(start))
 			}
 		})
 	}
-	a := runtime.ProbeKVM(context.Background(), runtime.KVMProbe{Kernel: k.Image, Initrd: bare, Device: filepath.Join(t.TempDir(), "kvm")})
-	if a.Name != runtime.AccelTCG || !strings.Contains(a.Reason, "no ") {
+	a := vm.ProbeKVM(context.Background(), vm.KVMProbe{Kernel: k.Image, Initrd: bare, Device: filepath.Join(t.TempDir(), "kvm")})
+	if a.Name != vm.AccelTCG || !strings.Contains(a.Reason, "no ") {
 		t.Errorf("missing device: %+v, want tcg saying there is no device", a)
 	}
 }
@@ -292,7 +294,7 @@ func BenchmarkBareBoot(b *testing.B) {
 	var total time.Duration
 	n := 0
 	for b.Loop() {
-		d, err := runtime.BareBoot(context.Background(), runtime.BootSpec{Kernel: k.Image, Initrd: bare}, 2*time.Minute)
+		d, err := vm.BareBoot(context.Background(), vm.BootSpec{Kernel: k.Image, Initrd: bare}, 2*time.Minute)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -316,9 +318,9 @@ func BenchmarkBootToVerdict(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		start := time.Now()
 		var at time.Duration
-		res, err := runtime.RunWith(ctx, runtime.BootSpec{Kernel: k.Image, Initrd: img}, runtime.Job{Kind: runtime.JobDoctor},
-			func(_ *runtime.VM, ev runtime.Event) error {
-				if ev.Kind == runtime.EventReport {
+		res, err := vm.RunWith(ctx, vm.BootSpec{Kernel: k.Image, Initrd: img}, agentapi.Job{Kind: agentapi.JobDoctor},
+			func(_ *vm.VM, ev agentapi.Event) error {
+				if ev.Kind == agentapi.EventReport {
 					at = time.Since(start)
 				}
 				return nil
@@ -331,7 +333,7 @@ func BenchmarkBootToVerdict(b *testing.B) {
 			b.Fatal("no report")
 		}
 		b.StopTimer()
-		d, err := runtime.BareBoot(context.Background(), runtime.BootSpec{Kernel: k.Image, Initrd: bare}, 2*time.Minute)
+		d, err := vm.BareBoot(context.Background(), vm.BootSpec{Kernel: k.Image, Initrd: bare}, 2*time.Minute)
 		if err != nil {
 			b.Fatal(err)
 		}
