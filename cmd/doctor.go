@@ -144,23 +144,10 @@ func runHostDoctor(ctx context.Context, deps *Deps, g *globalOptions, o *doctorO
 	if err != nil {
 		return err
 	}
-	cs := hostChecks()
-	findings := runChecks(ctx, env, cs)
+	res := checks.Doctor(ctx, env, checks.Runner{Checks: hostChecks(), Workers: checkWorkers}, hostFixers(),
+		checks.DoctorOptions{Fix: o.Fix, Predict: env.PID != 0})
 	r := reports.New("doctor", Version)
-	fixers := hostFixers()
-	if o.Fix {
-		r.Actions = checks.ApplyFixes(ctx, env, findings, fixers, false)
-		if len(r.Actions) > 0 {
-			findings = runChecks(ctx, env, cs)
-		}
-	} else {
-		r.Actions = checks.ApplyFixes(ctx, env, findings, fixers, true)
-	}
-	r.Target = target
-	r.Findings = findings
-	if env.PID != 0 {
-		r.Prediction = checks.Predict(findings)
-	}
+	r.Target, r.Findings, r.Actions, r.Prediction = target, res.Findings, res.Actions, res.Plan
 	return render(deps, g, r)
 }
 
@@ -168,12 +155,6 @@ func runHostDoctor(ctx context.Context, deps *Deps, g *globalOptions, o *doctorO
 // most of their time is spent waiting for criu or tar, so a few run
 // side by side even on two cores.
 const checkWorkers = 4
-
-// runChecks runs cs through checks.Runner, one check per runner so that
-// they can run at once, and returns the findings in the order of cs.
-func runChecks(ctx context.Context, env *checks.Env, cs []checks.Check) []reports.Finding {
-	return checks.Runner{Checks: cs, Workers: checkWorkers}.Run(ctx, env)
-}
 
 // hostEnv gathers what the checks read on this machine. Bad flag values
 // are errors; a missing criu or kernel config is not: the checks that need

@@ -1,10 +1,10 @@
 // Command kata-cr-agent is the kata-cr guest agent. u-root's init starts it
 // as /bin/uinit in the guest that kata-cr boots. It moves the guest off the
 // initramfs root, loads what it needs to talk, says hello to the host over a
-// virtio-serial port, runs the one job the host sends (doctor, shell, and
-// the kinds other files register), sends the results as JSON lines and
-// powers the guest off. It always powers off: u-root's init panics the
-// kernel when its uinit exits.
+// virtio-serial port, runs the one job the host sends, sends the results as
+// JSON lines and powers the guest off. It always powers off: u-root's init
+// panics the kernel when its uinit exits. The jobs themselves are library
+// code: runtime/guest (doctor, shell) and crjob (checkpoint, restore).
 package main
 
 import (
@@ -18,27 +18,72 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/kata-cr/kata-cr/crjob"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/container"
-	"github.com/kata-cr/kata-cr/runtime/vm"
-	"golang.org/x/sys/unix"
+	"github.com/kata-cr/kata-cr/runtime/guest"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// handler runs one kind of job. It reports through s; an error it returns
-// becomes an error event.
-type handler func(ctx context.Context, s *session, job agentapi.Job) error
+// handler runs one kind of job; an error it returns becomes an error
+// event.
+type handler func(ctx context.Context, s *guest.Session, job agentapi.Job) error
 
-// handlers maps a job kind to its handler; each job kind's file registers
-// itself in an init function.
-var handlers = map[agentapi.JobKind]handler{}
+// handlers maps a job kind to its handler.
+var handlers = map[agentapi.JobKind]handler{
+	agentapi.JobDoctor: func(ctx context.Context, s *guest.Session, job agentapi.Job) error {
+		return guest.Doctor(ctx, s, job, version)
+	},
+	agentapi.JobShell: guest.Shell,
+	agentapi.JobCheckpoint: func(ctx context.Context, s *guest.Session, job agentapi.Job) error {
+		var o agentapi.CheckpointOptions
+		if err := decodeOptions(job, &o); err != nil {
+			return err
+		}
+		if err := s.RequireTmpfsRoot(); err != nil {
+			return err
+		}
+		return crjob.Checkpoint(ctx, deps(s), o, job.Fix)
+	},
+	agentapi.JobRestore: func(ctx context.Context, s *guest.Session, job agentapi.Job) error {
+		var o agentapi.RestoreOptions
+		if err := decodeOptions(job, &o); err != nil {
+			return err
+		}
+		if err := s.RequireTmpfsRoot(); err != nil {
+			return err
+		}
+		return crjob.Restore(ctx, deps(s), o, job.LoadModules)
+	},
+}
 
-func register(kind agentapi.JobKind, h handler) { handlers[kind] = h }
+// deps wires a checkpoint or restore job to this guest.
+func deps(s *guest.Session) *crjob.Deps {
+	return &crjob.Deps{
+		Host: s,
+		Guest: crjob.Guest{
+			Release: s.Release, Machine: s.Machine, Env: s.Env,
+			Checks: guest.Checks(), Fixers: guest.Fixers(), ExtraFiles: s.ExtraFiles(),
+			CRIUModules: s.Manifest.CRIUModules, LoadCRIUModules: s.LoadCRIUModules,
+		},
+		Runtime: crjob.Kata{},
+		Version: version,
+	}
+}
 
-// ackWait bounds the wait for the host's ack of the done event.
-const ackWait = 5 * time.Second
+func decodeOptions(job agentapi.Job, v any) error {
+	if len(job.Options) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(job.Options, v); err != nil {
+		return fmt.Errorf("%s options: %w", job.Kind, err)
+	}
+	return nil
+}
 
 func main() {
 	// A container init helper re-executed by container.Start: it never
@@ -49,7 +94,7 @@ func main() {
 	// The agent powers the machine off when it is done: refuse to run
 	// anywhere but in a guest booted by kata-cr.
 	if !inKataCRGuest() {
-		fmt.Fprintf(os.Stderr, "kata-cr-agent: runs only as the init of a guest booted by kata-cr (no %s on the kernel command line)\n", vm.GuestMarker)
+		fmt.Fprintf(os.Stderr, "kata-cr-agent: runs only as the init of a guest booted by kata-cr (no %s on the kernel command line)\n", agentapi.GuestMarker)
 		os.Exit(2)
 	}
 	defer powerOff()
@@ -66,14 +111,14 @@ func main() {
 func run() error {
 	start := time.Now()
 	root := "initramfs"
-	if err := switchRoot(); err != nil {
+	if err := guest.SwitchRoot(); err != nil {
 		// The agent can still report; a job that runs a workload
-		// refuses to on the initramfs root (session.root says which).
+		// refuses to on the initramfs root.
 		log.Printf("stay on the initramfs root: %v", err)
 	} else {
 		root = "tmpfs"
 	}
-
+	guest.EnsurePath()
 	m, err := readManifest(agentapi.ManifestPath)
 	if err != nil {
 		return err
@@ -84,46 +129,39 @@ func run() error {
 	if m.KernelRelease != "" && m.KernelRelease != release {
 		log.Printf("image built for kernel %s, running %s: its modules will not load", m.KernelRelease, release)
 	}
-	loaded, err := loadModules(m.ModulesDir, m.AgentModules)
+	loaded, err := guest.LoadModules(m.ModulesDir, m.AgentModules)
 	if err != nil {
 		return fmt.Errorf("load the modules the agent needs: %w", err)
 	}
 	if len(loaded) > 0 {
 		log.Printf("loaded %v", loaded)
 	}
-	s, err := openSession(m, start)
+	s, err := guest.Open(m, start)
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	s.release = release
-	s.root = root
-	s.machine = unix.ByteSliceToString(uts.Machine[:])
-
-	if err := s.send(agentapi.Event{Kind: agentapi.EventHello, Agent: &agentapi.AgentInfo{
+	defer s.Close()
+	s.Release, s.Root, s.Machine = release, root, unix.ByteSliceToString(uts.Machine[:])
+	if err := s.Send(agentapi.Event{Kind: agentapi.EventHello, Agent: &agentapi.AgentInfo{
 		Version: version, KernelRelease: release, Root: root,
 	}}); err != nil {
 		return err
 	}
-	var msg agentapi.HostMessage
-	if err := s.dec.Decode(&msg); err != nil {
-		return fmt.Errorf("read job: %w", err)
+	job, err := s.NextJob()
+	if err != nil {
+		return s.Finish(err)
 	}
-	if msg.Kind != agentapi.HostJob || msg.Job == nil {
-		return s.finish(fmt.Errorf("expected a job from the host, got %q", msg.Kind))
-	}
-	s.job = *msg.Job
-	h, ok := handlers[msg.Job.Kind]
+	h, ok := handlers[job.Kind]
 	if !ok {
-		return s.finish(fmt.Errorf("unknown job kind %q", msg.Job.Kind))
+		return s.Finish(fmt.Errorf("unknown job kind %q", job.Kind))
 	}
-	log.Printf("job %s", msg.Job.Kind)
-	return s.finish(runHandler(h, s, *msg.Job))
+	log.Printf("job %s", job.Kind)
+	return s.Finish(runHandler(h, s, job))
 }
 
 // runHandler turns a panicking handler into an error, so the host still
 // gets an error event and a done.
-func runHandler(h handler, s *session, job agentapi.Job) (err error) {
+func runHandler(h handler, s *guest.Session, job agentapi.Job) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("agent panicked: %v", p)
@@ -145,37 +183,6 @@ func readManifest(path string) (*agentapi.Manifest, error) {
 	return &m, nil
 }
 
-// finish sends the job's error (if any) and the done event, then waits for
-// the host's ack so that nothing is lost when the guest stops.
-func (s *session) finish(jobErr error) error {
-	if jobErr != nil {
-		log.Printf("job failed: %v", jobErr)
-		_ = s.send(agentapi.Event{Kind: agentapi.EventError, Error: jobErr.Error()})
-	}
-	if err := s.send(agentapi.Event{Kind: agentapi.EventDone}); err != nil {
-		return err
-	}
-	acked := make(chan struct{})
-	go func() {
-		for {
-			var msg agentapi.HostMessage
-			if err := s.dec.Decode(&msg); err != nil {
-				return
-			}
-			if msg.Kind == agentapi.HostAck {
-				close(acked)
-				return
-			}
-		}
-	}()
-	select {
-	case <-acked:
-	case <-time.After(ackWait):
-		log.Printf("no ack from the host within %s", ackWait)
-	}
-	return nil
-}
-
 // powerOff stops the guest; qemu, started with -no-reboot, then exits.
 func powerOff() {
 	unix.Sync()
@@ -195,7 +202,7 @@ func inKataCRGuest() bool {
 		return false
 	}
 	for _, w := range strings.Fields(string(b)) {
-		if w == vm.GuestMarker {
+		if w == agentapi.GuestMarker {
 			return true
 		}
 	}

@@ -260,3 +260,8 @@ type ShellOptions struct {
 	Rows int    `json:"rows,omitempty"`
 	Cols int    `json:"cols,omitempty"`
 }
+
+// GuestMarker is on the kernel command line of every guest kata-cr boots:
+// the agent, which powers the machine off when done, refuses to run
+// without it.
+const GuestMarker = "kata-cr.guest=1"

@@ -260,17 +260,12 @@ func withDefaults(spec BootSpec) BootSpec {
 // before it powers off.
 const AgentGoneMarker = "kata-cr: the guest agent exited without powering off"
 
-// GuestMarker is on the kernel command line of every guest kata-cr boots:
-// the agent, which powers the machine off when done, refuses to run
-// without it.
-const GuestMarker = "kata-cr.guest=1"
-
 // baseCmdline is always on the guest's kernel command line: the console is
 // the first serial port, a panic stops the guest at once (with -no-reboot
 // qemu then exits), and the boot is quiet so the console log stays short.
 // The rest follows Kata's defaults and shortens a boot under TCG.
 var baseCmdline = []string{
-	GuestMarker, "console=ttyS0", "quiet", "panic=-1", "oops=panic",
+	agentapi.GuestMarker, "console=ttyS0", "quiet", "panic=-1", "oops=panic",
 	"i8042.noaux=1", "i8042.nopnp=1", "i8042.dumbkbd=1", "i8042.direct=1",
 	"cryptomgr.notests", "no_timer_check", "tsc=reliable", "net.ifnames=0",
 }

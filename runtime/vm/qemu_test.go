@@ -66,7 +66,7 @@ func TestQEMUArgs(t *testing.T) {
 				t.Fatalf("no -append")
 			}
 			cmdline := strings.Fields(args[i+1])
-			for _, w := range []string{GuestMarker, "console=ttyS0", "panic=-1"} {
+			for _, w := range []string{agentapi.GuestMarker, "console=ttyS0", "panic=-1"} {
 				if !slices.Contains(cmdline, w) {
 					t.Errorf("kernel command line %q lacks %s", args[i+1], w)
 				}

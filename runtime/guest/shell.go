@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"context"
@@ -13,16 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func init() { register(agentapi.JobShell, runShell) }
-
 // shellTTY is the serial console, which the host has put on the user's
 // terminal.
 const shellTTY = "/dev/ttyS0"
 
-// runShell runs an interactive busybox shell on the serial console as a
+// Shell runs an interactive busybox shell on the serial console as a
 // session leader with the console as its controlling terminal, so job
 // control and Ctrl-C work; the guest powers off when it exits.
-func runShell(_ context.Context, s *session, job agentapi.Job) error {
+func Shell(_ context.Context, s *Session, job agentapi.Job) error {
 	var o agentapi.ShellOptions
 	if len(job.Options) > 0 {
 		if err := json.Unmarshal(job.Options, &o); err != nil {
@@ -30,8 +28,8 @@ func runShell(_ context.Context, s *session, job agentapi.Job) error {
 		}
 	}
 	if job.LoadModules {
-		if err := s.loadCRIUModules(); err != nil {
-			s.logf("%v", err)
+		if err := s.LoadCRIUModules(); err != nil {
+			s.Logf("%v", err)
 		}
 	}
 	tty, err := os.OpenFile(shellTTY, os.O_RDWR, 0)
@@ -46,12 +44,12 @@ func runShell(_ context.Context, s *session, job agentapi.Job) error {
 	if term == "" {
 		term = "linux"
 	}
-	busybox := s.manifest.Busybox
+	busybox := s.Manifest.Busybox
 	if busybox == "" {
 		busybox = "/bin/busybox"
 	}
-	s.progress("shell", "shell on the console; exit it to power the guest off")
-	fmt.Fprintf(tty, "\nkata-cr guest (kernel %s). criu is %s. Exit the shell to power off.\n", s.release, s.manifest.CRIU)
+	s.Progress("shell", "shell on the console; exit it to power the guest off")
+	fmt.Fprintf(tty, "\nkata-cr guest (kernel %s). criu is %s. Exit the shell to power off.\n", s.Release, s.Manifest.CRIU)
 	c := exec.Command(busybox, "sh", "-l")
 	c.Dir = "/root"
 	if _, err := os.Stat(c.Dir); err != nil {

@@ -1,4 +1,4 @@
-package main
+package crjob
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/criulog"
 	"github.com/kata-cr/kata-cr/reports"
@@ -22,7 +21,7 @@ import (
 // dump that succeeds there proves the finding wrong. The workload runs on
 // either way: CRIU thaws the tree when a dump fails and leaves it running
 // when told to.
-func (j *cpJob) prove(ctx context.Context, env *checks.Env, fs []reports.Finding, planned criu.DumpOpts) []reports.Finding {
+func (j *cpJob) prove(ctx context.Context, cr CRIU, fs []reports.Finding, planned criu.DumpOpts) []reports.Finding {
 	var out []reports.Finding
 	for i, f := range fs {
 		if f.Fix == nil || len(f.Fix.CRIUOptions) == 0 || (f.Status != reports.Fail && f.Status != reports.Warn) {
@@ -34,11 +33,11 @@ func (j *cpJob) prove(ctx context.Context, env *checks.Env, fs []reports.Finding
 		}
 		p := reports.Finding{ID: "checkpoint.proof." + f.ID, Category: "checkpoint", Level: reports.Optional,
 			Evidence: []string{"criu dump " + strings.Join(without.Args(), " ")}}
-		dir := filepath.Join(crRoot, fmt.Sprintf("proof-%d", i))
+		dir := filepath.Join(j.paths.root, fmt.Sprintf("proof-%d", i))
 		without.ImagesDir, without.WorkDir, without.LeaveRunning = dir, dir, true
-		j.s.progress("prove", "dump without %s, as %s predicts it fails", strings.Join(f.Fix.CRIUOptions, " "), f.ID)
+		j.d.Host.Progress("prove", "dump without %s, as %s predicts it fails", strings.Join(f.Fix.CRIUOptions, " "), f.ID)
 		dctx, cancel := context.WithTimeout(ctx, dumpTimeout)
-		_, err := env.CRIU.Dump(dctx, without)
+		_, err := cr.Dump(dctx, without)
 		cancel()
 		_ = os.RemoveAll(dir)
 		sig, ids, quote := causeOf(err)

@@ -1,14 +1,10 @@
-package main
+package guest
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/kata-cr/kata-cr/runtime/agentapi"
 )
-
-func jobKind(s string) agentapi.JobKind { return agentapi.JobKind(s) }
 
 func TestCopyTree(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
@@ -53,21 +49,5 @@ func TestCopyTree(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dst, "proc")); !os.IsNotExist(err) {
 		t.Errorf("skipped /proc was copied: %v", err)
-	}
-}
-
-// TestRefusesOnHost checks the guard that keeps the agent, which powers
-// the machine off, from running outside a guest booted by kata-cr.
-func TestRefusesOnHost(t *testing.T) {
-	if inKataCRGuest() {
-		t.Fatal("the test host's kernel command line carries the kata-cr guest marker")
-	}
-}
-
-func TestHandlersRegistered(t *testing.T) {
-	for _, k := range []string{"doctor", "shell"} {
-		if _, ok := handlers[jobKind(k)]; !ok {
-			t.Errorf("no handler for job kind %s", k)
-		}
 	}
 }

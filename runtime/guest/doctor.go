@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"context"
@@ -10,11 +10,9 @@ import (
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 )
 
-func init() { register(agentapi.JobDoctor, runDoctor) }
-
-// guestChecks are the host doctor's checks that apply to a guest without a
+// Checks are the host doctor's checks that apply to a guest without a
 // workload: the same code, run against the guest's own /proc and /sys.
-func guestChecks() []checks.Check {
+func Checks() []checks.Check {
 	var cs []checks.Check
 	for _, group := range [][]checks.Check{checks.SystemChecks(), checks.KernelChecks(), checks.CRIUChecks()} {
 		cs = append(cs, group...)
@@ -22,61 +20,49 @@ func guestChecks() []checks.Check {
 	return cs
 }
 
-// guestFixers are the fixers --fix may apply in the guest.
-func guestFixers() []checks.Fixer {
+// Fixers are the fixers --fix may apply in the guest.
+func Fixers() []checks.Fixer {
 	return []checks.Fixer{checks.LoopbackFixer(), checks.DevptsFixer(), checks.ModuleFixer()}
 }
 
-// runDoctor runs the checks in the guest, applies the fixers when the job
+// Doctor runs the checks in the guest, applies the fixers when the job
 // says so and checks again, and sends the report.
-func runDoctor(ctx context.Context, s *session, job agentapi.Job) error {
+func Doctor(ctx context.Context, s *Session, job agentapi.Job, version string) error {
 	if job.LoadModules {
-		if err := s.loadCRIUModules(); err != nil {
+		if err := s.LoadCRIUModules(); err != nil {
 			return err
 		}
 	}
-	env, target := s.guestEnv(ctx)
-	runner := checks.Runner{Checks: guestChecks(), Workers: checkWorkers}
-	s.progress("checks", "running %d checks", len(runner.Checks))
-	findings := runner.Run(ctx, env)
-	r := reports.New("doctor", version)
-	fixers := guestFixers()
-	if job.Fix {
-		s.progress("fix", "applying fixes")
-		r.Actions = checks.ApplyFixes(ctx, env, findings, fixers, job.DryRun)
-		for _, a := range r.Actions {
-			s.logf("fix %s: %s", a.Fixer, a.Summary)
-		}
-		if len(r.Actions) > 0 && !job.DryRun {
-			s.progress("checks", "checking again after %d fixes", len(r.Actions))
-			findings = runner.Run(ctx, env)
-		}
-	} else {
-		r.Actions = checks.ApplyFixes(ctx, env, findings, fixers, true)
+	env, target := s.Env(ctx)
+	s.Progress("checks", "running the checks")
+	res := checks.Doctor(ctx, env, checks.Runner{Checks: Checks(), Workers: CheckWorkers}, Fixers(),
+		checks.DoctorOptions{Fix: job.Fix, DryRun: job.DryRun})
+	for _, a := range res.Actions {
+		s.Logf("fix %s: %s", a.Fixer, a.Summary)
 	}
-	r.Target = target
-	r.Findings = findings
-	return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
+	r := reports.New("doctor", version)
+	r.Target, r.Findings, r.Actions = target, res.Findings, res.Actions
+	return s.Send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
 }
 
-// guestEnv gathers what the checks read in the guest: the kernel config
+// Env gathers what the checks read in the guest: the kernel config
 // from /proc/config.gz when the kernel has one, else the config shipped
 // beside the kernel in the image; the criu the image ships.
-func (s *session) guestEnv(ctx context.Context) (*checks.Env, reports.Target) {
-	m := s.manifest
-	target := reports.Target{Kind: "guest", KernelRelease: s.release, Arch: s.machine}
+func (s *Session) Env(ctx context.Context) (*checks.Env, reports.Target) {
+	m := s.Manifest
+	target := reports.Target{Kind: "guest", KernelRelease: s.Release, Arch: s.Machine}
 	env, err := checks.NewHostEnv("/proc", "/sys")
 	if err != nil {
 		// /proc is mounted by init; without it every check says why it
 		// cannot run.
 		env = &checks.Env{ProcRoot: "/proc", SysRoot: "/sys", Root: true}
 	}
-	env.KernelRelease = s.release
+	env.KernelRelease = s.Release
 	env.ModulesDir = m.ModulesDir
 	if env.ModulesDir == "" {
-		env.ModulesDir = "/lib/modules/" + s.release
+		env.ModulesDir = "/lib/modules/" + s.Release
 	}
-	cfg, err := kernel.Running("/proc", s.release)
+	cfg, err := kernel.Running("/proc", s.Release)
 	if err != nil && m.KernelConfig != "" {
 		cfg, err = kernel.Load(m.KernelConfig)
 	}
@@ -99,6 +85,6 @@ func (s *session) guestEnv(ctx context.Context) (*checks.Env, reports.Target) {
 	return env, target
 }
 
-// checkWorkers bounds how many checks run at once in the guest: most of
+// CheckWorkers bounds how many checks run at once in the guest: most of
 // them wait on a criu process, so a few at a time shorten boot-to-verdict.
-const checkWorkers = 4
+const CheckWorkers = 4

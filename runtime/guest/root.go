@@ -1,4 +1,4 @@
-package main
+package guest
 
 import (
 	"errors"
@@ -7,8 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
+	"github.com/kata-cr/kata-cr/runtime/container"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +21,7 @@ const newRoot = "/.kata-cr-root"
 // new root with everything mounted below them.
 var mountsToMove = []string{"/dev", "/proc", "/sys", "/tmp"}
 
-// switchRoot moves the agent off the initramfs root, as switch_root does:
+// SwitchRoot moves the agent off the initramfs root, as switch_root does:
 // CRIU cannot dump files that live on rootfs ("Can't lookup mount=1 for
 // fd=-3"), and pivot_root does not work there. It copies / into a tmpfs
 // (leaving out u-root's init, which nothing runs again), moves the kernel
@@ -27,7 +29,7 @@ var mountsToMove = []string{"/dev", "/proc", "/sys", "/tmp"}
 // Every process the agent starts from then on lives on the tmpfs. The agent
 // does not re-execute itself: its own binary is never part of a dump, and
 // under TCG a second start of the Go runtime costs a tenth of a second.
-func switchRoot() error {
+func SwitchRoot() error {
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return fmt.Errorf("switch root: %w", err)
 	}
@@ -154,4 +156,25 @@ func sendAll(out, in *os.File) error {
 			return nil
 		}
 	}
+}
+
+// EnsurePath puts the usual directories in PATH: container.PrepareRootfs
+// looks busybox and the workloads' binaries up there, and CRIU finds GNU
+// tar there to save tmpfs contents.
+func EnsurePath() {
+	old := os.Getenv("PATH")
+	have := map[string]bool{}
+	for _, d := range filepath.SplitList(old) {
+		have[d] = true
+	}
+	parts := []string{}
+	for _, d := range filepath.SplitList(container.DefaultPath) {
+		if !have[d] {
+			parts = append(parts, d)
+		}
+	}
+	if old != "" {
+		parts = append(parts, old)
+	}
+	os.Setenv("PATH", strings.Join(parts, ":"))
 }

@@ -1,4 +1,4 @@
-package main
+package crjob
 
 import (
 	"errors"
@@ -73,7 +73,7 @@ func TestMarkWorkedAround(t *testing.T) {
 }
 
 func TestRestoreOpts(t *testing.T) {
-	paths := crPaths{rootfs: "/r/rootfs", sandbox: "/r/sandbox", images: "/r/images"}
+	paths := paths{rootfs: "/r/rootfs", sandbox: "/r/sandbox", images: "/r/images"}
 	sb := container.SandboxFiles{Hosts: "/r/sandbox/hosts", Hostname: "/r/sandbox/hostname", ResolvConf: "/r/sandbox/resolv.conf"}
 	m := images.Manifest{
 		RestoreOptions: []string{"--file-locks"},
@@ -168,7 +168,8 @@ func TestDryRunActions(t *testing.T) {
 		bind("/etc/resolv.conf", "resolv.conf"),
 	}
 	j := &cpJob{w: container.Workload{Args: []string{"busybox", "sleep", "3600"}}}
-	acts := dryRunActions(t.Context(), &checks.Env{}, fs, append(guestFixers(), j.criuOptionFixer(), j.restartFixer()), j)
+	fixers := []checks.Fixer{checks.LoopbackFixer(), checks.DevptsFixer(), checks.ModuleFixer(), j.criuOptionFixer(), j.restartFixer()}
+	acts := describeActions(fs, checks.ApplyFixes(t.Context(), &checks.Env{}, fs, fixers, true), fixers, j)
 	want := [][]string{
 		{"modprobe", "unix_diag"},
 		nil,

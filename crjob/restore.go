@@ -1,8 +1,7 @@
-package main
+package crjob
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,89 +15,48 @@ import (
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
-func init() { register(agentapi.JobRestore, runRestore) }
-
-// restoreTimeout bounds one CRIU restore under TCG.
-const restoreTimeout = 3 * time.Minute
-
-// runRestore restores a checkpoint in this fresh guest: it refuses images
+// Restore restores a checkpoint in this fresh guest: it refuses images
 // from another kernel, CRIU or architecture before asking for them, gets
 // them from the host, prepares the container's rootfs and sandbox as the
 // checkpoint job did, replays the rootfs diff, restores with the sandbox's
 // files mapped back onto the external mounts, adopts the restored init and
 // verifies that the workload carried on.
-func runRestore(ctx context.Context, s *session, job agentapi.Job) error {
-	var o agentapi.RestoreOptions
-	if err := json.Unmarshal(job.Options, &o); err != nil {
-		return fmt.Errorf("restore options: %w", err)
-	}
+func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModules bool) error {
 	m := o.Manifest
-	if err := s.requireTmpfsRoot(); err != nil {
-		return err
-	}
-	ensurePath()
 	w, err := workloadFor(m.Workload, commandOf(m))
 	if err != nil {
 		return err
 	}
-	r := reports.New("restore", version)
+	r := reports.New("restore", d.Version)
 	cp := &reports.Checkpoint{Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true,
 		DumpOptions: m.DumpOptions, WantRestore: true, RestoreRan: true}
 	r.Checkpoint = cp
-	env, target := s.guestEnv(ctx)
+	env, target := d.Guest.Env(ctx)
 	r.Target = target
-	if env.CRIU == nil {
+	send := func() error { return d.Host.Send(agentapi.Event{Kind: agentapi.EventReport, Report: r}) }
+	cr := d.criu(env)
+	if cr == nil {
 		cp.Error = "no criu in the guest: " + env.CRIUMissing
-		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
+		return send()
 	}
 	// The host refused a mismatch before booting; this guards against an
 	// image that is not what the host thought it booted.
-	if probs := images.CheckCompat(m, images.Compat{KernelRelease: s.release, CRIUVersion: target.CRIUVersion, Arch: s.machine}); len(probs) > 0 {
+	if probs := images.CheckCompat(m, images.Compat{KernelRelease: d.Guest.Release, CRIUVersion: target.CRIUVersion, Arch: d.Guest.Machine}); len(probs) > 0 {
 		cp.Error = (&images.RefusedError{Dir: "(received)", Problems: probs}).Error()
-		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
+		return send()
 	}
-	if job.LoadModules {
-		if err := s.loadCRIUModules(); err != nil {
+	if loadModules {
+		if err := d.Guest.LoadCRIUModules(); err != nil {
 			return err
 		}
 		r.Actions = append(r.Actions, reports.Action{Fixer: "load-module", Applied: true,
-			Summary: "loaded the modules CRIU needs: " + strings.Join(s.manifest.CRIUModules, " ")})
+			Summary: "loaded the modules CRIU needs: " + strings.Join(d.Guest.CRIUModules, " ")})
 	}
-	paths, err := newCRPaths()
-	if err != nil {
-		return err
+	p, sb, err := d.receive(ctx, w, cp)
+	if err != nil || cp.Error != "" {
+		return errors.Join(err, send())
 	}
-
-	s.progress(agentapi.StageReceiveImages, "waiting for the images")
-	port, err := s.Data()
-	if err != nil {
-		return err
-	}
-	if err := images.ExtractTar(port, paths.images); err != nil {
-		return fmt.Errorf("receive the images: %w", err)
-	}
-	set, err := images.Open(paths.images)
-	if err == nil {
-		err = set.VerifyFiles()
-	}
-	if err != nil {
-		cp.Error = fmt.Sprintf("the images arrived damaged: %v", err)
-		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
-	}
-	s.logf("received %d bytes of images", set.Size())
-
-	s.progress("prepare", "preparing the rootfs and the sandbox for %s", w.Name)
-	if err := container.PrepareWorkload(paths.rootfs, w, s.extraFiles()); err != nil {
-		return err
-	}
-	sb, err := container.PrepareSandbox(paths.sandbox, sandboxHostname)
-	if err != nil {
-		return err
-	}
-	if err := container.ApplyRootfsDiff(paths.images, paths.rootfs); err != nil {
-		return err
-	}
-	rw, err := restoreWorkload(ctx, s, env.CRIU, m, paths, sb, "restore")
+	rw, err := d.restoreWorkload(ctx, cr, m, p, sb, "restore")
 	defer rw.close()
 	cp.RestoreOptions = rw.args
 	if rw.res != nil {
@@ -108,23 +66,53 @@ func runRestore(ctx context.Context, s *session, job agentapi.Job) error {
 	}
 	if err != nil {
 		criuFailure(cp, err)
-		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
+		return send()
 	}
-	res, ctr, mapped := rw.res, rw.ctr, rw.mapped
-	defer ctr.Kill()
-
+	defer rw.ctr.Kill()
 	cp.Stage = "verify"
-	msg, err := verifyRestored(ctx, w, res.PID, m.WorkloadState, mapped)
+	msg, err := verifyRestored(ctx, w, rw.res.PID, m.WorkloadState, rw.mapped)
 	if err != nil {
 		cp.Error = err.Error()
 		cp.Verification = err.Error()
-		return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
+		return send()
 	}
 	cp.Verified = true
 	cp.Verification = msg
 	cp.Stage = "done"
-	s.progress("verify", "%s", msg)
-	return s.send(agentapi.Event{Kind: agentapi.EventReport, Report: r})
+	d.Host.Progress("verify", "%s", msg)
+	return send()
+}
+
+// receive gets the images from the host and prepares the rootfs (with the
+// checkpoint's changed files) and the sandbox. Damaged images are a
+// result, in cp.Error, not an error.
+func (d *Deps) receive(_ context.Context, w container.Workload, cp *reports.Checkpoint) (paths, container.SandboxFiles, error) {
+	var sb container.SandboxFiles
+	p, err := newPaths(d.root())
+	if err != nil {
+		return p, sb, err
+	}
+	d.Host.Progress(agentapi.StageReceiveImages, "waiting for the images")
+	if err := d.Host.ReceiveImages(p.images); err != nil {
+		return p, sb, err
+	}
+	set, err := images.Open(p.images)
+	if err == nil {
+		err = set.VerifyFiles()
+	}
+	if err != nil {
+		cp.Error = fmt.Sprintf("the images arrived damaged: %v", err)
+		return p, sb, nil
+	}
+	d.Host.Logf("received %d bytes of images", set.Size())
+	d.Host.Progress("prepare", "preparing the rootfs and the sandbox for %s", w.Name)
+	if err := d.Runtime.PrepareRootfs(p.rootfs, w, d.Guest.ExtraFiles); err != nil {
+		return p, sb, err
+	}
+	if sb, err = d.Runtime.PrepareSandbox(p.sandbox, SandboxHostname); err != nil {
+		return p, sb, err
+	}
+	return p, sb, container.ApplyRootfsDiff(p.images, p.rootfs)
 }
 
 // restoredWorkload is what a restore from local images gives: CRIU's
@@ -134,7 +122,7 @@ func runRestore(ctx context.Context, s *session, job agentapi.Job) error {
 type restoredWorkload struct {
 	args   []string
 	res    *criu.RestoreResult
-	ctr    *container.Container
+	ctr    Container
 	mapped container.SandboxFiles
 	pty    []*os.File
 }
@@ -151,7 +139,7 @@ func (rw *restoredWorkload) close() {
 // mounts, and adopts the restored init. The restore job and the
 // checkpoint job putting a workload back in place share it. What it got
 // to (the options, CRIU's result) is in the returned value even on error.
-func restoreWorkload(ctx context.Context, s *session, bin *criu.Binary, m images.Manifest, paths crPaths, sb container.SandboxFiles, stage string) (*restoredWorkload, error) {
+func (d *Deps) restoreWorkload(ctx context.Context, cr CRIU, m images.Manifest, paths paths, sb container.SandboxFiles, stage string) (*restoredWorkload, error) {
 	rw := &restoredWorkload{}
 	ro, mapped, err := restoreOpts(m, paths, sb)
 	if err != nil {
@@ -173,16 +161,16 @@ func restoreWorkload(ctx context.Context, s *session, bin *criu.Binary, m images
 		ro.InheritFDs = append(ro.InheritFDs, criu.InheritFD{Key: key, File: slave})
 	}
 	rw.args = ro.Args()
-	s.progress(stage, "criu restore %s", strings.Join(rw.args, " "))
+	d.Host.Progress(stage, "criu restore %s", strings.Join(rw.args, " "))
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
-	res, err := bin.Restore(rctx, ro)
+	res, err := cr.Restore(rctx, ro)
 	cancel()
 	if err != nil {
 		return rw, err
 	}
 	rw.res = res
-	s.progress(stage, "restored in %s as pid %d", res.Duration.Round(time.Millisecond), res.PID)
-	ctr, err := container.Adopt(res.PID, paths.rootfs)
+	d.Host.Progress(stage, "restored in %s as pid %d", res.Duration.Round(time.Millisecond), res.PID)
+	ctr, err := d.Runtime.Adopt(res.PID, paths.rootfs)
 	if err != nil {
 		return rw, err
 	}
@@ -204,7 +192,7 @@ func commandOf(m images.Manifest) []string {
 // to the file of this guest's sandbox that the dump's mount point had, and
 // the restored init as our child. It returns the sandbox files it mapped,
 // for the verification.
-func restoreOpts(m images.Manifest, paths crPaths, sb container.SandboxFiles) (criu.RestoreOpts, container.SandboxFiles, error) {
+func restoreOpts(m images.Manifest, paths paths, sb container.SandboxFiles) (criu.RestoreOpts, container.SandboxFiles, error) {
 	ro, err := criu.ParseRestoreArgs(m.RestoreOptions)
 	if err != nil {
 		return ro, container.SandboxFiles{}, fmt.Errorf("the checkpoint's restore options: %w", err)

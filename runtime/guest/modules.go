@@ -1,0 +1,35 @@
+package guest
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/kata-cr/kata-cr/kernel"
+)
+
+// LoadModules loads names (with what they need) from the image's modules
+// directory; the image builder resolved and shipped them for this kernel.
+func LoadModules(dir string, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("the image lists modules %v but ships no modules directory", names)
+	}
+	return kernel.LoadModules(dir, names...)
+}
+
+// LoadCRIUModules loads the modules the image ships for CRIU.
+func (s *Session) LoadCRIUModules() error {
+	m := s.Manifest
+	if len(m.CRIUModules) == 0 {
+		return nil
+	}
+	s.Progress("modules", "loading %s", strings.Join(m.CRIUModules, " "))
+	loaded, err := LoadModules(m.ModulesDir, m.CRIUModules)
+	if err != nil {
+		return fmt.Errorf("load CRIU modules: %w", err)
+	}
+	s.Logf("loaded %d modules: %s", len(loaded), strings.Join(loaded, " "))
+	return nil
+}
