@@ -144,14 +144,7 @@ func (o *checkpointOptions) parseArgs(args []string, dash int) error {
 
 // workload resolves the workload the options name.
 func (o *checkpointOptions) workload() (container.Workload, error) {
-	if len(o.Command) > 0 {
-		return container.Command(o.Command), nil
-	}
-	name := o.Workload
-	if name == "" {
-		name = container.DefaultWorkload
-	}
-	w, err := container.Lookup(name)
+	w, err := container.LookupWorkload(o.Workload, o.Command)
 	if err != nil {
 		return w, usageError{err}
 	}

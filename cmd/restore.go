@@ -147,10 +147,7 @@ func (o *guestOptions) includeFrom(set *images.Set) error {
 // workloadFor is the workload a checkpoint holds, to add what it needs to
 // the restoring guest.
 func workloadFor(m images.Manifest) (container.Workload, error) {
-	if m.Workload == container.Command(nil).Name {
-		return container.Command(m.Command), nil
-	}
-	w, err := container.Lookup(m.Workload)
+	w, err := container.LookupWorkload(m.Workload, m.Command)
 	if err != nil {
 		return w, fmt.Errorf("the checkpoint's workload: %w", err)
 	}

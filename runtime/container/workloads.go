@@ -72,6 +72,10 @@ type Workload struct {
 // the seed's.
 const DefaultWorkload = "sleep"
 
+// CommandWorkload is the name of the workload for a user's own command
+// (Command), as an images manifest records it.
+const CommandWorkload = "command"
+
 // Where the stateful workloads keep what the probes read.
 const (
 	counterFile  = "/run/counter"
@@ -211,11 +215,27 @@ func Lookup(name string) (Workload, error) {
 	return Workload{}, fmt.Errorf("unknown workload %q: known workloads are %s (or give a command after --)", name, strings.Join(Names(), ", "))
 }
 
+// LookupWorkload resolves a workload from a name and a command, as the
+// command line (a name or a command after --) and an images manifest (the
+// name and the argv) give them: the user's own command when name is
+// CommandWorkload, or when name is empty and command is not; otherwise the
+// named workload, DefaultWorkload when name is empty. A named workload's
+// own argv in command is ignored.
+func LookupWorkload(name string, command []string) (Workload, error) {
+	switch {
+	case name == CommandWorkload && len(command) > 0, name == "" && len(command) > 0:
+		return Command(command), nil
+	case name == "":
+		name = DefaultWorkload
+	}
+	return Lookup(name)
+}
+
 // Command is the workload for a user's own command: it is ready when
 // running and verified when the restored init runs the same argv.
 func Command(args []string) Workload {
 	return Workload{
-		Name:        "command",
+		Name:        CommandWorkload,
 		Description: "the command " + strings.Join(args, " "),
 		Args:        append([]string(nil), args...),
 		Ready:       readyRunning,

@@ -213,3 +213,42 @@ func TestApplyRootfsDiffRefusesEscape(t *testing.T) {
 		t.Errorf("the file outside the rootfs was deleted: %v", err)
 	}
 }
+
+func TestLookupWorkload(t *testing.T) {
+	tests := []struct {
+		name     string
+		workload string
+		command  []string
+		want     string   // the workload's name
+		wantArgs []string // checked when not nil
+		wantErr  string
+	}{
+		{name: "nothing named: the default", want: DefaultWorkload},
+		{name: "a named workload", workload: "redis", want: "redis"},
+		{name: "a command after --", command: []string{"sleep", "100"}, want: CommandWorkload, wantArgs: []string{"sleep", "100"}},
+		{name: "a manifest's command workload", workload: CommandWorkload, command: []string{"/bin/app", "-x"}, want: CommandWorkload, wantArgs: []string{"/bin/app", "-x"}},
+		{name: "a manifest's named workload with its argv", workload: "counter", command: []string{"/bin/sh", "-c", "loop"}, want: "counter"},
+		{name: "unknown name", workload: "nope", wantErr: `unknown workload "nope"`},
+		{name: "command workload without a command", workload: CommandWorkload, wantErr: `unknown workload "command"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := LookupWorkload(tt.workload, tt.command)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Name != tt.want {
+				t.Errorf("workload %q, want %q", w.Name, tt.want)
+			}
+			if tt.wantArgs != nil && strings.Join(w.Args, " ") != strings.Join(tt.wantArgs, " ") {
+				t.Errorf("args %q, want %q", w.Args, tt.wantArgs)
+			}
+		})
+	}
+}
