@@ -7,11 +7,39 @@ import (
 	"github.com/kata-cr/kata-cr/reports"
 )
 
+// FixerID names a fixer: a finding's Fix.Fixer points at the Fixer whose
+// ID it is. reports.Fix.Fixer and reports.Action.Fixer hold it as a plain
+// string.
+type FixerID string
+
+// The fixers that findings of the checks point at. Those of the process
+// and mount checks live with the checkpoint (crjob): FixerIDCRIUOption adds
+// the finding's CRIUOptions to the dump (and RestoreOptions to the
+// restore), FixerIDRestartSetsid restarts the workload with setsid()
+// called for its init before exec.
+const (
+	FixerIDCRIUOption    FixerID = "criu-option"
+	FixerIDRestartSetsid FixerID = "restart-setsid"
+	FixerIDLoadModule    FixerID = "load-module"
+	FixerIDLoopbackUp    FixerID = "loopback-up"
+	FixerIDMountDevpts   FixerID = "mount-devpts"
+)
+
+// The string forms of three FixerIDs, for code that compares them with
+// reports.Action.Fixer or a Fixer's ID (crjob's plan, until it uses
+// FixerID).
+const (
+	FixerLoadModule  = string(FixerIDLoadModule)
+	FixerLoopbackUp  = string(FixerIDLoopbackUp)
+	FixerMountDevpts = string(FixerIDMountDevpts)
+)
+
 // Fixer changes the system to mend one kind of finding. Fixers run only
 // when the user asks (--fix, --auto-fix), after all checks have run, and
 // each says what it changed.
 type Fixer struct {
-	// ID matches Fix.Fixer of the findings it mends.
+	// ID matches Fix.Fixer of the findings it mends: a FixerID as a
+	// string, the type of reports.Fix.Fixer.
 	ID    string
 	Title string
 	// Apply mends finding f and returns what it did. It returns an error

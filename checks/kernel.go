@@ -15,9 +15,6 @@ import (
 	"github.com/kata-cr/kata-cr/reports"
 )
 
-// FixerLoadModule names the fixer that loads kernel modules.
-const FixerLoadModule = "load-module"
-
 // KernelChecks returns the kernel configuration checks: one that says
 // which config was read, and one per row of kernel's requirement table,
 // with the stable ID kernel.OPTION. For an option built as a module on a
@@ -202,7 +199,7 @@ func checkModule(env *Env, r kernel.Requirement, mods *moduleInfo, f *reports.Fi
 	}
 	f.Evidence = append(f.Evidence, "present: "+path)
 	f.Fix = &reports.Fix{Description: fmt.Sprintf("load module %s and its dependencies", mod),
-		AutoFixable: true, Fixer: FixerLoadModule}
+		AutoFixable: true, Fixer: string(FixerIDLoadModule)}
 }
 
 // moduleLoaded looks for mod in /proc/modules, then /sys/module.
@@ -299,7 +296,7 @@ func (m *moduleInfo) find(dir, mod string) (string, error) {
 // its dependencies, from env.ModulesDir. It needs root.
 func ModuleFixer() Fixer {
 	return Fixer{
-		ID:    FixerLoadModule,
+		ID:    string(FixerIDLoadModule),
 		Title: "load kernel modules",
 		Apply: func(_ context.Context, env *Env, f reports.Finding) (reports.Action, error) {
 			opt := strings.TrimPrefix(f.ID, "kernel.")

@@ -258,7 +258,7 @@ func (v *procMountView) fix(e procMountExt) *reports.Fix {
 	if src := v.hostPath(e.M); src != "" {
 		srcArg = src
 		f.RestoreOptions = append([]string{fmt.Sprintf("--external=mnt[%s]:%s", e.Key, src)}, f.RestoreOptions...)
-		f.AutoFixable, f.Fixer = true, procFixerCRIUOption
+		f.AutoFixable, f.Fixer = true, string(FixerIDCRIUOption)
 	} else {
 		note = fmt.Sprintf(", where SOURCE is the path of %s of device %s (%s %s), which is not mounted where kata-cr runs", e.M.Root, e.M.MajMin, e.M.FSType, e.M.Source)
 	}

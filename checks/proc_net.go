@@ -224,7 +224,7 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 			Summary: fmt.Sprintf("%s with the peer outside the tree: CRIU: \"External socket is used. Consider using --ext-unix-sk option.\"", procN(len(dgram), "unix datagram socket", "unix datagram sockets")),
 			Fix: &reports.Fix{Description: "dump and restore with --ext-unix-sk: the restored socket reconnects to the peer's address",
 				CRIUOptions: []string{"--ext-unix-sk"}, RestoreOptions: []string{"--ext-unix-sk"},
-				AutoFixable: true, Fixer: procFixerCRIUOption}})
+				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}})
 	}
 	if len(out) > 0 {
 		return out
@@ -296,7 +296,7 @@ func checkProcTCP(_ context.Context, t *procTree) []reports.Finding {
 			Summary: fmt.Sprintf("%s in the tree: CRIU: \"Connected TCP socket, consider using --tcp-established option\"", procN(connected, "established TCP connection", "established TCP connections")),
 			Fix: &reports.Fix{Description: "dump and restore with --tcp-established (CRIU repairs the connections; the peer must keep them and the addresses must be the same on restore)",
 				CRIUOptions: []string{"--tcp-established"}, RestoreOptions: []string{"--tcp-established"},
-				AutoFixable: true, Fixer: procFixerCRIUOption}}}
+				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}}}
 	}
 	if len(unreadable) > 0 {
 		return []reports.Finding{{Status: reports.Warn, Evidence: append(ev, unreadable...),

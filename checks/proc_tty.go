@@ -238,7 +238,7 @@ func checkProcTTY(_ context.Context, t *procTree) []reports.Finding {
 	shellJob := &reports.Fix{
 		Description: "dump and restore with --shell-job: CRIU then treats the outside terminal as external and restore attaches the tree to its own terminal",
 		CRIUOptions: []string{"--shell-job"}, RestoreOptions: []string{"--shell-job"},
-		AutoFixable: true, Fixer: procFixerCRIUOption}
+		AutoFixable: true, Fixer: string(FixerIDCRIUOption)}
 	switch {
 	case len(unpaired) > 1:
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,

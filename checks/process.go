@@ -13,15 +13,6 @@ import (
 	"github.com/kata-cr/kata-cr/reports"
 )
 
-// The fixer names that process and mount findings point at. The fixers
-// themselves live elsewhere: "criu-option" adds the finding's CRIUOptions
-// to the dump (and RestoreOptions to the restore), "restart-setsid"
-// restarts the workload with setsid() called for its init before exec.
-const (
-	procFixerCRIUOption    = "criu-option"
-	procFixerRestartSetsid = "restart-setsid"
-)
-
 // procSetsidFix is the remedy for a session outside the pid namespace.
 // Only the container init being a session leader helps: CRIU refuses sid 0
 // even with --shell-job, and setsid in a child changes nothing for pid 1.
@@ -287,19 +278,19 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 		}
 		ev = append(ev, fmt.Sprintf("%d of %s with the session outside the pid namespace; CRIU refuses sid 0 even with --shell-job", len(outside), procN(len(t.Procs), "process", "processes")))
 		return []reports.Finding{{Status: reports.Fail, Summary: s, Evidence: ev,
-			Fix: &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: procFixerRestartSetsid}}}
+			Fix: &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: string(FixerIDRestartSetsid)}}}
 	}
 	if vsid, vpid := procLast(r.Status.NSsid), procLast(r.Status.NSpid); vsid != vpid {
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 			Summary: fmt.Sprintf("The root process %d is not a session leader (its session is %d): CRIU needs --shell-job", vpid, vsid),
 			Fix: &reports.Fix{Description: "dump and restore with --shell-job, or " + procSetsidFix,
 				CRIUOptions: []string{"--shell-job"}, RestoreOptions: []string{"--shell-job"},
-				AutoFixable: true, Fixer: procFixerCRIUOption}}}
+				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}}}
 	}
 	if pgidOutside > 0 {
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: fmt.Sprintf("%s with the process group leader outside the pid namespace: restored, they get their parent's process group", procN(pgidOutside, "process", "processes")),
-			Fix:     &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: procFixerRestartSetsid}}}
+			Fix:     &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: string(FixerIDRestartSetsid)}}}
 	}
 	return []reports.Finding{{Status: reports.Pass, Evidence: ev,
 		Summary: fmt.Sprintf("every session and process group leader of the tree (%s) is inside its pid namespace", procN(len(t.Procs), "process", "processes"))}}

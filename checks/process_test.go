@@ -184,7 +184,7 @@ func TestProcSessionLeaderLive(t *testing.T) {
 			if !strings.Contains(f.Summary, wantSummary) {
 				t.Errorf("summary %q does not carry CRIU's message %q", f.Summary, wantSummary)
 			}
-			if f.Fix == nil || !f.Fix.AutoFixable || f.Fix.Fixer != "restart-setsid" || len(f.Fix.CRIUOptions) != 0 ||
+			if f.Fix == nil || !f.Fix.AutoFixable || f.Fix.Fixer != string(FixerIDRestartSetsid) || len(f.Fix.CRIUOptions) != 0 ||
 				!strings.Contains(f.Fix.Description, "runtime call setsid() for it") {
 				t.Errorf("fix: %+v", f.Fix)
 			}
@@ -256,7 +256,7 @@ func TestProcTTYLive(t *testing.T) {
 			if !strings.Contains(f.Summary, "Found slave peer index") {
 				t.Errorf("summary %q lacks CRIU's message", f.Summary)
 			}
-			if f.Fix == nil || !slices.Equal(f.Fix.CRIUOptions, []string{"--shell-job"}) || !f.Fix.AutoFixable || f.Fix.Fixer != "criu-option" {
+			if f.Fix == nil || !slices.Equal(f.Fix.CRIUOptions, []string{"--shell-job"}) || !f.Fix.AutoFixable || f.Fix.Fixer != string(FixerIDCRIUOption) {
 				t.Errorf("fix: %+v", f.Fix)
 			}
 			if p := Predict(fs); p.DumpWillSucceed || !p.WithOptions || !slices.Contains(p.CRIUOptions, "--shell-job") {
@@ -295,7 +295,7 @@ func TestProcFileLocksLive(t *testing.T) {
 			if !slices.ContainsFunc(f.Evidence, func(e string) bool { return strings.Contains(e, lock) && strings.Contains(e, "FLOCK") }) {
 				t.Errorf("evidence does not quote the flock on %s:\n%s", lock, strings.Join(f.Evidence, "\n"))
 			}
-			if f.Fix == nil || !slices.Equal(f.Fix.CRIUOptions, []string{"--file-locks"}) || f.Fix.Fixer != "criu-option" || !f.Fix.AutoFixable {
+			if f.Fix == nil || !slices.Equal(f.Fix.CRIUOptions, []string{"--file-locks"}) || f.Fix.Fixer != string(FixerIDCRIUOption) || !f.Fix.AutoFixable {
 				t.Errorf("fix: %+v", f.Fix)
 			}
 		})
@@ -666,7 +666,7 @@ func TestMountExternalBindLive(t *testing.T) {
 		t.Fatalf("dump options: %+v", fix)
 	}
 	wantRestore := []string{"--external=mnt[hosts]:" + filepath.Join(sandbox, "hosts"), "--root=/"}
-	if !slices.Equal(fix.RestoreOptions, wantRestore) || !fix.AutoFixable || fix.Fixer != "criu-option" {
+	if !slices.Equal(fix.RestoreOptions, wantRestore) || !fix.AutoFixable || fix.Fixer != string(FixerIDCRIUOption) {
 		t.Errorf("restore: %+v, want %v", fix, wantRestore)
 	}
 	if !strings.Contains(fix.Description, "Do not use --skip-mnt") || slices.ContainsFunc(fix.CRIUOptions, func(o string) bool { return strings.Contains(o, "skip-mnt") }) {

@@ -19,12 +19,6 @@ import (
 	"github.com/kata-cr/kata-cr/reports"
 )
 
-// The fixers of the system checks.
-const (
-	FixerLoopbackUp  = "loopback-up"
-	FixerMountDevpts = "mount-devpts"
-)
-
 // SystemChecks are the checks of the machine CRIU runs on that are not
 // kernel options: privileges, the loopback device, devpts, the network
 // lock backend, and the helpers CRIU calls.
@@ -145,7 +139,7 @@ func sysReadTrim(path string) (string, error) {
 func checkLoopback(_ context.Context, env *Env) []reports.Finding {
 	dir := filepath.Join(env.SysRoot, "class", "net", "lo")
 	fix := &reports.Fix{Description: "bring the loopback device up (ip link set lo up)",
-		AutoFixable: true, Fixer: FixerLoopbackUp}
+		AutoFixable: true, Fixer: string(FixerIDLoopbackUp)}
 	flagsS, err := sysReadTrim(filepath.Join(dir, "flags"))
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, serr := os.Stat(filepath.Join(env.SysRoot, "class", "net")); serr != nil {
@@ -176,7 +170,7 @@ func checkLoopback(_ context.Context, env *Env) []reports.Finding {
 // LoopbackFixer brings lo up in the network namespace of the calling
 // thread, with the SIOCSIFFLAGS ioctl (what `ip link set lo up` does).
 func LoopbackFixer() Fixer {
-	return Fixer{ID: FixerLoopbackUp, Title: "bring the loopback device up",
+	return Fixer{ID: string(FixerIDLoopbackUp), Title: "bring the loopback device up",
 		Apply: func(_ context.Context, _ *Env, _ reports.Finding) (reports.Action, error) {
 			a := reports.Action{Summary: "bring lo up"}
 			if err := sysSetLinkUp("lo"); err != nil {
@@ -276,7 +270,7 @@ func checkDevpts(_ context.Context, env *Env) []reports.Finding {
 	fix := &reports.Fix{
 		Description: fmt.Sprintf("mount devpts on %s (mount -t devpts -o newinstance,ptmxmode=0666 devpts %s) and make %s point at %s/ptmx",
 			s.pts, s.pts, s.ptmx, s.pts),
-		AutoFixable: true, Fixer: FixerMountDevpts}
+		AutoFixable: true, Fixer: string(FixerIDMountDevpts)}
 	switch {
 	case s.mounted != nil && s.openErr == nil:
 		return []reports.Finding{{Status: reports.Pass, Evidence: ev, Summary: "devpts is mounted and /dev/ptmx opens"}}
@@ -302,7 +296,7 @@ func sysUnwrapPath(err error) error {
 // still does not open, points it at /dev/pts/ptmx: a symlink when it is
 // missing, a bind mount over a node that does not work.
 func DevptsFixer() Fixer {
-	return Fixer{ID: FixerMountDevpts, Title: "mount devpts and make /dev/ptmx usable",
+	return Fixer{ID: string(FixerIDMountDevpts), Title: "mount devpts and make /dev/ptmx usable",
 		Apply: func(_ context.Context, env *Env, _ reports.Finding) (reports.Action, error) {
 			a := reports.Action{Summary: "mount devpts"}
 			s, err := sysProbeDevpts(env)

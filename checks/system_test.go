@@ -113,7 +113,7 @@ func TestLoopback(t *testing.T) {
 		fixer string
 	}{
 		{"up", map[string]string{"sys/class/net/lo/flags": "0x9\n", "sys/class/net/lo/operstate": "unknown\n"}, reports.Pass, ""},
-		{"down", map[string]string{"sys/class/net/lo/flags": "0x8\n", "sys/class/net/lo/operstate": "down\n"}, reports.Fail, FixerLoopbackUp},
+		{"down", map[string]string{"sys/class/net/lo/flags": "0x8\n", "sys/class/net/lo/operstate": "down\n"}, reports.Fail, string(FixerIDLoopbackUp)},
 		{"no lo", map[string]string{"sys/class/net/eth0/flags": "0x1003\n"}, reports.Fail, ""},
 		{"garbage flags", map[string]string{"sys/class/net/lo/flags": "up\n"}, reports.Error, ""},
 	}
@@ -156,8 +156,8 @@ func TestDevpts(t *testing.T) {
 			if f.Status != tt.want {
 				t.Fatalf("status %s, want %s: %+v", f.Status, tt.want, f)
 			}
-			if f.Status != reports.Pass && (f.Fix == nil || f.Fix.Fixer != FixerMountDevpts) {
-				t.Errorf("fix %+v, want the %s fixer", f.Fix, FixerMountDevpts)
+			if f.Status != reports.Pass && (f.Fix == nil || f.Fix.Fixer != string(FixerIDMountDevpts)) {
+				t.Errorf("fix %+v, want the %s fixer", f.Fix, FixerIDMountDevpts)
 			}
 		})
 	}

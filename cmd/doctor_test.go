@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -389,7 +390,7 @@ func TestDoctorHostFix(t *testing.T) {
 	}
 	planned := false
 	for _, a := range r.Actions {
-		if a.Fixer == "loopback-up" && !a.Applied {
+		if a.Fixer == string(checks.FixerIDLoopbackUp) && !a.Applied {
 			planned = true
 		}
 	}
@@ -402,7 +403,7 @@ func TestDoctorHostFix(t *testing.T) {
 	}
 	applied := false
 	for _, a := range r.Actions {
-		if a.Fixer == "loopback-up" && a.Applied && a.Error == "" {
+		if a.Fixer == string(checks.FixerIDLoopbackUp) && a.Applied && a.Error == "" {
 			applied = true
 		}
 	}
