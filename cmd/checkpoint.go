@@ -339,38 +339,8 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	if err != nil {
 		return err
 	}
-	var saved *images.Set
-	var saveErr error
-	var bench *agentapi.BenchResult
-	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, func(vm *vm.VM, ev agentapi.Event) error {
-		p.event(ev)
-		if ev.Kind != agentapi.EventResult {
-			return nil
-		}
-		switch ev.Stage {
-		case agentapi.ResultImages:
-			saved, saveErr = saveImages(ctx, vm, o.ImagesDir, ev.Data, includes)
-			answer := agentapi.ImagesSaved{OK: saveErr == nil}
-			if saveErr != nil {
-				answer.Error = saveErr.Error()
-				p.printf("could not save the checkpoint: %v", saveErr)
-			} else {
-				answer.Dir = saved.Dir
-				p.printf("checkpoint saved in %s (%d bytes)", saved.Dir, saved.Size())
-			}
-			// The agent keeps the workload's only copy until it knows:
-			// told that the save failed, it puts the workload back.
-			if err := vm.Send(agentapi.HostMessage{Kind: agentapi.HostImagesSaved, Saved: &answer}); err != nil {
-				return fmt.Errorf("tell the guest whether the images were saved: %w", err)
-			}
-		case agentapi.ResultBench:
-			bench = &agentapi.BenchResult{}
-			if err := json.Unmarshal(ev.Data, bench); err != nil {
-				return fmt.Errorf("read the benchmark from the guest: %w", err)
-			}
-		}
-		return nil
-	})
+	h := &checkpointEvents{ctx: ctx, p: p, dir: o.ImagesDir, includes: includes}
+	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, h.handle)
 	if err != nil {
 		reportGuestError(deps, err)
 		return guestRunError(err, o.guest.Timeout)
@@ -384,25 +354,12 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	r.Findings = append(r.Findings, gst.bootFinding(res))
 	cp := r.Checkpoint
 	cp.WantRestore = !o.NoRestore
-	if bench != nil {
-		r.Findings = append(r.Findings, benchFinding(bench))
+	if h.bench != nil {
+		r.Findings = append(r.Findings, benchFinding(h.bench))
 	}
+	saved := h.saved
 	if cp.DumpOK && saved == nil {
-		f := reports.Finding{ID: "checkpoint.saved", Category: "checkpoint", Level: reports.Required, Status: reports.Fail,
-			Summary: "the dump succeeded but no checkpoint was saved"}
-		switch {
-		case saveErr != nil:
-			f.Summary = "the dump succeeded but the checkpoint could not be saved in " + o.ImagesDir
-			f.Reason = saveErr.Error()
-		case cp.Error != "":
-			f.Reason = cp.Error
-		default:
-			f.Reason = "the guest sent no images"
-		}
-		if cp.Error == "" {
-			cp.Error = f.Summary + ": " + f.Reason
-		}
-		r.Findings = append(r.Findings, f)
+		r.Findings = append(r.Findings, notSavedFinding(cp, h.saveErr, o.ImagesDir))
 		return render(deps, g, r)
 	}
 	if saved != nil {
@@ -417,6 +374,68 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		cp.Error = "restore: " + err.Error()
 	}
 	return render(deps, g, r)
+}
+
+// checkpointEvents handles what guest A sends while it checkpoints: it
+// saves the images and answers whether they were saved, and keeps the
+// benchmark.
+type checkpointEvents struct {
+	ctx      context.Context
+	p        *progress
+	dir      string
+	includes []images.Include
+	saved    *images.Set
+	saveErr  error
+	bench    *agentapi.BenchResult
+}
+
+func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
+	h.p.event(ev)
+	if ev.Kind != agentapi.EventResult {
+		return nil
+	}
+	switch ev.Stage {
+	case agentapi.ResultImages:
+		h.saved, h.saveErr = saveImages(h.ctx, v, h.dir, ev.Data, h.includes)
+		answer := agentapi.ImagesSaved{OK: h.saveErr == nil}
+		if h.saveErr != nil {
+			answer.Error = h.saveErr.Error()
+			h.p.printf("could not save the checkpoint: %v", h.saveErr)
+		} else {
+			answer.Dir = h.saved.Dir
+			h.p.printf("checkpoint saved in %s (%d bytes)", h.saved.Dir, h.saved.Size())
+		}
+		// The agent keeps the workload's only copy until it knows: told
+		// that the save failed, it puts the workload back.
+		if err := v.Send(agentapi.HostMessage{Kind: agentapi.HostImagesSaved, Saved: &answer}); err != nil {
+			return fmt.Errorf("tell the guest whether the images were saved: %w", err)
+		}
+	case agentapi.ResultBench:
+		h.bench = &agentapi.BenchResult{}
+		if err := json.Unmarshal(ev.Data, h.bench); err != nil {
+			return fmt.Errorf("read the benchmark from the guest: %w", err)
+		}
+	}
+	return nil
+}
+
+// notSavedFinding says why a successful dump left no checkpoint.
+func notSavedFinding(cp *reports.Checkpoint, saveErr error, dir string) reports.Finding {
+	f := reports.Finding{ID: "checkpoint.saved", Category: "checkpoint", Level: reports.Required, Status: reports.Fail,
+		Summary: "the dump succeeded but no checkpoint was saved"}
+	switch {
+	case saveErr != nil:
+		f.Summary = "the dump succeeded but the checkpoint could not be saved in " + dir
+		f.Reason = saveErr.Error()
+	case cp.Error != "":
+		f.Reason = cp.Error
+	default:
+		f.Reason = "the guest sent no images"
+	}
+	if cp.Error == "" {
+		cp.Error = f.Summary + ": " + f.Reason
+	}
+	return f
 }
 
 // writeImages saves the images the agent streams; tests replace it to
