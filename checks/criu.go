@@ -9,6 +9,7 @@ import (
 
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/criulog"
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -203,7 +204,7 @@ func explainedFailure(cmdline string, res criu.CheckResult) reports.Finding {
 		}
 	}
 	if len(use) == 0 {
-		f.Evidence = append(f.Evidence, lastN(res.Lines, 8)...)
+		f.Evidence = append(f.Evidence, excerpt.Last(res.Lines, 8)...)
 		causes = append(causes, "criu printed no error line")
 	}
 	f.Reason = strings.Join(causes, " ")
@@ -224,13 +225,6 @@ func logMessage(l string) string {
 		}
 	}
 	return l
-}
-
-func lastN(lines []string, n int) []string {
-	if len(lines) > n {
-		return lines[len(lines)-n:]
-	}
-	return lines
 }
 
 // checkCRIUFeatures asks criu about each feature. The probes are separate
@@ -279,7 +273,7 @@ func featureFinding(ctx context.Context, env *Env, ft criuFeature) (f reports.Fi
 		f.Status = reports.Skip
 		f.Summary = ft.Name + ": " + ft.Gives
 		f.Reason = "criu failed before it checked the feature (see criu.check): " + lastError(fe.Result)
-		f.Evidence = lastN(fe.Result.Errors, 3)
+		f.Evidence = excerpt.Last(fe.Result.Errors, 3)
 		criuFailed = true
 	case err != nil:
 		f.Status = reports.Error

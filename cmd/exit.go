@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 )
 
 // Exit codes of kata-cr, as documented in the README.
@@ -42,10 +44,10 @@ func exitCode(err error, stderr io.Writer) int {
 	var u usageError
 	msg := strings.TrimSpace(err.Error())
 	if errors.As(err, &u) || isCobraUsage(msg) {
-		fmt.Fprintf(stderr, "kata-cr: %s (see kata-cr --help)\n", firstLine(msg))
+		fmt.Fprintf(stderr, "kata-cr: %s (see kata-cr --help)\n", excerpt.FirstLine(msg))
 		return ExitUsage
 	}
-	fmt.Fprintf(stderr, "kata-cr: %s\n", firstLine(msg))
+	fmt.Fprintf(stderr, "kata-cr: %s\n", excerpt.FirstLine(msg))
 	return ExitToolError
 }
 
@@ -63,11 +65,4 @@ func isCobraUsage(msg string) bool {
 		}
 	}
 	return false
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

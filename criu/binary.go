@@ -23,6 +23,8 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 )
 
 // DefaultPath is where Debian's criu package installs the binary. It is
@@ -138,7 +140,7 @@ var versionRE = regexp.MustCompile(`(?m)^Version:\s*(\d+)\.(\d+)(?:\.(\d+))?`)
 func ParseVersion(out string) (Version, error) {
 	m := versionRE.FindStringSubmatch(out)
 	if m == nil {
-		return Version{}, fmt.Errorf("no \"Version: X.Y\" line in %q", firstLine(out))
+		return Version{}, fmt.Errorf("no \"Version: X.Y\" line in %q", excerpt.FirstLine(strings.TrimSpace(out)))
 	}
 	var v Version
 	v.Major, _ = strconv.Atoi(m[1])
@@ -200,7 +202,7 @@ func (b *Binary) execVersion(ctx context.Context) (Version, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, b.Path, "--version").CombinedOutput()
 	if err != nil {
-		return Version{}, fmt.Errorf("run %s --version: %w: %s", b.Path, err, firstLine(string(out)))
+		return Version{}, fmt.Errorf("run %s --version: %w: %s", b.Path, err, excerpt.FirstLine(strings.TrimSpace(string(out))))
 	}
 	return ParseVersion(string(out))
 }
@@ -278,11 +280,7 @@ func quoteStderr(stderr []byte, waitErr error) string {
 		parts = append(parts, waitErr.Error())
 	}
 	if s := strings.TrimSpace(string(stderr)); s != "" {
-		lines := strings.Split(s, "\n")
-		if len(lines) > 5 {
-			lines = lines[len(lines)-5:]
-		}
-		parts = append(parts, strings.Join(lines, " | "))
+		parts = append(parts, excerpt.TailLines(s, 5))
 	}
 	if len(parts) == 0 {
 		return ""
@@ -479,12 +477,4 @@ func StripLogPrefix(l string) string {
 		}
 	}
 	return l
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -171,7 +172,7 @@ func ExplainLines(source string, lines []string) []reports.Explanation {
 			}
 			out = append(out, reports.Explanation{
 				Source: source, Line: i + 1, Signature: UnknownSignature, Known: false,
-				Cause: "Unknown error, not in kata-cr's signature table: " + clip(msg),
+				Cause: "Unknown error, not in kata-cr's signature table: " + excerpt.Clip(msg, maxQuoteLen),
 				Fix:   "Read the quoted lines; rerun CRIU with -v4 and --log-file for more context.",
 				Quote: quote(lines, i),
 			})
@@ -189,7 +190,7 @@ func ExplainLines(source string, lines []string) []reports.Explanation {
 		_, msg := classify(lines[followOn])
 		out = append(out, reports.Explanation{
 			Source: source, Line: followOn + 1, Signature: followSig.ID, Known: false,
-			Cause: fmt.Sprintf("CRIU failed (%s) but no earlier error line in this log says why.", clip(msg)),
+			Cause: fmt.Sprintf("CRIU failed (%s) but no earlier error line in this log says why.", excerpt.Clip(msg, maxQuoteLen)),
 			Fix:   "Rerun CRIU with -v4 and --log-file, and read the lines before this one.",
 			Quote: quote(lines, followOn),
 		})
@@ -221,19 +222,7 @@ func quote(lines []string, i int) []string {
 	start := max(i-contextLines, 0)
 	q := make([]string, 0, i-start+1)
 	for _, l := range lines[start : i+1] {
-		q = append(q, clip(strings.TrimRight(l, "\r\n\t ")))
+		q = append(q, excerpt.Clip(strings.TrimRight(l, "\r\n\t "), maxQuoteLen))
 	}
 	return q
-}
-
-func clip(s string) string {
-	if len(s) <= maxQuoteLen {
-		return s
-	}
-	cut := maxQuoteLen
-	// Do not split a UTF-8 sequence.
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "..."
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -360,7 +361,7 @@ func FuzzExplain(f *testing.F) {
 			if len(e.Quote) == 0 || len(e.Quote) > contextLines+1 || e.Cause == "" || e.Signature == "" {
 				t.Fatalf("incomplete explanation %+v", e)
 			}
-			if last := e.Quote[len(e.Quote)-1]; last != clip(strings.TrimRight(lines[e.Line-1], "\r\n\t ")) {
+			if last := e.Quote[len(e.Quote)-1]; last != excerpt.Clip(strings.TrimRight(lines[e.Line-1], "\r\n\t "), maxQuoteLen) {
 				t.Fatalf("quote ends with %q, not line %d", last, e.Line)
 			}
 		}

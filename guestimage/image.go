@@ -37,6 +37,7 @@ import (
 	"github.com/u-root/uio/llog"
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/vm"
@@ -652,7 +653,7 @@ func buildBinaries(ctx context.Context, src, dir, version string) (agent, initBi
 		if ctx.Err() != nil {
 			return "", "", fmt.Errorf("build the guest agent: %w", ctx.Err())
 		}
-		return "", "", fmt.Errorf("build the guest agent: %w: %s", err, lastLines(stderr.String(), 5))
+		return "", "", fmt.Errorf("build the guest agent: %w: %s", err, excerpt.TailLines(stderr.String(), 5))
 	}
 	return filepath.Join(binDir, "kata-cr-agent"), filepath.Join(binDir, "init"), nil
 }

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 )
 
 // CRIUPayload is a CRIU build with everything it needs to run in a guest.
@@ -298,7 +300,7 @@ func mmdebstrap(ctx context.Context, suite, out string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("build %s rootfs: %w", suite, ctx.Err())
 		}
-		return fmt.Errorf("build %s rootfs with %s: %w: %s", suite, strings.Join(cmd.Args, " "), err, lastLines(log.String(), 3))
+		return fmt.Errorf("build %s rootfs with %s: %w: %s", suite, strings.Join(cmd.Args, " "), err, excerpt.TailLines(log.String(), 3))
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return fmt.Errorf("store %s rootfs: %w", suite, err)
@@ -380,7 +382,7 @@ func extractTar(ctx context.Context, tarPath, dir string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("extract %s: %w", tarPath, ctx.Err())
 		}
-		return fmt.Errorf("extract %s: %w: %s", tarPath, err, lastLines(log.String(), 3))
+		return fmt.Errorf("extract %s: %w: %s", tarPath, err, excerpt.TailLines(log.String(), 3))
 	}
 	return nil
 }
@@ -757,12 +759,4 @@ func shortErr(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }

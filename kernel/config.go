@@ -13,6 +13,8 @@ import (
 	"io"
 	"regexp"
 	"strings"
+
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 )
 
 // State is how an option is set in a config.
@@ -157,7 +159,7 @@ func (c *Config) parse(r io.Reader, origin string) (int, error) {
 func (c *Config) badLine(origin string, lineNo int, line string) {
 	c.BadLines++
 	if c.BadLines <= maxBadLinesQuoted {
-		c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: line not understood, skipped: %q", origin, lineNo, clip(line)))
+		c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: line not understood, skipped: %q", origin, lineNo, excerpt.Clip(line, maxQuoteLen)))
 	}
 }
 
@@ -211,13 +213,8 @@ func archFromValues(c *Config) string {
 	return ""
 }
 
-// clip shortens a line quoted in a message about bad input.
-func clip(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
-	}
-	return s
-}
+// maxQuoteLen bounds a line quoted in a message about bad input.
+const maxQuoteLen = 60
 
 // looksLikeText reports whether data can be a config: no NUL byte in its
 // first 64 KiB.

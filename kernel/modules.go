@@ -11,6 +11,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 )
 
 // ModulesDep is what depmod wrote about one kernel's modules: the modules
@@ -74,7 +76,7 @@ func ParseModulesDep(r io.Reader) (*ModulesDep, error) {
 		}
 		file, rest, ok := strings.Cut(line, ":")
 		if !ok || file == "" || !strings.Contains(file, ".ko") {
-			return nil, fmt.Errorf("modules.dep line %d: want \"path.ko: deps\", got %q", lineNo, clip(line))
+			return nil, fmt.Errorf("modules.dep line %d: want \"path.ko: deps\", got %q", lineNo, excerpt.Clip(line, maxQuoteLen))
 		}
 		name := NormalizeModule(file)
 		if _, dup := m.paths[name]; !dup {

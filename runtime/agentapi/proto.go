@@ -11,6 +11,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -178,7 +179,7 @@ func (d *Decoder) Decode(v any) error {
 			continue
 		}
 		if err := json.Unmarshal(line, v); err != nil {
-			return fmt.Errorf("decode %T from %q: %w", v, clip(line, 120), err)
+			return fmt.Errorf("decode %T from %q: %w", v, excerpt.Clip(string(line), 120), err)
 		}
 		return nil
 	}
@@ -211,13 +212,6 @@ func trimEOL(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-func clip(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
 }
 
 // ManifestPath is where the guest image describes itself to the agent.

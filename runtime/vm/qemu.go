@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 
@@ -588,10 +589,7 @@ func tailLines(path string, n int) []string {
 			lines = append(lines, l)
 		}
 	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
+	return excerpt.Last(lines, n)
 }
 
 // Wait waits up to timeout for qemu to exit by itself (the agent powers the
