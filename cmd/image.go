@@ -2,11 +2,11 @@ package cmd
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kata-cr/kata-cr/internal/filecopy"
 )
 
 func init() { commandConstructors = append(commandConstructors, newImageCmd) }
@@ -70,7 +70,9 @@ func runImageBuild(c *cobra.Command, deps *Deps, o *imageBuildOptions) error {
 	if err != nil {
 		return guestRunError(err, 0)
 	}
-	if err := copyFileAtomic(gst.image, o.Out); err != nil {
+	// Through a temporary file: o.Out is either the old image or the
+	// whole new one.
+	if err := filecopy.Copy(gst.image, o.Out, filecopy.Options{Atomic: true, Mode: 0o644}); err != nil {
 		return fmt.Errorf("write %s: %w", o.Out, err)
 	}
 	fi, err := os.Stat(o.Out)
@@ -84,31 +86,4 @@ func runImageBuild(c *cobra.Command, deps *Deps, o *imageBuildOptions) error {
 	fmt.Fprintf(deps.Stdout, "%s: guest image for kernel %s with criu %s, %.1f MB (%s)\n",
 		o.Out, gst.kernel.Release, gst.criu.Version, float64(fi.Size())/1e6, how)
 	return nil
-}
-
-// copyFileAtomic copies src to dst through a temporary file beside dst,
-// so that dst is either the old file or the whole new one.
-func copyFileAtomic(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/kata-cr/kata-cr/internal/excerpt"
+	"github.com/kata-cr/kata-cr/internal/filecopy"
 )
 
 // CRIUPayload is a CRIU build with everything it needs to run in a guest.
@@ -724,28 +725,9 @@ func lookPath(name string) (string, error) {
 	return "", exec.ErrNotFound
 }
 
+// copyFile copies src to dst with src's mode, making dst's directories.
 func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, st.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return filecopy.Copy(src, dst, filecopy.Options{MakeParents: true})
 }
 
 // shortErr drops the repeated path from a *fs.PathError when the caller

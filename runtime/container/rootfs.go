@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/ldd"
+
+	"github.com/kata-cr/kata-cr/internal/filecopy"
 )
 
 // BusyboxPath is the rootfs path busybox is copied to; every applet is a
@@ -148,36 +149,12 @@ func linkApplets(dir, busybox string) error {
 // copyInto copies the file src (following symlinks) to the container path
 // dest under root, keeping its permission bits.
 func copyInto(root, dest, src string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("copy %s: not a regular file", src)
-	}
 	p := filepath.Join(root, filepath.Clean(dest))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
 	// Replace, not overwrite: dest may be a symlink left by an earlier run.
-	_ = os.Remove(p)
-	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+	if err := filecopy.Copy(src, p, filecopy.Options{Atomic: true, MakeParents: true}); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src, dest, err)
 	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("copy %s to %s: %w", src, dest, err)
-	}
-	return os.Chmod(p, fi.Mode().Perm())
+	return nil
 }
 
 // copyPreservingLink copies path into root at the same path, as a symlink
