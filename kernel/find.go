@@ -2,7 +2,6 @@ package kernel
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -415,18 +414,14 @@ func ImageRelease(image string) (string, error) {
 	if !st.Mode().IsRegular() {
 		return "", errors.New("not a regular file")
 	}
-	hdr := make([]byte, 0x210)
-	n, err := io.ReadFull(f, hdr)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	hdr, err := readImageHeader(f)
+	if err != nil {
 		return "", fmt.Errorf("read kernel header: %w", err)
 	}
-	hdr = hdr[:n]
 	switch imageFormat(hdr) {
 	case formatBzImage:
-		if len(hdr) < 0x210 {
-			return "", errors.New("bzImage setup header cut short")
-		}
-		return bzImageRelease(f, hdr)
+		h, _ := parseBzHeader(hdr)
+		return h.release(f)
 	case formatELF:
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return "", err
@@ -434,48 +429,6 @@ func ImageRelease(image string) (string, error) {
 		return bannerRelease(f)
 	}
 	return "", ErrNotKernel
-}
-
-// The kernel image formats qemu's -kernel boots.
-const (
-	formatBzImage = "bzImage"
-	formatELF     = "ELF"
-)
-
-// imageFormat tells a kernel image by its first bytes: a bzImage carries
-// the x86 boot protocol's "HdrS" at 0x202, a vmlinux is ELF. It returns ""
-// for anything else.
-func imageFormat(hdr []byte) string {
-	switch {
-	case len(hdr) >= 4 && string(hdr[:4]) == "\x7fELF":
-		return formatELF
-	case len(hdr) >= 0x206 && string(hdr[0x202:0x206]) == "HdrS":
-		return formatBzImage
-	}
-	return ""
-}
-
-func bzImageRelease(f *os.File, hdr []byte) (string, error) {
-	// kernel_version exists from boot protocol 2.00; it points at a
-	// NUL-terminated string 0x200 bytes further than its value says.
-	if binary.LittleEndian.Uint16(hdr[0x206:]) < 0x0200 {
-		return "", errors.New("bzImage boot protocol too old to carry a version")
-	}
-	off := int64(binary.LittleEndian.Uint16(hdr[0x20E:]))
-	if off == 0 {
-		return "", errors.New("bzImage carries no kernel_version string")
-	}
-	buf := make([]byte, 256)
-	n, err := f.ReadAt(buf, off+0x200)
-	if n == 0 {
-		return "", fmt.Errorf("read bzImage kernel_version: %w", err)
-	}
-	s, _, _ := bytes.Cut(buf[:n], []byte{0})
-	release, _, _ := strings.Cut(string(s), " ")
-	if release == "" || !validRelease(release) {
-		return "", fmt.Errorf("bzImage kernel_version %q is not a release", s)
-	}
-	return release, nil
 }
 
 // bannerRelease scans an uncompressed kernel for linux_banner, "Linux
@@ -534,7 +487,8 @@ func validRelease(s string) bool {
 
 // CheckImage rejects what qemu could not boot with one clear line
 // instead of qemu's own message: a missing file, a directory, or a file
-// that is neither a bzImage nor an ELF vmlinux (imageFormat).
+// that is neither a bzImage nor an ELF vmlinux (imageFormat), the formats
+// qemu's -kernel boots.
 func CheckImage(path string) error {
 	if path == "" {
 		return errors.New("no guest kernel given: pass --kernel FILE (a vmlinuz) or run make guest-kernel")
@@ -550,12 +504,11 @@ func CheckImage(path string) error {
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {
 		return fmt.Errorf("kernel %s: is a directory: pass a vmlinuz file as --kernel", path)
 	}
-	hdr := make([]byte, 0x206)
-	n, err := io.ReadFull(f, hdr)
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+	hdr, err := readImageHeader(f)
+	if err != nil {
 		return fmt.Errorf("kernel %s: %w", path, err)
 	}
-	if imageFormat(hdr[:n]) == "" {
+	if format := imageFormat(hdr); format != formatBzImage && format != formatELF {
 		return fmt.Errorf("kernel %s: not a Linux kernel image (no x86 boot header): pass a vmlinuz file as --kernel", path)
 	}
 	return nil

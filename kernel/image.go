@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -186,11 +185,11 @@ const maxScanCandidates = 32
 // imagePayloads returns the decompressed kernel(s) inside a compressed
 // kernel image, and whether data is recognisably a kernel image at all. It
 // reads the x86 bzImage setup header and the EFI zboot header where
-// present, and otherwise scans for compression magics.
+// present (header.go), and otherwise scans for compression magics.
 func imagePayloads(data []byte) (payloads [][]byte, isImage bool) {
-	if p, ok := bzImagePayload(data); ok {
+	if h, ok := parseBzHeader(data); ok {
 		isImage = true
-		if out := inflatePayload(p); out != nil {
+		if out := inflatePayload(h.payload(data)); out != nil {
 			return [][]byte{out}, true
 		}
 	}
@@ -240,61 +239,4 @@ func indexAnyMagic(d []byte) int {
 		}
 	}
 	return best
-}
-
-// bzImagePayload reads the x86 boot protocol header (Documentation/arch/
-// x86/boot.rst): "HdrS" at 0x202, setup_sects at 0x1f1, and from protocol
-// 2.08 payload_offset and payload_length at 0x248 and 0x24c, relative to
-// the protected-mode code that follows the setup sectors.
-func bzImagePayload(data []byte) ([]byte, bool) {
-	if len(data) < 0x250 || string(data[0x202:0x206]) != "HdrS" {
-		return nil, false
-	}
-	if binary.LittleEndian.Uint16(data[0x206:]) < 0x0208 {
-		return nil, true
-	}
-	sects := int(data[0x1f1])
-	if sects == 0 {
-		sects = 4
-	}
-	pm := (sects + 1) * 512
-	off := int(binary.LittleEndian.Uint32(data[0x248:]))
-	n := int(binary.LittleEndian.Uint32(data[0x24c:]))
-	start, end := pm+off, pm+off+n
-	if off < 0 || n <= 0 || start < pm || end > len(data) || end < start {
-		return nil, true
-	}
-	return data[start:end], true
-}
-
-// zbootPayload reads the EFI zboot header (drivers/firmware/efi/libstub/
-// zboot-header.S): "MZ", then "zimg", the payload offset and size.
-func zbootPayload(data []byte) ([]byte, bool) {
-	if len(data) < 0x40 || string(data[0:2]) != "MZ" || string(data[4:8]) != "zimg" {
-		return nil, false
-	}
-	off := int(binary.LittleEndian.Uint32(data[8:]))
-	n := int(binary.LittleEndian.Uint32(data[12:]))
-	if off <= 0 || n <= 0 || off+n > len(data) || off+n < off {
-		return nil, true
-	}
-	return data[off : off+n], true
-}
-
-// isKernelImage recognises the image formats the kernel build produces,
-// to tell "an image without IKCONFIG" from "some other binary".
-func isKernelImage(data []byte) bool {
-	switch {
-	case len(data) >= 0x206 && string(data[0x202:0x206]) == "HdrS": // x86 bzImage
-		return true
-	case len(data) >= 0x40 && string(data[0x38:0x3c]) == "ARM\x64": // arm64 Image
-		return true
-	case len(data) >= 0x40 && string(data[0x30:0x34]) == "RSC\x05": // riscv Image
-		return true
-	case len(data) >= 8 && string(data[0:2]) == "MZ" && string(data[4:8]) == "zimg": // EFI zboot
-		return true
-	case bytes.HasPrefix(data, []byte("\x7fELF")): // vmlinux
-		return bytes.Contains(data, []byte("Linux version "))
-	}
-	return false
 }
