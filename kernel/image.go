@@ -10,7 +10,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
-	"github.com/ulikunitz/xz"
+	"github.com/therootcompany/xz"
 	"github.com/ulikunitz/xz/lzma"
 )
 
@@ -105,13 +105,15 @@ func decompress(kind string, data []byte, limit int64, strict bool) ([]byte, err
 		}
 		r = zr
 	case compXZ:
-		if needsBCJ(data) {
-			return decompressXZBCJ(data, limit)
-		}
-		xr, err := xz.ReaderConfig{SingleStream: !strict}.NewReader(bytes.NewReader(data))
+		// therootcompany/xz (xz-embedded in Go) undoes the BCJ filters
+		// that the kernel puts in front of LZMA2 in an image's payload
+		// (scripts/xz_wrap.sh: x86, ARM, ...). Its dictionary limit, 64
+		// MiB, is what xz -9 uses; the kernel uses 32 MiB.
+		xr, err := xz.NewReader(bytes.NewReader(data), 0)
 		if err != nil {
 			return nil, err
 		}
+		xr.Multistream(strict)
 		r = xr
 	case compZstd:
 		zr, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)))
