@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -129,11 +128,11 @@ func fakeCheckpoint(t *testing.T) string {
 	t.Helper()
 	k, err := kernel.Find(kernel.FindOptions{Version: "6.1"})
 	if err != nil {
-		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
+		t.Fatalf("no cached Debian 6.1 kernel (run scripts/install-deps.sh and make guest-kernels): %v", err)
 	}
 	p, err := guestimage.HostCRIU("")
 	if err != nil {
-		t.Fatalf("no criu on the host (apt-get install criu): %v", err)
+		t.Fatalf("no criu on the host (run scripts/install-deps.sh): %v", err)
 	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
@@ -275,12 +274,7 @@ func TestRestoreRefuses(t *testing.T) {
 // code and the JSON report.
 func runCheckpointVM(t *testing.T, args ...string) (int, *reports.Report) {
 	t.Helper()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Fatal("qemu-system-x86_64 not found: install qemu-system-x86")
-	}
-	if _, err := kernel.Find(kernel.FindOptions{Version: "6.1"}); err != nil {
-		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
-	}
+	needGuest(t, "6.1")
 	cmd, rest := args[0], args[1:]
 	dash := slices.Index(rest, "--")
 	flags := []string{cmd, "-o", "json", "--kernel-version", "6.1", "--timeout", "5m", "-v"}
@@ -538,9 +532,7 @@ var benchLine = regexp.MustCompile(`kata-cr dump ([\d.]+)s, restore ([\d.]+)s; r
 // next to a raw `criu dump` / `criu restore` of the same workload with the
 // same options, in the same guest boot.
 func BenchmarkCheckpointCounter(b *testing.B) {
-	if _, err := kernel.Find(kernel.FindOptions{Version: "6.1"}); err != nil {
-		b.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
-	}
+	needGuest(b, "6.1")
 	var sums [4]float64
 	for i := 0; i < b.N; i++ {
 		args := []string{"checkpoint", "counter", "--auto-fix", "--no-restore", "--bench", "-o", "json",

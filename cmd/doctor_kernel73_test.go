@@ -2,27 +2,21 @@ package cmd
 
 import (
 	"encoding/json"
-	"os/exec"
 	"strings"
 	"testing"
 
-	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
 // TestGuestDoctorNewKernel boots Debian's 7.3 kernel, newer than 6.13,
-// twice. With the host's CRIU 3.17.1 the doctor must predict the vDSO
-// failure twice over: from the compatibility table and from `criu check`
-// itself, explained, naming CRIU 4.1 and --criu-suite trixie as the fix.
-// With --criu-suite trixie (CRIU 4.1.1) the same kernel passes.
+// twice. With the host's CRIU (Debian 12's is 3.17.1) older than 4.1 the
+// doctor must predict the vDSO failure twice over: from the compatibility
+// table and from `criu check` itself, explained, naming CRIU 4.1 and
+// --criu-suite trixie as the fix; a host CRIU from 4.1 on must pass. With
+// --criu-suite trixie (CRIU 4.1.1) the same kernel passes.
 func TestGuestDoctorNewKernel(t *testing.T) {
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Fatal("qemu-system-x86_64 not found: install qemu-system-x86")
-	}
-	k, err := kernel.Find(kernel.FindOptions{Version: "7.3"})
-	if err != nil {
-		t.Fatalf("no cached Debian 7.3 kernel (run make guest-kernel KERNEL=7.3): %v", err)
-	}
+	k := needGuest(t, "7.3")
+	host := hostCRIUVersion(t)
 	run := func(t *testing.T, args ...string) (int, *reports.Report) {
 		t.Helper()
 		args = append([]string{"doctor", "-o", "json", "--fix", "--kernel-version", "7.3", "--timeout", "8m"}, args...)
@@ -37,14 +31,25 @@ func TestGuestDoctorNewKernel(t *testing.T) {
 		return code, &r
 	}
 
-	t.Run("host criu 3.17.1", func(t *testing.T) {
+	t.Run("host criu "+host.String(), func(t *testing.T) {
 		code, r := run(t)
 		fs := guestFindings(r)
+		if r.Target.CRIUVersion != host.String() {
+			t.Errorf("CRIU %q, want the host's %s", r.Target.CRIUVersion, host)
+		}
+		if host.Int() >= 40100 {
+			if code != ExitOK || r.Failed {
+				t.Errorf("exit %d (failed=%v), want %d with CRIU %s; verdict %s", code, r.Failed, ExitOK, host, r.Verdict)
+			}
+			for _, id := range []string{"criu.kernel-compat", "criu.check"} {
+				if fs[id].Status != reports.Pass {
+					t.Errorf("%s: %s (%s), want pass with CRIU %s", id, fs[id].Status, fs[id].Summary, host)
+				}
+			}
+			return
+		}
 		if code != ExitCheckFailed {
 			t.Errorf("exit %d, want %d", code, ExitCheckFailed)
-		}
-		if r.Target.CRIUVersion != "3.17.1" {
-			t.Errorf("CRIU %q, want the host's 3.17.1", r.Target.CRIUVersion)
 		}
 		compat := fs["criu.kernel-compat"]
 		if compat.Status != reports.Fail || compat.Fix == nil || !strings.Contains(compat.Fix.Description, "4.1") ||

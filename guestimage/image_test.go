@@ -27,7 +27,7 @@ func cachedKernel(t testing.TB) *kernel.Guest {
 	t.Helper()
 	k, err := kernel.Find(kernel.FindOptions{Version: "6.1"})
 	if err != nil {
-		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
+		t.Fatalf("no cached Debian 6.1 kernel (run scripts/install-deps.sh and make guest-kernels): %v", err)
 	}
 	if k.ModulesDir == "" {
 		t.Fatalf("cached kernel %s has no modules directory", k.Image)

@@ -20,21 +20,28 @@ import (
 // These tests boot real guests under qemu (TCG unless KVM works): the
 // Debian 6.1 kernel that make guest-kernel caches, and either kata-cr's
 // guest image or a trivial initramfs. Each has a timeout and logs the qemu
-// command line.
+// command line. Under -short (make test-unit) they are skipped; otherwise
+// a missing qemu or kernel fails them, never skips them.
 
+// needQEMU starts every test that boots a guest: it skips the test under
+// -short and fails it when qemu is missing.
 func needQEMU(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a guest under qemu: not with -short")
+	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Fatal("qemu-system-x86_64 not found: install qemu-system-x86 (apt-get install qemu-system-x86)")
+		t.Fatal("qemu-system-x86_64 not found: run scripts/install-deps.sh and make guest-kernels")
 	}
 }
 
+// testKernel is the cached Debian 6.1 kernel, after needQEMU.
 func testKernel(t testing.TB) *kernel.Guest {
 	t.Helper()
 	needQEMU(t)
 	k, err := kernel.Find(kernel.FindOptions{Version: "6.1"})
 	if err != nil {
-		t.Fatalf("no cached Debian 6.1 kernel (run make guest-kernel): %v", err)
+		t.Fatalf("no cached Debian 6.1 kernel (run scripts/install-deps.sh and make guest-kernels): %v", err)
 	}
 	return k
 }
