@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -54,7 +55,7 @@ func procLoadMounts(env *Env) (*procMountView, []reports.Finding) {
 	pdir := filepath.Join(root, strconv.Itoa(env.PID))
 	ns, err := os.Readlink(filepath.Join(pdir, "ns", "mnt"))
 	if err != nil {
-		if procGone(err) {
+		if proc.Gone(err) {
 			return nil, procMissingSkip(env.PID)
 		}
 		if errors.Is(err, fs.ErrPermission) {
@@ -62,7 +63,7 @@ func procLoadMounts(env *Env) (*procMountView, []reports.Finding) {
 		}
 		return nil, []reports.Finding{{Status: reports.Error, Summary: "cannot read the mount namespace", Reason: err.Error()}}
 	}
-	self, serr := procSelfNS(root, "mnt")
+	self, serr := proc.New(root).SelfNS("mnt")
 	if serr == nil && self == ns {
 		return nil, []reports.Finding{{Status: reports.Pass,
 			Evidence: []string{fmt.Sprintf("pid %d: ns/mnt %s; kata-cr: ns/mnt %s", env.PID, ns, self)},
@@ -77,7 +78,7 @@ func procLoadMounts(env *Env) (*procMountView, []reports.Finding) {
 	}
 	mounts, err := read(filepath.Join(pdir, "mountinfo"))
 	if err != nil {
-		if procGone(err) {
+		if proc.Gone(err) {
 			return nil, []reports.Finding{{Status: reports.Skip, Summary: "mounts not checked",
 				Reason: fmt.Sprintf("process %d vanished during the check", env.PID)}}
 		}
@@ -395,7 +396,7 @@ func checkMountTmpfs(ctx context.Context, env *Env) []reports.Finding {
 	if len(ev) == 0 {
 		return []reports.Finding{{Status: reports.Pass, Summary: "the container has no tmpfs mounts"}}
 	}
-	if !procLive(procRootDir(env)) {
+	if !proc.New(procRootDir(env)).Live() {
 		return []reports.Finding{{Status: reports.Skip, Evidence: ev, Summary: fmt.Sprintf("%s to be saved with tar", procN(len(ev), "tmpfs mount", "tmpfs mounts")),
 			Reason: "tar is probed only on the live system, not for a /proc fixture"}}
 	}

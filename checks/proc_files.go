@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -28,7 +28,7 @@ func checkProcLocks(_ context.Context, t *procTree) []reports.Finding {
 	if err != nil {
 		return procFDError(err)
 	}
-	key := func(l procLock) string {
+	key := func(l proc.Lock) string {
 		return fmt.Sprintf("%s %d:%d:%d %s %s %d", l.Kind, l.Major, l.Minor, l.Inode, l.Start, l.End, l.PID)
 	}
 	seen := map[string]bool{}
@@ -53,11 +53,11 @@ func checkProcLocks(_ context.Context, t *procTree) []reports.Finding {
 		}
 	}
 	var note []string
-	lp := filepath.Join(t.root, "locks")
+	lp := t.fs.LocksPath()
 	data, err := os.ReadFile(lp)
 	if err != nil {
 		note = append(note, fmt.Sprintf("%s: %v", lp, err))
-	} else if locks, err := procParseLocks(data); err != nil {
+	} else if locks, err := proc.ParseLocks(data); err != nil {
 		note = append(note, err.Error())
 	} else {
 		for _, l := range locks {
@@ -101,7 +101,7 @@ func (m *procMountIDs) of(pid int) (string, map[int]procMount, error) {
 	if ids, ok := m.cache[ns]; ok {
 		return ns, ids, nil
 	}
-	data, err := os.ReadFile(m.t.path(pid, "mountinfo"))
+	data, err := os.ReadFile(m.t.fs.Path(pid, "mountinfo"))
 	if err != nil {
 		return "", nil, err
 	}
@@ -162,7 +162,7 @@ func procNotify(t *procTree, kind string) []reports.Finding {
 	groups, marks, unmounted := 0, 0, 0
 	for _, p := range t.Procs {
 		for _, fd := range fdsOf[p] {
-			if typ, ok := procAnonType(fd.Target); !ok || typ != kind {
+			if typ, ok := proc.AnonType(fd.Target); !ok || typ != kind {
 				continue
 			}
 			groups++
@@ -224,13 +224,11 @@ func checkProcPtrace(_ context.Context, t *procTree) []reports.Finding {
 		}
 		// TracerPid is the tracing thread; its Tgid names the process.
 		who, tracer := fmt.Sprintf("pid %d", tp), tp
-		if data, err := os.ReadFile(t.path(tp, "status")); err == nil {
-			if st, err := procParseStatus(data); err == nil {
-				who = fmt.Sprintf("pid %d (%s)", tp, st.Name)
-				if st.Tgid > 0 && st.Tgid != tp {
-					tracer = st.Tgid
-					who = fmt.Sprintf("thread %d of pid %d (%s)", tp, st.Tgid, st.Name)
-				}
+		if st, err := t.fs.ReadStatus(tp); err == nil {
+			who = fmt.Sprintf("pid %d (%s)", tp, st.Name)
+			if st.Tgid > 0 && st.Tgid != tp {
+				tracer = st.Tgid
+				who = fmt.Sprintf("thread %d of pid %d (%s)", tp, st.Tgid, st.Name)
 			}
 		}
 		where := "outside the tree"
@@ -270,12 +268,12 @@ func checkProcFDMounts(_ context.Context, t *procTree) []reports.Finding {
 	for _, p := range t.Procs {
 		ns, ids, err := mids.of(p.PID)
 		if err != nil {
-			if procGone(err) {
+			if proc.Gone(err) {
 				vanished = append(vanished, p.label())
 				continue
 			}
 			if errors.Is(err, fs.ErrPermission) {
-				return procPermSkip(err, t.path(p.PID, "mountinfo"))
+				return procPermSkip(err, t.fs.Path(p.PID, "mountinfo"))
 			}
 			return []reports.Finding{{Status: reports.Error, Summary: "cannot read the mount namespace", Reason: err.Error()}}
 		}
@@ -330,7 +328,7 @@ func checkProcFiles(_ context.Context, t *procTree) []reports.Finding {
 	if err != nil {
 		return procFDError(err)
 	}
-	live := procLive(t.root)
+	live := t.fs.Live()
 	var bad, odd []string
 	total := 0
 	for _, p := range t.Procs {
@@ -341,7 +339,7 @@ func checkProcFiles(_ context.Context, t *procTree) []reports.Finding {
 				odd = append(odd, where+": "+procPidfdNote)
 				continue
 			}
-			if typ, ok := procAnonType(fd.Target); ok {
+			if typ, ok := proc.AnonType(fd.Target); ok {
 				if typ == "pidfd" {
 					odd = append(odd, where+": "+procPidfdNote)
 				} else if why, ok := procAnonUnsupported[typ]; ok {
@@ -385,7 +383,7 @@ func checkProcGhosts(_ context.Context, t *procTree) []reports.Finding {
 	if err != nil {
 		return procFDError(err)
 	}
-	live := procLive(t.root)
+	live := t.fs.Live()
 	var ev []string
 	var largest int64
 	var largestName string
@@ -411,11 +409,11 @@ func checkProcGhosts(_ context.Context, t *procTree) []reports.Finding {
 		}
 	}
 	for _, p := range t.Procs {
-		if exe, err := os.Readlink(t.path(p.PID, "exe")); err == nil {
-			consider(p.label()+" exe", exe, t.path(p.PID, "exe"))
+		if exe, err := os.Readlink(t.fs.Path(p.PID, "exe")); err == nil {
+			consider(p.label()+" exe", exe, t.fs.Path(p.PID, "exe"))
 		}
 		for _, fd := range fdsOf[p] {
-			consider(fmt.Sprintf("%s fd %d", p.label(), fd.FD), fd.Target, t.path(p.PID, "fd", strconv.Itoa(fd.FD)))
+			consider(fmt.Sprintf("%s fd %d", p.label(), fd.FD), fd.Target, t.fs.Path(p.PID, "fd", strconv.Itoa(fd.FD)))
 		}
 	}
 	ev = append(ev, procVanished(t, vanished)...)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -22,12 +23,12 @@ type procSockets struct {
 	order []string            // netns links in tree order
 }
 
-func procSocketsOf(t *procTree, fdsOf map[*treeProc][]procFD) procSockets {
+func procSocketsOf(t *procTree, fdsOf map[*treeProc][]proc.FD) procSockets {
 	s := procSockets{held: map[uint64][]string{}, netns: map[string]int{}}
 	for _, p := range t.Procs {
 		fds := fdsOf[p]
 		for _, fd := range fds {
-			if ino, ok := procSocketInode(fd.Target); ok {
+			if ino, ok := proc.SocketInode(fd.Target); ok {
 				s.held[ino] = append(s.held[ino], fmt.Sprintf("%s fd %d", p.label(), fd.FD))
 			}
 		}
@@ -109,7 +110,7 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 	// on fixture trees too.
 	isUnix := map[uint64]procUnixEntry{}
 	for _, ns := range ss.order {
-		data, err := os.ReadFile(t.path(ss.netns[ns], "net", "unix"))
+		data, err := os.ReadFile(t.fs.Path(ss.netns[ns], "net", "unix"))
 		if err != nil {
 			continue
 		}
@@ -127,16 +128,16 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 	if len(ss.held) == 0 {
 		return []reports.Finding{{Status: reports.Pass, Evidence: gone, Summary: "the tree holds no sockets"}}
 	}
-	if !procLive(t.root) {
+	if !t.fs.Live() {
 		if len(isUnix) == 0 {
 			return []reports.Finding{{Status: reports.Pass, Evidence: gone,
 				Summary: fmt.Sprintf("the tree holds no unix sockets (%s, none in net/unix)", procN(len(ss.held), "socket", "sockets"))}}
 		}
 		return []reports.Finding{{Status: reports.Skip, Summary: "unix socket peers not checked",
-			Reason: fmt.Sprintf("the tree holds %d unix sockets; their peers come from the kernel's unix_diag, which cannot be asked about a /proc fixture at %s", len(isUnix), t.root)}}
+			Reason: fmt.Sprintf("the tree holds %d unix sockets; their peers come from the kernel's unix_diag, which cannot be asked about a /proc fixture at %s", len(isUnix), t.fs.Root())}}
 	}
 	socks := map[uint32]procUnixSock{}
-	selfNet, _ := procSelfNS(t.root, "net")
+	selfNet, _ := t.fs.SelfNS("net")
 	asked := map[string]bool{}
 	var diagErr error
 	ask := func(ns, path string) {
@@ -154,7 +155,7 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 		}
 	}
 	for _, ns := range ss.order {
-		path := t.path(ss.netns[ns], "ns", "net")
+		path := t.fs.Path(ss.netns[ns], "ns", "net")
 		if ns == selfNet {
 			path = ""
 		}
@@ -259,7 +260,7 @@ func checkProcTCP(_ context.Context, t *procTree) []reports.Finding {
 	connected, listening := 0, 0
 	for _, ns := range ss.order {
 		for _, table := range []string{"tcp", "tcp6"} {
-			p := t.path(ss.netns[ns], "net", table)
+			p := t.fs.Path(ss.netns[ns], "net", table)
 			data, err := os.ReadFile(p)
 			if err != nil {
 				if !errors.Is(err, fs.ErrNotExist) {

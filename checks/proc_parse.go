@@ -1,253 +1,15 @@
 package checks
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/kata-cr/kata-cr/proc"
 )
-
-// procStatus holds the lines of /proc/PID/status that the process checks
-// need. procfs's ProcStatus has NSpid but not NSsid, NSpgid or NStgid, and
-// those are what tell whether a session leader is inside a pid namespace.
-type procStatus struct {
-	Name      string
-	State     string
-	Tgid      int
-	PPid      int
-	TracerPid int
-	// Each NS* list has one entry per pid namespace the task is visible
-	// in, from the namespace of the procfs mount down to the task's own:
-	// the last entry is the id as the task itself sees it, and 0 there
-	// means the session or group leader is outside the task's namespace.
-	NStgid []int
-	NSpid  []int
-	NSpgid []int
-	NSsid  []int
-	// HasNS is false on kernels older than 4.1, which lack the NS* lines.
-	HasNS bool
-}
-
-// procParseStatus parses /proc/PID/status.
-func procParseStatus(data []byte) (procStatus, error) {
-	var s procStatus
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		val = strings.TrimSpace(val)
-		var err error
-		switch key {
-		case "Name":
-			s.Name = val
-		case "State":
-			s.State = val
-		case "Tgid":
-			s.Tgid, err = strconv.Atoi(val)
-		case "PPid":
-			s.PPid, err = strconv.Atoi(val)
-		case "TracerPid":
-			s.TracerPid, err = strconv.Atoi(val)
-		case "NStgid":
-			s.NStgid, err = procParseInts(val)
-		case "NSpid":
-			s.NSpid, err = procParseInts(val)
-			s.HasNS = true
-		case "NSpgid":
-			s.NSpgid, err = procParseInts(val)
-		case "NSsid":
-			s.NSsid, err = procParseInts(val)
-		}
-		if err != nil {
-			return procStatus{}, fmt.Errorf("parse status line %q: %w", sc.Text(), err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return procStatus{}, fmt.Errorf("read status: %w", err)
-	}
-	if s.HasNS && (len(s.NSsid) == 0 || len(s.NSpgid) == 0) {
-		return procStatus{}, fmt.Errorf("parse status: NSpid present but NSsid or NSpgid missing")
-	}
-	return s, nil
-}
-
-func procParseInts(s string) ([]int, error) {
-	f := strings.Fields(s)
-	out := make([]int, 0, len(f))
-	for _, x := range f {
-		n, err := strconv.Atoi(x)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
-
-// procLast returns the last element of l, or -1 for an empty list.
-func procLast(l []int) int {
-	if len(l) == 0 {
-		return -1
-	}
-	return l[len(l)-1]
-}
-
-// procParseChildren parses /proc/PID/task/TID/children: pids separated by
-// spaces.
-func procParseChildren(data []byte) ([]int, error) {
-	return procParseInts(string(data))
-}
-
-// procLock is one line of /proc/locks, or one "lock:" line of an fdinfo
-// file, which has the same format.
-type procLock struct {
-	ID string
-	// Blocked is true for a waiter ("->"): it holds nothing yet.
-	Blocked bool
-	// Kind is POSIX, FLOCK, OFDLCK, LEASE, DELEG, ...
-	Kind   string
-	Mode   string
-	Access string
-	// PID is the owner as the reader's pid namespace sees it; -1 for OFD
-	// locks, which belong to an open file, not a process.
-	PID   int
-	Major uint32
-	Minor uint32
-	Inode uint64
-	Start string
-	End   string
-	Line  string
-}
-
-// procParseTable parses the lines of a /proc table with parse, skipping
-// blank lines and, with header, the first line; what names the table in a
-// read error.
-func procParseTable[T any](data []byte, what string, header bool, parse func(line string) (T, error)) ([]T, error) {
-	var out []T
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for first := true; sc.Scan(); first = false {
-		line := sc.Text()
-		if (header && first) || strings.TrimSpace(line) == "" {
-			continue
-		}
-		v, err := parse(line)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", what, err)
-	}
-	return out, nil
-}
-
-// procParseLocks parses /proc/locks. procfs has no parser for it.
-func procParseLocks(data []byte) ([]procLock, error) {
-	return procParseTable(data, "locks", false, func(line string) (procLock, error) {
-		return procParseLockLine(strings.TrimSpace(line))
-	})
-}
-
-// procParseLockLine parses "1: POSIX  ADVISORY  WRITE 1234 08:02:1311 0 EOF",
-// with an optional "->" after the id for a blocked waiter.
-func procParseLockLine(line string) (procLock, error) {
-	f := strings.Fields(line)
-	bad := func(why string) (procLock, error) {
-		return procLock{}, fmt.Errorf("parse lock line %q: %s", line, why)
-	}
-	if len(f) < 8 || !strings.HasSuffix(f[0], ":") {
-		return bad("too few fields")
-	}
-	l := procLock{ID: strings.TrimSuffix(f[0], ":"), Line: line}
-	i := 1
-	if f[1] == "->" {
-		l.Blocked = true
-		i = 2
-	}
-	if len(f) < i+7 {
-		return bad("too few fields")
-	}
-	l.Kind, l.Mode, l.Access = f[i], f[i+1], f[i+2]
-	pid, err := strconv.Atoi(f[i+3])
-	if err != nil {
-		return bad("bad pid")
-	}
-	l.PID = pid
-	dev := strings.Split(f[i+4], ":")
-	if len(dev) != 3 {
-		return bad("bad device:inode")
-	}
-	maj, err1 := strconv.ParseUint(dev[0], 16, 32)
-	minor, err2 := strconv.ParseUint(dev[1], 16, 32)
-	ino, err3 := strconv.ParseUint(dev[2], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return bad("bad device:inode")
-	}
-	l.Major, l.Minor, l.Inode = uint32(maj), uint32(minor), ino
-	l.Start, l.End = f[i+5], f[i+6]
-	return l, nil
-}
-
-// procFDInfo is what the checks read from /proc/PID/fdinfo/FD.
-type procFDInfo struct {
-	Flags uint64
-	MntID int
-	Ino   uint64
-	// TTYIndex is the pty index of a /dev/ptmx fd, -1 otherwise.
-	TTYIndex int
-	Locks    []procLock
-	// Inotify and Fanotify are the watch and mark lines, verbatim.
-	Inotify  []string
-	Fanotify []string
-}
-
-// procParseFDInfo parses /proc/PID/fdinfo/FD.
-func procParseFDInfo(data []byte) (procFDInfo, error) {
-	fi := procFDInfo{MntID: -1, TTYIndex: -1}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := sc.Text()
-		key, val, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		val = strings.TrimSpace(val)
-		var err error
-		switch {
-		case key == "flags":
-			fi.Flags, err = strconv.ParseUint(val, 8, 64)
-		case key == "mnt_id":
-			fi.MntID, err = strconv.Atoi(val)
-		case key == "ino":
-			fi.Ino, err = strconv.ParseUint(val, 10, 64)
-		case key == "tty-index":
-			fi.TTYIndex, err = strconv.Atoi(val)
-		case key == "lock":
-			var l procLock
-			l, err = procParseLockLine(val)
-			fi.Locks = append(fi.Locks, l)
-		case strings.HasPrefix(line, "inotify "):
-			fi.Inotify = append(fi.Inotify, line)
-		case strings.HasPrefix(line, "fanotify "):
-			fi.Fanotify = append(fi.Fanotify, line)
-		}
-		if err != nil {
-			return procFDInfo{}, fmt.Errorf("parse fdinfo line %q: %w", line, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return procFDInfo{}, fmt.Errorf("read fdinfo: %w", err)
-	}
-	return fi, nil
-}
 
 // procMount is one line of /proc/PID/mountinfo with its paths unescaped.
 type procMount struct {
@@ -271,7 +33,7 @@ type procMount struct {
 // unescapes the octal escapes (\040 for a space and so on) that the kernel
 // writes in paths.
 func procParseMountInfo(data []byte) ([]procMount, error) {
-	return procParseTable(data, "mountinfo", false, procParseMountLine)
+	return proc.ParseTable(data, "mountinfo", false, procParseMountLine)
 }
 
 func procParseMountLine(line string) (procMount, error) {
@@ -362,7 +124,7 @@ var procTCPStates = map[int]string{
 // procParseTCP parses /proc/net/tcp or /proc/net/tcp6. procfs has a
 // parser too, but it is deprecated there.
 func procParseTCP(data []byte) ([]procTCPConn, error) {
-	return procParseTable(data, "tcp table", true, procParseTCPLine)
+	return proc.ParseTable(data, "tcp table", true, procParseTCPLine)
 }
 
 func procParseTCPLine(line string) (procTCPConn, error) {
@@ -414,7 +176,7 @@ type procUnixEntry struct {
 // procParseNetUnix parses /proc/net/unix: the unix sockets of a network
 // namespace, without their peers.
 func procParseNetUnix(data []byte) ([]procUnixEntry, error) {
-	return procParseTable(data, "unix table", true, func(line string) (procUnixEntry, error) {
+	return proc.ParseTable(data, "unix table", true, func(line string) (procUnixEntry, error) {
 		f := strings.Fields(line)
 		if len(f) < 7 {
 			return procUnixEntry{}, fmt.Errorf("parse unix line %q: too few fields", line)

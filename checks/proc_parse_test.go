@@ -10,82 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestProcParseStatus(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      string
-		want    procStatus
-		wantErr bool
-	}{
-		{name: "init of a pid namespace, session outside",
-			in: "Name:\tsh\nState:\tS (sleeping)\nTgid:\t4242\nPPid:\t4200\nTracerPid:\t0\n" +
-				"NStgid:\t4242\t1\nNSpid:\t4242\t1\nNSpgid:\t4200\t0\nNSsid:\t812\t0\nThreads:\t1\n",
-			want: procStatus{Name: "sh", State: "S (sleeping)", Tgid: 4242, PPid: 4200,
-				NStgid: []int{4242, 1}, NSpid: []int{4242, 1}, NSpgid: []int{4200, 0}, NSsid: []int{812, 0}, HasNS: true}},
-		{name: "two nested namespaces, traced",
-			in:   "Name:\tsleep\nTracerPid:\t77\nNStgid:\t9\t5\t2\nNSpid:\t9\t5\t2\nNSpgid:\t8\t4\t1\nNSsid:\t8\t4\t1\n",
-			want: procStatus{Name: "sleep", TracerPid: 77, NStgid: []int{9, 5, 2}, NSpid: []int{9, 5, 2}, NSpgid: []int{8, 4, 1}, NSsid: []int{8, 4, 1}, HasNS: true}},
-		{name: "kernel before 4.1 has no NS lines",
-			in:   "Name:\tsh\nTgid:\t1\nPPid:\t0\n",
-			want: procStatus{Name: "sh", Tgid: 1}},
-		{name: "NSpid without NSsid", in: "NSpid:\t5\t1\nNSpgid:\t5\t1\n", wantErr: true},
-		{name: "garbage in NSsid", in: "NSpid:\t5\nNSpgid:\t5\nNSsid:\tx\n", wantErr: true},
-		{name: "garbage TracerPid", in: "TracerPid:\tnone\n", wantErr: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := procParseStatus([]byte(tc.in))
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
-			}
-			if err == nil && !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got %+v\nwant %+v", got, tc.want)
-			}
-		})
-	}
-	if procLast(nil) != -1 || procLast([]int{3, 0}) != 0 {
-		t.Error("procLast")
-	}
-}
-
-func TestProcParseLocks(t *testing.T) {
-	in := "1: POSIX  ADVISORY  WRITE 1234 08:02:1311 0 EOF\n" +
-		"1: -> POSIX  ADVISORY  WRITE 1240 08:02:1311 0 EOF\n" +
-		"2: FLOCK  ADVISORY  READ 99 00:2e:77 0 EOF\n" +
-		"3: OFDLCK ADVISORY  WRITE -1 fd:01:5 100 199\n" +
-		"4: LEASE  ACTIVE    READ 55 00:19:42 0 EOF\n"
-	got, err := procParseLocks([]byte(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []procLock{
-		{ID: "1", Kind: "POSIX", Mode: "ADVISORY", Access: "WRITE", PID: 1234, Major: 8, Minor: 2, Inode: 1311, Start: "0", End: "EOF"},
-		{ID: "1", Blocked: true, Kind: "POSIX", Mode: "ADVISORY", Access: "WRITE", PID: 1240, Major: 8, Minor: 2, Inode: 1311, Start: "0", End: "EOF"},
-		{ID: "2", Kind: "FLOCK", Mode: "ADVISORY", Access: "READ", PID: 99, Major: 0, Minor: 0x2e, Inode: 77, Start: "0", End: "EOF"},
-		{ID: "3", Kind: "OFDLCK", Mode: "ADVISORY", Access: "WRITE", PID: -1, Major: 0xfd, Minor: 1, Inode: 5, Start: "100", End: "199"},
-		{ID: "4", Kind: "LEASE", Mode: "ACTIVE", Access: "READ", PID: 55, Major: 0, Minor: 0x19, Inode: 42, Start: "0", End: "EOF"},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %d locks, want %d", len(got), len(want))
-	}
-	for i := range want {
-		got[i].Line = ""
-		if !reflect.DeepEqual(got[i], want[i]) {
-			t.Errorf("lock %d: got %+v\nwant %+v", i, got[i], want[i])
-		}
-	}
-	for _, bad := range []string{
-		"1: POSIX ADVISORY WRITE\n",
-		"1: POSIX  ADVISORY  WRITE abc 08:02:1311 0 EOF\n",
-		"1: POSIX  ADVISORY  WRITE 12 08:02 0 EOF\n",
-		"POSIX  ADVISORY  WRITE 12 08:02:1 0 EOF x\n",
-	} {
-		if _, err := procParseLocks([]byte(bad)); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
 func TestProcParseMountInfo(t *testing.T) {
 	in := `200 150 0:60 / / rw,relatime - overlay overlay rw,lowerdir=/l
 205 200 0:70 /hosts /etc/hosts rw shared:5 master:2 - tmpfs tmpfs rw
@@ -136,38 +60,6 @@ func TestProcUnescape(t *testing.T) {
 		if want != `/short\04` && want != `/trail\` && want != `/bad\999` && procUnescape(procEscape(want)) != want {
 			t.Errorf("escape round trip of %q", want)
 		}
-	}
-}
-
-func TestProcParseFDInfo(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want procFDInfo
-	}{
-		{name: "ptmx", in: "pos:\t0\nflags:\t0100002\nmnt_id:\t26\nino:\t2\ntty-index:\t7\n",
-			want: procFDInfo{Flags: 0o100002, MntID: 26, Ino: 2, TTYIndex: 7}},
-		{name: "locked file", in: "pos:\t0\nflags:\t0100000\nmnt_id:\t24\nino:\t3\nlock:\t1: FLOCK  ADVISORY  WRITE 19034 fe:00:10229223 0 EOF\n",
-			want: procFDInfo{Flags: 0o100000, MntID: 24, Ino: 3, TTYIndex: -1, Locks: []procLock{{ID: "1", Kind: "FLOCK", Mode: "ADVISORY",
-				Access: "WRITE", PID: 19034, Major: 0xfe, Minor: 0, Inode: 10229223, Start: "0", End: "EOF", Line: "1: FLOCK  ADVISORY  WRITE 19034 fe:00:10229223 0 EOF"}}}},
-		{name: "inotify", in: "pos:\t0\nflags:\t00\nmnt_id:\t15\nino:\t1\ninotify wd:1 ino:4d2 sdev:47 mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:d204000000000000\n",
-			want: procFDInfo{MntID: 15, Ino: 1, TTYIndex: -1, Inotify: []string{"inotify wd:1 ino:4d2 sdev:47 mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:d204000000000000"}}},
-		{name: "fanotify", in: "pos:\t0\nflags:\t02\nmnt_id:\t15\nfanotify flags:10 event-flags:0\nfanotify mnt_id:21 mflags:0 mask:3b ignored_mask:0\n",
-			want: procFDInfo{Flags: 2, MntID: 15, TTYIndex: -1, Fanotify: []string{"fanotify flags:10 event-flags:0", "fanotify mnt_id:21 mflags:0 mask:3b ignored_mask:0"}}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := procParseFDInfo([]byte(tc.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got  %+v\nwant %+v", got, tc.want)
-			}
-		})
-	}
-	if _, err := procParseFDInfo([]byte("mnt_id:\tx\n")); err == nil {
-		t.Error("bad mnt_id: no error")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -125,12 +126,12 @@ func procDevByPath(p string) (procDevice, bool) {
 
 // charDev returns the device number of a character-device fd: from stat
 // on a live system, from the path on a fixture tree.
-func (t *procTree) charDev(pid int, fd procFD, live bool) (procDevice, bool) {
+func (t *procTree) charDev(pid int, fd proc.FD, live bool) (procDevice, bool) {
 	if !strings.HasPrefix(fd.Target, "/") {
 		return procDevice{}, false
 	}
 	if live {
-		fi, err := os.Stat(t.path(pid, "fd", strconv.Itoa(fd.FD)))
+		fi, err := os.Stat(t.fs.Path(pid, "fd", strconv.Itoa(fd.FD)))
 		if err != nil {
 			return procDevice{}, false
 		}
@@ -146,7 +147,7 @@ func (t *procTree) charDev(pid int, fd procFD, live bool) (procDevice, bool) {
 // procTTYFD is one fd of the tree open on a terminal.
 type procTTYFD struct {
 	P     *treeProc
-	FD    procFD
+	FD    proc.FD
 	Dev   procDevice
 	Kind  string
 	Index int // pty index, -1 when not a pty or unknown
@@ -177,7 +178,7 @@ func checkProcTTY(_ context.Context, t *procTree) []reports.Finding {
 	if err != nil {
 		return procFDError(err)
 	}
-	live := procLive(t.root)
+	live := t.fs.Live()
 	var ttys []procTTYFD
 	for _, p := range t.Procs {
 		for _, fd := range fdsOf[p] {
@@ -267,7 +268,7 @@ func procDanglingTTYs(t *procTree, ttys []procTTYFD) []string {
 	var out []string
 	var all map[int]procSession // tty_nr -> session, from a scan of /proc
 	rootNS, _ := t.nsLink(t.Root.PID, "pid")
-	selfNS, _ := procSelfNS(t.root, "pid")
+	selfNS, _ := t.fs.SelfNS("pid")
 	for _, tf := range ttys {
 		var sid int
 		visible := false
@@ -296,7 +297,7 @@ func procDanglingTTYs(t *procTree, ttys []procTTYFD) []string {
 			}
 			sid = s.SID
 			if m, ok := t.byPID[s.Member]; ok {
-				visible = procLast(m.Status.NSsid) != 0
+				visible = proc.Last(m.Status.NSsid) != 0
 			} else if rootNS != "" && rootNS == selfNS {
 				visible = true
 			} else if ns, err := t.nsLink(sid, "pid"); err == nil && ns == rootNS {
@@ -307,7 +308,7 @@ func procDanglingTTYs(t *procTree, ttys []procTTYFD) []string {
 				continue // not its controlling terminal: TIOCGSID fails, sid 0
 			}
 			sid = tf.P.Session
-			visible = procLast(tf.P.Status.NSsid) != 0
+			visible = proc.Last(tf.P.Status.NSsid) != 0
 		}
 		if !visible {
 			continue

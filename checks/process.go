@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -120,12 +120,12 @@ func procPermSkip(err error, what string) []reports.Finding {
 
 // procFDsOf lists the fds of every process of the tree. A process that
 // exits meanwhile is added to vanished; a permission error is returned.
-func procFDsOf(t *procTree, vanished *[]string) (map[*treeProc][]procFD, error) {
-	out := map[*treeProc][]procFD{}
+func procFDsOf(t *procTree, vanished *[]string) (map[*treeProc][]proc.FD, error) {
+	out := map[*treeProc][]proc.FD{}
 	for _, p := range t.Procs {
 		fds, err := t.fds(p.PID)
 		if err != nil {
-			if procGone(err) {
+			if proc.Gone(err) {
 				*vanished = append(*vanished, p.label())
 				continue
 			}
@@ -150,17 +150,17 @@ func checkProcPIDNS(_ context.Context, t *procTree) []reports.Finding {
 	r := t.Root
 	rootNS, err := t.nsLink(r.PID, "pid")
 	if err != nil {
-		if procGone(err) {
+		if proc.Gone(err) {
 			return []reports.Finding{{Status: reports.Skip, Summary: "pid namespace unknown",
 				Reason: fmt.Sprintf("process %d vanished during the check", r.PID)}}
 		}
 		if errors.Is(err, fs.ErrPermission) {
-			return procPermSkip(err, t.path(r.PID, "ns", "pid"))
+			return procPermSkip(err, t.fs.Path(r.PID, "ns", "pid"))
 		}
 		return []reports.Finding{{Status: reports.Error, Summary: "cannot read the pid namespace", Reason: err.Error()}}
 	}
-	self, _ := procSelfNS(t.root, "pid")
-	vpid := procLast(r.Status.NSpid)
+	self, _ := t.fs.SelfNS("pid")
+	vpid := proc.Last(r.Status.NSpid)
 	ev := []string{
 		fmt.Sprintf("%s: ns/pid %s, NSpid %s", r.label(), rootNS, procInts(r.Status.NSpid)),
 		fmt.Sprintf("kata-cr: ns/pid %s", procOrUnknown(self)),
@@ -213,11 +213,7 @@ func procFindInit(t *procTree, ns string) int {
 		if l, err := t.nsLink(p.PID, "pid"); err != nil || l != ns {
 			continue
 		}
-		data, err := os.ReadFile(t.path(p.PID, "status"))
-		if err != nil {
-			continue
-		}
-		if st, err := procParseStatus(data); err == nil && procLast(st.NSpid) == 1 {
+		if st, err := t.fs.ReadStatus(p.PID); err == nil && proc.Last(st.NSpid) == 1 {
 			return p.PID
 		}
 	}
@@ -235,14 +231,14 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 	for _, p := range t.Procs {
 		if !p.Status.HasNS {
 			return []reports.Finding{{Status: reports.Error, Summary: "cannot tell sessions inside the pid namespace",
-				Reason: fmt.Sprintf("%s has no NSsid/NSpgid lines (kernel older than 4.1)", t.path(p.PID, "status"))}}
+				Reason: fmt.Sprintf("%s has no NSsid/NSpgid lines (kernel older than 4.1)", t.fs.Path(p.PID, "status"))}}
 		}
 	}
 	var ev, outside []string
 	var firstBad *treeProc
 	pgidOutside := 0
 	for _, p := range t.Procs {
-		vsid, vpgid := procLast(p.Status.NSsid), procLast(p.Status.NSpgid)
+		vsid, vpgid := proc.Last(p.Status.NSsid), proc.Last(p.Status.NSpgid)
 		line := fmt.Sprintf("%s: NSpid %s, NSsid %s, NSpgid %s (stat: session %d, pgrp %d)",
 			p.label(), procInts(p.Status.NSpid), procInts(p.Status.NSsid), procInts(p.Status.NSpgid), p.Session, p.PGRP)
 		var notes []string
@@ -252,7 +248,7 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 			if firstBad == nil {
 				firstBad = p
 			}
-		} else if vsid == procLast(p.Status.NSpid) {
+		} else if vsid == proc.Last(p.Status.NSpid) {
 			notes = append(notes, "its own session leader")
 		}
 		if vpgid == 0 {
@@ -266,10 +262,10 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 	}
 	ev = append(ev, procVanished(t, nil)...)
 	if firstBad != nil {
-		s := fmt.Sprintf("A session leader of %d(%d) is outside of its pid namespace", firstBad.PID, procLast(firstBad.Status.NSpid))
+		s := fmt.Sprintf("A session leader of %d(%d) is outside of its pid namespace", firstBad.PID, proc.Last(firstBad.Status.NSpid))
 		if firstBad == r {
 			for _, p := range t.Procs[1:] {
-				if procLast(p.Status.NSsid) == procLast(p.Status.NSpid) {
+				if proc.Last(p.Status.NSsid) == proc.Last(p.Status.NSpid) {
 					ev = append(ev, fmt.Sprintf("%s is a session leader, but that does not help: %s keeps the outside session, and CRIU needs every process's session inside the namespace (the init itself must be the session leader)", p.label(), r.label()))
 					break
 				}
@@ -280,7 +276,7 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 		return []reports.Finding{{Status: reports.Fail, Summary: s, Evidence: ev,
 			Fix: &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: string(FixerIDRestartSetsid)}}}
 	}
-	if vsid, vpid := procLast(r.Status.NSsid), procLast(r.Status.NSpid); vsid != vpid {
+	if vsid, vpid := proc.Last(r.Status.NSsid), proc.Last(r.Status.NSpid); vsid != vpid {
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 			Summary: fmt.Sprintf("The root process %d is not a session leader (its session is %d): CRIU needs --shell-job", vpid, vsid),
 			Fix: &reports.Fix{Description: "dump and restore with --shell-job, or " + procSetsidFix,

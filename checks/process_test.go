@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -614,7 +615,7 @@ func TestProcUnixSocketsNetnsLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ino, ok := procSocketInode(target)
+	ino, ok := proc.SocketInode(target)
 	if !ok {
 		t.Fatalf("fd 3 of the helper is %s, not a socket", target)
 	}

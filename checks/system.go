@@ -1,7 +1,6 @@
 package checks
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-cr/kata-cr/kernel"
+	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -53,39 +53,19 @@ var sysCaps = []struct {
 	{unix.CAP_SYS_RESOURCE, "CAP_SYS_RESOURCE"},
 }
 
-// sysProcStatus reads the "Key:\tvalue" lines of a /proc/PID/status file.
-func sysProcStatus(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	m := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok {
-			m[k] = strings.TrimSpace(v)
-		}
-	}
-	return m, sc.Err()
-}
-
 func checkPrivileges(_ context.Context, env *Env) []reports.Finding {
 	path := filepath.Join(procRootDir(env), "self", "status")
-	st, err := sysProcStatus(path)
+	st, err := proc.New(procRootDir(env)).ReadSelfStatus()
 	if err != nil {
 		return []reports.Finding{{Status: reports.Error, Summary: "cannot read own credentials",
 			Reason: fmt.Sprintf("read %s: %v", path, err)}}
 	}
-	uids := strings.Fields(st["Uid"])
-	capEff, capErr := strconv.ParseUint(st["CapEff"], 16, 64)
-	if len(uids) < 2 || capErr != nil {
+	if len(st.Uid) < 2 || !st.HasCapEff {
 		return []reports.Finding{{Status: reports.Error, Summary: "cannot read own credentials",
 			Reason: fmt.Sprintf("%s: no Uid or CapEff line", path)}}
 	}
-	euid := uids[1]
-	has := func(bit uint) bool { return capEff&(1<<bit) != 0 }
+	euid := st.Uid[1]
+	has := func(bit uint) bool { return st.CapEff&(1<<bit) != 0 }
 	var haveCaps, missingCaps []string
 	for _, c := range sysCaps {
 		if has(c.bit) {
@@ -95,13 +75,13 @@ func checkPrivileges(_ context.Context, env *Env) []reports.Finding {
 		}
 	}
 	ev := []string{
-		fmt.Sprintf("%s: Uid %s, CapEff %s", path, st["Uid"], st["CapEff"]),
+		fmt.Sprintf("%s: Uid %s, CapEff %016x", path, strings.ReplaceAll(procInts(st.Uid), " ", "\t"), st.CapEff),
 		"effective: " + sysOrNone(haveCaps),
 		"missing: " + sysOrNone(missingCaps),
 	}
 	ptrace := has(unix.CAP_SYS_PTRACE)
 	switch {
-	case euid == "0" && has(unix.CAP_SYS_ADMIN) && ptrace:
+	case euid == 0 && has(unix.CAP_SYS_ADMIN) && ptrace:
 		return []reports.Finding{{Status: reports.Pass, Evidence: ev,
 			Summary: "running as root with CAP_SYS_ADMIN and CAP_SYS_PTRACE"}}
 	case has(unix.CAP_CHECKPOINT_RESTORE) && ptrace:
@@ -111,7 +91,7 @@ func checkPrivileges(_ context.Context, env *Env) []reports.Finding {
 				CRIUOptions: []string{"--unprivileged"}}}}
 	default:
 		what := "not root"
-		if euid == "0" {
+		if euid == 0 {
 			what = "root without CAP_SYS_ADMIN and CAP_SYS_PTRACE (a restricted container?)"
 		}
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,

@@ -1,14 +1,11 @@
 package criu
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +13,8 @@ import (
 	criucore "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kata-cr/kata-cr/proc"
 )
 
 // Process is one process of a tree, as the dumped images record it or as
@@ -85,34 +84,24 @@ func decodeImage(path string, entry proto.Message) (*crit.CriuImage, error) {
 }
 
 // LiveTree reads the process tree rooted at pid (in procRoot's view) from
-// procRoot, following each thread's children file. It must be read before a
-// dump that does not leave the tree running.
+// procRoot (proc.FS.Walk). It must be read before a dump that does not
+// leave the tree running.
 func LiveTree(procRoot string, pid int) ([]Process, error) {
+	fs := proc.New(procRoot)
 	var out []liveProc
-	seen := map[int]bool{}
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		proc, children, err := liveProcess(procRoot, p)
+	_, err := fs.Walk(pid, func(p int) error {
+		lp, err := liveProcess(fs, p)
 		if err != nil {
-			if p != pid && errors.Is(err, os.ErrNotExist) {
-				// A child that exited while we walked.
-				continue
-			}
-			return nil, fmt.Errorf("read live tree of %d: %w", pid, err)
+			return err
 		}
-		if p == pid {
-			// The root's parent is outside the tree, whatever /proc says.
-			proc.PPID = 0
-		}
-		out = append(out, proc)
-		queue = append(queue, children...)
+		out = append(out, lp)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read live tree of %d: %w", pid, err)
 	}
+	// The root's parent is outside the tree, whatever /proc says.
+	out[0].PPID = 0
 	// PPIDs from status are in procRoot's namespace: map them into the
 	// tree's own.
 	ns := map[int]int{}
@@ -137,72 +126,36 @@ type liveProc struct {
 	hostPID int
 }
 
-func liveProcess(procRoot string, pid int) (liveProc, []int, error) {
-	dir := filepath.Join(procRoot, strconv.Itoa(pid))
-	st, err := readStatus(filepath.Join(dir, "status"))
+func liveProcess(fs proc.FS, pid int) (liveProc, error) {
+	st, err := fs.ReadStatus(pid)
 	if err != nil {
-		return liveProc{}, nil, err
+		return liveProc{}, err
 	}
 	p := liveProc{hostPID: pid}
-	p.PID = lastField(st["NSpid"])
-	p.PGID = lastField(st["NSpgid"])
-	p.SID = lastField(st["NSsid"])
-	p.PPID, _ = strconv.Atoi(st["PPid"])
-	p.Comm = st["Name"]
-	tasks, err := os.ReadDir(filepath.Join(dir, "task"))
+	p.PID = nsID(st.NSpid)
+	p.PGID = nsID(st.NSpgid)
+	p.SID = nsID(st.NSsid)
+	p.PPID = st.PPid
+	p.Comm = st.Name
+	tids, err := fs.Tasks(pid)
 	if err != nil {
-		return liveProc{}, nil, err
+		return liveProc{}, err
 	}
-	var children []int
-	for _, t := range tasks {
-		if _, err := strconv.Atoi(t.Name()); err != nil {
-			continue
-		}
-		ts, err := readStatus(filepath.Join(dir, "task", t.Name(), "status"))
+	for _, tid := range tids {
+		ts, err := fs.ReadTaskStatus(pid, tid)
 		if err != nil {
-			continue
+			continue // the thread exited
 		}
-		p.Threads = append(p.Threads, lastField(ts["NSpid"]))
-		data, err := os.ReadFile(filepath.Join(dir, "task", t.Name(), "children"))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(data)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				children = append(children, c)
-			}
-		}
+		p.Threads = append(p.Threads, nsID(ts.NSpid))
 	}
 	sort.Ints(p.Threads)
-	return p, children, nil
+	return p, nil
 }
 
-func readStatus(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok {
-			out[k] = strings.TrimSpace(v)
-		}
-	}
-	return out, sc.Err()
-}
-
-// lastField returns the last number of a status line such as "NSpid: 812
-// 1", the id in the innermost pid namespace.
-func lastField(v string) int {
-	f := strings.Fields(v)
-	if len(f) == 0 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[len(f)-1])
-	return n
+// nsID is the id in the innermost pid namespace, the last of an NS* list
+// of /proc/PID/status ("NSpid: 812 1"); 0 without one.
+func nsID(l []int) int {
+	return max(proc.Last(l), 0)
 }
 
 func sortTree(t []Process) {

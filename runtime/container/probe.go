@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kata-cr/kata-cr/proc"
 )
 
 // Probe looks at a running container from outside, through /proc: its
@@ -73,42 +75,26 @@ func (p Probe) Cmdline(pid int) ([]string, error) {
 }
 
 // Tree returns the pids (in the prober's view) of the container init and
-// all its descendants, init first.
+// all its descendants, init first (proc.FS.Walk).
 func (p Probe) Tree() ([]int, error) {
+	fs := proc.New(p.proc())
 	out := []int{}
-	queue := []int{p.PID}
-	seen := map[int]bool{}
-	for len(queue) > 0 {
-		pid := queue[0]
-		queue = queue[1:]
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		tasks, err := os.ReadDir(filepath.Join(p.proc(), strconv.Itoa(pid), "task"))
-		if err != nil {
-			if pid == p.PID {
-				if errors.Is(err, os.ErrNotExist) {
-					return nil, fmt.Errorf("the container init %d is gone", p.PID)
-				}
-				return nil, fmt.Errorf("container init %d: %w", p.PID, err)
-			}
-			continue
+	_, err := fs.Walk(p.PID, func(pid int) error {
+		if _, err := fs.Tasks(pid); err != nil {
+			return err
 		}
 		out = append(out, pid)
-		for _, t := range tasks {
-			data, err := os.ReadFile(filepath.Join(p.proc(), strconv.Itoa(pid), "task", t.Name(), "children"))
-			if err != nil {
-				continue
-			}
-			for _, f := range strings.Fields(string(data)) {
-				if c, err := strconv.Atoi(f); err == nil {
-					queue = append(queue, c)
-				}
-			}
-		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return out, nil
+	case len(out) > 0:
+		return nil, err
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("the container init %d is gone", p.PID)
 	}
-	return out, nil
+	return nil, fmt.Errorf("container init %d: %w", p.PID, err)
 }
 
 // errNotYet tells poll to try again.

@@ -1,7 +1,6 @@
 package container
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kata-cr/kata-cr/proc"
 )
 
 // State is what a workload's Snapshot records before the dump for its
@@ -505,21 +506,16 @@ func (p Probe) lockHeld() error {
 
 // locksOn reports whether /proc/locks lists a lock on the inode.
 func (p Probe) locksOn(dev, ino uint64) (bool, error) {
-	f, err := os.Open(filepath.Join(p.proc(), "locks"))
+	locks, err := proc.New(p.proc()).Locks()
 	if err != nil {
 		return false, fmt.Errorf("read /proc/locks: %w", err)
 	}
-	defer f.Close()
-	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(dev), unix.Minor(dev), ino)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		for _, field := range strings.Fields(sc.Text()) {
-			if field == want {
-				return true, nil
-			}
+	for _, l := range locks {
+		if l.Major == unix.Major(dev) && l.Minor == unix.Minor(dev) && l.Inode == ino {
+			return true, nil
 		}
 	}
-	return false, sc.Err()
+	return false, nil
 }
 
 func readyLock(ctx context.Context, p Probe) error {
