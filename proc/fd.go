@@ -77,16 +77,7 @@ type FDInfo struct {
 
 // ReadFDInfo reads /proc/PID/fdinfo/FD.
 func (f FS) ReadFDInfo(pid, fd int) (FDInfo, error) {
-	p := f.Path(pid, "fdinfo", strconv.Itoa(fd))
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return FDInfo{}, err
-	}
-	fi, err := ParseFDInfo(data)
-	if err != nil {
-		return FDInfo{}, fmt.Errorf("%s: %w", p, err)
-	}
-	return fi, nil
+	return readFile(f.Path(pid, "fdinfo", strconv.Itoa(fd)), ParseFDInfo)
 }
 
 // ParseFDInfo parses /proc/PID/fdinfo/FD.

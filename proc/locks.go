@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,11 +37,7 @@ func (f FS) LocksPath() string {
 
 // Locks reads /proc/locks. procfs has no parser for it.
 func (f FS) Locks() ([]Lock, error) {
-	data, err := os.ReadFile(f.LocksPath())
-	if err != nil {
-		return nil, err
-	}
-	return ParseLocks(data)
+	return readFile(f.LocksPath(), ParseLocks)
 }
 
 // ParseLocks parses /proc/locks.

@@ -8,6 +8,7 @@ package proc
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -71,6 +72,21 @@ func (f FS) SelfNS(name string) (string, error) {
 func (f FS) Live() bool {
 	self, err := os.Readlink(filepath.Join(f.Root(), "self"))
 	return err == nil && self == strconv.Itoa(os.Getpid())
+}
+
+// readFile reads the file at path and parses it; a parse error names the
+// path, a read error is the *fs.PathError of the read.
+func readFile[T any](path string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return zero, err
+	}
+	v, err := parse(data)
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
 }
 
 // readDir lists dir, numbers ascending first, then other names in order.

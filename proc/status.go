@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -88,29 +87,17 @@ func ParseStatus(data []byte) (Status, error) {
 
 // ReadStatus reads /proc/PID/status.
 func (f FS) ReadStatus(pid int) (Status, error) {
-	return readStatus(f.Path(pid, "status"))
+	return readFile(f.Path(pid, "status"), ParseStatus)
 }
 
 // ReadSelfStatus reads /proc/self/status, the calling process's.
 func (f FS) ReadSelfStatus() (Status, error) {
-	return readStatus(filepath.Join(f.Root(), "self", "status"))
+	return readFile(filepath.Join(f.Root(), "self", "status"), ParseStatus)
 }
 
 // ReadTaskStatus reads /proc/PID/task/TID/status, a thread's.
 func (f FS) ReadTaskStatus(pid, tid int) (Status, error) {
-	return readStatus(f.Path(pid, "task", strconv.Itoa(tid), "status"))
-}
-
-func readStatus(path string) (Status, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Status{}, err
-	}
-	s, err := ParseStatus(data)
-	if err != nil {
-		return Status{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return s, nil
+	return readFile(f.Path(pid, "task", strconv.Itoa(tid), "status"), ParseStatus)
 }
 
 // Last returns the last element of l (the id in the innermost pid
