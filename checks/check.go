@@ -177,29 +177,18 @@ var treeCategories = map[string]bool{"process": true, "mount": true}
 
 // Predict turns findings into a prediction of a plain CRIU dump. A blocking
 // finding makes the dump fail. When every blocking finding can be worked
-// around with CRIU options, WithOptions says so and the options are listed.
+// around with CRIU options, WithOptions says so and the fixes' options are
+// merged into the prediction's.
 func Predict(fs []reports.Finding) *reports.Prediction {
 	p := &reports.Prediction{DumpWillSucceed: true, WithOptions: true, TreeDumpable: true, EnvironmentReady: true}
-	seen := map[string]bool{}
-	seenR := map[string]bool{}
 	for _, f := range fs {
 		if f.Status != reports.Fail && f.Status != reports.Error && f.Status != reports.Warn {
 			continue
 		}
-		hasOpts := f.Fix != nil && len(f.Fix.CRIUOptions) > 0
+		hasOpts := f.Fix != nil && !f.Fix.CRIU.IsZero()
 		if hasOpts {
-			for _, o := range f.Fix.CRIUOptions {
-				if !seen[o] {
-					seen[o] = true
-					p.CRIUOptions = append(p.CRIUOptions, o)
-				}
-			}
-			for _, o := range f.Fix.RestoreOptions {
-				if !seenR[o] {
-					seenR[o] = true
-					p.RestoreOptions = append(p.RestoreOptions, o)
-				}
-			}
+			p.CRIU = p.CRIU.Merge(f.Fix.CRIU)
+			p.Restore = p.Restore.Merge(f.Fix.Restore)
 		}
 		if f.Blocking() {
 			p.DumpWillSucceed = false

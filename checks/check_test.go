@@ -3,10 +3,12 @@ package checks
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync/atomic"
 	"testing"
 
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -127,35 +129,36 @@ func TestRunnerMemo(t *testing.T) {
 // TestPredict separates a tree CRIU options can save from one they cannot,
 // and the tree from the machine.
 func TestPredict(t *testing.T) {
-	fail := func(id, cat string, opts ...string) reports.Finding {
+	fail := func(id, cat string, opts criuopt.Set) reports.Finding {
 		f := reports.Finding{ID: id, Category: cat, Level: reports.Required, Status: reports.Fail, Summary: id}
-		if len(opts) > 0 {
-			f.Fix = &reports.Fix{CRIUOptions: opts}
+		if !opts.IsZero() {
+			f.Fix = &reports.Fix{CRIU: opts}
 		}
 		return f
 	}
+	hosts := []criuopt.Mount{{Key: "hosts", Path: "/etc/hosts"}}
 	tests := []struct {
 		name                        string
 		fs                          []reports.Finding
 		dump, withOpts, tree, envOK bool
-		opts                        []string
+		opts                        criuopt.Set
 	}{
-		{"clean", nil, true, true, true, true, nil},
-		{"locks", []reports.Finding{fail("process.file-locks", "process", "--file-locks")}, false, true, true, true, []string{"--file-locks"}},
-		{"session", []reports.Finding{fail("process.session-leader", "process")}, false, false, false, true, nil},
-		{"machine", []reports.Finding{fail("criu.check", "criu")}, false, false, true, false, nil},
+		{"clean", nil, true, true, true, true, criuopt.Set{}},
+		{"locks", []reports.Finding{fail("process.file-locks", "process", criuopt.Set{FileLocks: true})}, false, true, true, true, criuopt.Set{FileLocks: true}},
+		{"session", []reports.Finding{fail("process.session-leader", "process", criuopt.Set{})}, false, false, false, true, criuopt.Set{}},
+		{"machine", []reports.Finding{fail("criu.check", "criu", criuopt.Set{})}, false, false, true, false, criuopt.Set{}},
 		{"dedup", []reports.Finding{
-			fail("mount.external-bind", "mount", "--external=mnt[/etc/hosts]:hosts"),
-			fail("mount.other", "mount", "--external=mnt[/etc/hosts]:hosts", "--file-locks"),
-		}, false, true, true, true, []string{"--external=mnt[/etc/hosts]:hosts", "--file-locks"}},
+			fail("mount.external-bind", "mount", criuopt.Set{ExternalMounts: hosts}),
+			fail("mount.other", "mount", criuopt.Set{ExternalMounts: hosts, FileLocks: true}),
+		}, false, true, true, true, criuopt.Set{ExternalMounts: hosts, FileLocks: true}},
 	}
 	for _, tt := range tests {
 		p := Predict(tt.fs)
 		if p.DumpWillSucceed != tt.dump || p.WithOptions != tt.withOpts || p.TreeDumpable != tt.tree || p.EnvironmentReady != tt.envOK {
 			t.Errorf("%s: got %+v", tt.name, p)
 		}
-		if !slices.Equal(p.CRIUOptions, tt.opts) {
-			t.Errorf("%s: options %q, want %q", tt.name, p.CRIUOptions, tt.opts)
+		if !reflect.DeepEqual(p.CRIU, tt.opts) {
+			t.Errorf("%s: options %q, want %q", tt.name, p.CRIU.DumpArgs(), tt.opts.DumpArgs())
 		}
 	}
 }

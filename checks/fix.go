@@ -14,7 +14,7 @@ type FixerID string
 
 // The fixers that findings of the checks point at. Those of the process
 // and mount checks live with the checkpoint (crjob): FixerIDCRIUOption adds
-// the finding's CRIUOptions to the dump (and RestoreOptions to the
+// the finding's Fix.CRIU options to the dump (and Fix.Restore to the
 // restore), FixerIDRestartSetsid restarts the workload with setsid()
 // called for its init before exec.
 const (

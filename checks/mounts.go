@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -246,19 +247,19 @@ func procKeySafe(s string) string { return procKeyUnsafe.ReplaceAllString(s, "_"
 // automatically only when the source's path where kata-cr runs is known,
 // since restore has to be told where it is.
 func (v *procMountView) fix(e procMountExt) *reports.Fix {
-	f := &reports.Fix{CRIUOptions: []string{fmt.Sprintf("--external=mnt[%s]:%s", e.M.MountPoint, e.Key)}}
+	f := &reports.Fix{CRIU: criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: e.Key, Path: e.M.MountPoint}}}}
 	rootArg := "ROOTFS"
 	if v.Root != nil {
 		if p := v.hostPath(*v.Root); p != "" {
 			rootArg = p
-			f.RestoreOptions = append(f.RestoreOptions, "--root="+p)
+			f.Restore.Root = p
 		}
 	}
 	srcArg := "SOURCE"
 	note := ""
 	if src := v.hostPath(e.M); src != "" {
 		srcArg = src
-		f.RestoreOptions = append([]string{fmt.Sprintf("--external=mnt[%s]:%s", e.Key, src)}, f.RestoreOptions...)
+		f.Restore.ExternalMounts = []criuopt.Mount{{Key: e.Key, Path: src}}
 		f.AutoFixable, f.Fixer = true, string(FixerIDCRIUOption)
 	} else {
 		note = fmt.Sprintf(", where SOURCE is the path of %s of device %s (%s %s), which is not mounted where kata-cr runs", e.M.Root, e.M.MajMin, e.M.FSType, e.M.Source)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -187,7 +188,7 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 	}
 	ext, unresolved, internal := procJudgeUnix(heldUnix, socks)
 	var ev []string
-	var streamOpts []string
+	var stream criuopt.Set
 	var dgram []procUnixExt
 	for _, e := range ext {
 		line := fmt.Sprintf("%s: unix %s socket inode %d, %s, peer inode %d outside the tree",
@@ -199,7 +200,7 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 		if e.Sock.Type == unix.SOCK_DGRAM {
 			dgram = append(dgram, e)
 		} else {
-			streamOpts = append(streamOpts, fmt.Sprintf("--external=unix[%d]", e.Sock.Inode))
+			stream.UnixSockets = append(stream.UnixSockets, e.Sock.Inode)
 		}
 	}
 	for _, ino := range unresolved {
@@ -212,19 +213,19 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 	ev = append(ev, gone...)
 
 	var out []reports.Finding
-	if len(streamOpts) > 0 {
+	if n := len(stream.UnixSockets); n > 0 {
 		out = append(out, reports.Finding{Status: reports.Fail, Evidence: ev,
-			Summary: fmt.Sprintf("%s with the peer outside the tree: CRIU: \"Can't dump half of stream unix connection\"", procN(len(streamOpts), "unix stream socket", "unix stream sockets")),
+			Summary: fmt.Sprintf("%s with the peer outside the tree: CRIU: \"Can't dump half of stream unix connection\"", procN(n, "unix stream socket", "unix stream sockets")),
 			Fix: &reports.Fix{
-				Description: "close the connection before dumping, or declare each socket external (" + strings.Join(streamOpts, " ") +
+				Description: "close the connection before dumping, or declare each socket external (" + stream.DumpLine() +
 					") and on restore hand CRIU a connected replacement with --inherit-fd fd[N]:socket:[INODE]; --ext-unix-sk does not cover stream sockets",
-				CRIUOptions: streamOpts}})
+				CRIU: stream}})
 	}
 	if len(dgram) > 0 {
 		out = append(out, reports.Finding{Status: reports.Fail, Evidence: ev,
 			Summary: fmt.Sprintf("%s with the peer outside the tree: CRIU: \"External socket is used. Consider using --ext-unix-sk option.\"", procN(len(dgram), "unix datagram socket", "unix datagram sockets")),
 			Fix: &reports.Fix{Description: "dump and restore with --ext-unix-sk: the restored socket reconnects to the peer's address",
-				CRIUOptions: []string{"--ext-unix-sk"}, RestoreOptions: []string{"--ext-unix-sk"},
+				CRIU: criuopt.Set{ExtUnixSk: true}, Restore: criuopt.Set{ExtUnixSk: true},
 				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}})
 	}
 	if len(out) > 0 {
@@ -296,7 +297,7 @@ func checkProcTCP(_ context.Context, t *procTree) []reports.Finding {
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 			Summary: fmt.Sprintf("%s in the tree: CRIU: \"Connected TCP socket, consider using --tcp-established option\"", procN(connected, "established TCP connection", "established TCP connections")),
 			Fix: &reports.Fix{Description: "dump and restore with --tcp-established (CRIU repairs the connections; the peer must keep them and the addresses must be the same on restore)",
-				CRIUOptions: []string{"--tcp-established"}, RestoreOptions: []string{"--tcp-established"},
+				CRIU: criuopt.Set{TCPEstablished: true}, Restore: criuopt.Set{TCPEstablished: true},
 				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}}}
 	}
 	if len(unreadable) > 0 {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 )
 
 func TestProcParseMountInfo(t *testing.T) {
@@ -319,11 +321,11 @@ func TestProcMountExternals(t *testing.T) {
 		t.Errorf("host path of the root: %q", p)
 	}
 	f := v.fix(v.externals()[0])
-	if !reflect.DeepEqual(f.CRIUOptions, []string{"--external=mnt[/etc/hosts]:etc-hosts"}) ||
-		!reflect.DeepEqual(f.RestoreOptions, []string{"--external=mnt[etc-hosts]:/run/sandbox/hosts", "--root=/rootfs"}) || !f.AutoFixable {
+	if !reflect.DeepEqual(f.CRIU, criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "etc-hosts", Path: "/etc/hosts"}}}) ||
+		!reflect.DeepEqual(f.Restore, criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "etc-hosts", Path: "/run/sandbox/hosts"}}, Root: "/rootfs"}) || !f.AutoFixable {
 		t.Errorf("fix: %+v", f)
 	}
-	if f := v.fix(v.externals()[3]); f.AutoFixable || len(f.RestoreOptions) != 1 {
+	if f := v.fix(v.externals()[3]); f.AutoFixable || !reflect.DeepEqual(f.Restore, criuopt.Set{Root: "/rootfs"}) {
 		t.Errorf("a source not mounted where kata-cr runs cannot be fixed automatically: %+v", f)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -238,7 +239,7 @@ func checkProcTTY(_ context.Context, t *procTree) []reports.Finding {
 
 	shellJob := &reports.Fix{
 		Description: "dump and restore with --shell-job: CRIU then treats the outside terminal as external and restore attaches the tree to its own terminal",
-		CRIUOptions: []string{"--shell-job"}, RestoreOptions: []string{"--shell-job"},
+		CRIU:        criuopt.Set{ShellJob: true}, Restore: criuopt.Set{ShellJob: true},
 		AutoFixable: true, Fixer: string(FixerIDCRIUOption)}
 	switch {
 	case len(unpaired) > 1:

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -280,7 +281,7 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 			Summary: fmt.Sprintf("The root process %d is not a session leader (its session is %d): CRIU needs --shell-job", vpid, vsid),
 			Fix: &reports.Fix{Description: "dump and restore with --shell-job, or " + procSetsidFix,
-				CRIUOptions: []string{"--shell-job"}, RestoreOptions: []string{"--shell-job"},
+				CRIU: criuopt.Set{ShellJob: true}, Restore: criuopt.Set{ShellJob: true},
 				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}}}
 	}
 	if pgidOutside > 0 {

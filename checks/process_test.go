@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -185,7 +187,7 @@ func TestProcSessionLeaderLive(t *testing.T) {
 			if !strings.Contains(f.Summary, wantSummary) {
 				t.Errorf("summary %q does not carry CRIU's message %q", f.Summary, wantSummary)
 			}
-			if f.Fix == nil || !f.Fix.AutoFixable || f.Fix.Fixer != string(FixerIDRestartSetsid) || len(f.Fix.CRIUOptions) != 0 ||
+			if f.Fix == nil || !f.Fix.AutoFixable || f.Fix.Fixer != string(FixerIDRestartSetsid) || !f.Fix.CRIU.IsZero() ||
 				!strings.Contains(f.Fix.Description, "runtime call setsid() for it") {
 				t.Errorf("fix: %+v", f.Fix)
 			}
@@ -257,10 +259,10 @@ func TestProcTTYLive(t *testing.T) {
 			if !strings.Contains(f.Summary, "Found slave peer index") {
 				t.Errorf("summary %q lacks CRIU's message", f.Summary)
 			}
-			if f.Fix == nil || !slices.Equal(f.Fix.CRIUOptions, []string{"--shell-job"}) || !f.Fix.AutoFixable || f.Fix.Fixer != string(FixerIDCRIUOption) {
+			if f.Fix == nil || !reflect.DeepEqual(f.Fix.CRIU, criuopt.Set{ShellJob: true}) || !f.Fix.AutoFixable || f.Fix.Fixer != string(FixerIDCRIUOption) {
 				t.Errorf("fix: %+v", f.Fix)
 			}
-			if p := Predict(fs); p.DumpWillSucceed || !p.WithOptions || !slices.Contains(p.CRIUOptions, "--shell-job") {
+			if p := Predict(fs); p.DumpWillSucceed || !p.WithOptions || !p.CRIU.ShellJob {
 				t.Errorf("Predict: %+v", p)
 			}
 		})
@@ -296,7 +298,7 @@ func TestProcFileLocksLive(t *testing.T) {
 			if !slices.ContainsFunc(f.Evidence, func(e string) bool { return strings.Contains(e, lock) && strings.Contains(e, "FLOCK") }) {
 				t.Errorf("evidence does not quote the flock on %s:\n%s", lock, strings.Join(f.Evidence, "\n"))
 			}
-			if f.Fix == nil || !slices.Equal(f.Fix.CRIUOptions, []string{"--file-locks"}) || f.Fix.Fixer != string(FixerIDCRIUOption) || !f.Fix.AutoFixable {
+			if f.Fix == nil || !reflect.DeepEqual(f.Fix.CRIU, criuopt.Set{FileLocks: true}) || f.Fix.Fixer != string(FixerIDCRIUOption) || !f.Fix.AutoFixable {
 				t.Errorf("fix: %+v", f.Fix)
 			}
 		})
@@ -328,13 +330,13 @@ func TestProcUnixSocketsLive(t *testing.T) {
 		typ      int
 		bothEnds bool
 		want     reports.Status
-		wantOpts func(ino uint64) []string
+		wantOpts func(ino uint64) criuopt.Set
 		auto     bool
 	}{
 		{name: "stream peer outside the tree", typ: unix.SOCK_STREAM, want: reports.Fail,
-			wantOpts: func(ino uint64) []string { return []string{fmt.Sprintf("--external=unix[%d]", ino)} }},
+			wantOpts: func(ino uint64) criuopt.Set { return criuopt.Set{UnixSockets: []uint32{uint32(ino)}} }},
 		{name: "datagram peer outside the tree", typ: unix.SOCK_DGRAM, want: reports.Fail,
-			wantOpts: func(uint64) []string { return []string{"--ext-unix-sk"} }, auto: true},
+			wantOpts: func(uint64) criuopt.Set { return criuopt.Set{ExtUnixSk: true} }, auto: true},
 		{name: "both ends inside the tree", typ: unix.SOCK_STREAM, bothEnds: true, want: reports.Pass},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -356,8 +358,8 @@ func TestProcUnixSocketsLive(t *testing.T) {
 			if tc.want != reports.Fail {
 				return
 			}
-			if f.Fix == nil || !slices.Equal(f.Fix.CRIUOptions, tc.wantOpts(ino)) || f.Fix.AutoFixable != tc.auto {
-				t.Errorf("fix: %+v, want options %v auto %v", f.Fix, tc.wantOpts(ino), tc.auto)
+			if f.Fix == nil || !reflect.DeepEqual(f.Fix.CRIU, tc.wantOpts(ino)) || f.Fix.AutoFixable != tc.auto {
+				t.Errorf("fix: %+v, want options %v auto %v", f.Fix, tc.wantOpts(ino).DumpArgs(), tc.auto)
 			}
 			if !slices.ContainsFunc(f.Evidence, func(e string) bool { return strings.Contains(e, fmt.Sprintf("inode %d", ino)) }) {
 				t.Errorf("evidence lacks socket inode %d:\n%s", ino, strings.Join(f.Evidence, "\n"))
@@ -413,7 +415,7 @@ func TestProcTCPLive(t *testing.T) {
 			if f.Status != tc.want {
 				t.Fatalf("tcp: got %s, want %s\n%s", f.Status, tc.want, procDump(fs))
 			}
-			if tc.want == reports.Fail && (f.Fix == nil || !slices.Equal(f.Fix.CRIUOptions, []string{"--tcp-established"})) {
+			if tc.want == reports.Fail && (f.Fix == nil || !reflect.DeepEqual(f.Fix.CRIU, criuopt.Set{TCPEstablished: true})) {
 				t.Errorf("fix: %+v", f.Fix)
 			}
 			if tc.want == reports.Pass && !strings.Contains(f.Summary, "1 listening") {
@@ -461,11 +463,11 @@ func TestProcGhostFilesLive(t *testing.T) {
 		name string
 		size int64
 		want reports.Status
-		opt  string
+		opt  criuopt.Set
 		// summary is a part of the summary, when the test cares.
 		summary string
 	}{
-		{name: "deleted file over the ghost limit", size: 3<<20 + 1, want: reports.Fail, opt: "--ghost-limit=4194304"},
+		{name: "deleted file over the ghost limit", size: 3<<20 + 1, want: reports.Fail, opt: criuopt.Set{GhostLimit: 4194304}},
 		{name: "small deleted file", size: 4096, want: reports.Pass},
 		// An empty file used to be reported as "holds no deleted files".
 		{name: "empty deleted file", size: 0, want: reports.Pass, summary: "within CRIU's ghost limit"},
@@ -496,8 +498,8 @@ func TestProcGhostFilesLive(t *testing.T) {
 			if !strings.Contains(g.Summary, tc.summary) {
 				t.Errorf("summary %q, want it to say %q", g.Summary, tc.summary)
 			}
-			if tc.opt != "" && (g.Fix == nil || !slices.Equal(g.Fix.CRIUOptions, []string{tc.opt})) {
-				t.Errorf("fix: %+v, want %s", g.Fix, tc.opt)
+			if !tc.opt.IsZero() && (g.Fix == nil || !reflect.DeepEqual(g.Fix.CRIU, tc.opt)) {
+				t.Errorf("fix: %+v, want %s", g.Fix, tc.opt.DumpArgs())
 			}
 		})
 	}
@@ -627,9 +629,9 @@ func TestProcUnixSocketsNetnsLive(t *testing.T) {
 	fs := procRunAll(t, pid)
 	got := procByID(fs, "process.unix-sockets")
 	t.Logf("%s", procDump(got))
-	want := []string{fmt.Sprintf("--external=unix[%d]", ino)}
-	if len(got) != 1 || got[0].Status != reports.Fail || got[0].Fix == nil || !slices.Equal(got[0].Fix.CRIUOptions, want) {
-		t.Fatalf("unix-sockets: want one failure with %v, got:\n%s", want, procDump(fs))
+	want := criuopt.Set{UnixSockets: []uint32{uint32(ino)}}
+	if len(got) != 1 || got[0].Status != reports.Fail || got[0].Fix == nil || !reflect.DeepEqual(got[0].Fix.CRIU, want) {
+		t.Fatalf("unix-sockets: want one failure with %v, got:\n%s", want.DumpArgs(), procDump(fs))
 	}
 }
 
@@ -663,14 +665,15 @@ func TestMountExternalBindLive(t *testing.T) {
 		t.Errorf("summary %q lacks CRIU's message", hosts.Summary)
 	}
 	fix := hosts.Fix
-	if fix == nil || !slices.Equal(fix.CRIUOptions, []string{"--external=mnt[/etc/hosts]:hosts"}) {
+	hostsMount := criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: "/etc/hosts"}}}
+	if fix == nil || !reflect.DeepEqual(fix.CRIU, hostsMount) {
 		t.Fatalf("dump options: %+v", fix)
 	}
-	wantRestore := []string{"--external=mnt[hosts]:" + filepath.Join(sandbox, "hosts"), "--root=/"}
-	if !slices.Equal(fix.RestoreOptions, wantRestore) || !fix.AutoFixable || fix.Fixer != string(FixerIDCRIUOption) {
-		t.Errorf("restore: %+v, want %v", fix, wantRestore)
+	wantRestore := criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: filepath.Join(sandbox, "hosts")}}, Root: "/"}
+	if !reflect.DeepEqual(fix.Restore, wantRestore) || !fix.AutoFixable || fix.Fixer != string(FixerIDCRIUOption) {
+		t.Errorf("restore: %+v, want %v", fix, wantRestore.RestoreArgs())
 	}
-	if !strings.Contains(fix.Description, "Do not use --skip-mnt") || slices.ContainsFunc(fix.CRIUOptions, func(o string) bool { return strings.Contains(o, "skip-mnt") }) {
+	if !strings.Contains(fix.Description, "Do not use --skip-mnt") || len(fix.CRIU.SkipMounts) > 0 {
 		t.Errorf("fix must warn against --skip-mnt and not use it: %+v", fix)
 	}
 	// stdio opened by the test in its own mount namespace: CRIU cannot
@@ -679,7 +682,7 @@ func TestMountExternalBindLive(t *testing.T) {
 	if f := procOne(t, fs, "process.fd-mounts"); f.Status != reports.Fail || !strings.Contains(strings.Join(f.Evidence, "\n"), "Can't lookup mount=") {
 		t.Errorf("fd-mounts: %s %s\n%s", f.Status, f.Summary, strings.Join(f.Evidence, "\n"))
 	}
-	if p := Predict(fs); p.DumpWillSucceed || !slices.Contains(p.CRIUOptions, "--external=mnt[/etc/hosts]:hosts") {
+	if p := Predict(fs); p.DumpWillSucceed || !p.CRIU.Contains(hostsMount) {
 		t.Errorf("Predict: %+v", p)
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
@@ -88,7 +89,7 @@ func checkPrivileges(_ context.Context, env *Env) []reports.Finding {
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: "not root, but CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE: criu works only in unprivileged mode, for processes of this user",
 			Fix: &reports.Fix{Description: "run as root, or pass --unprivileged to criu (CRIU 3.16 or later)",
-				CRIUOptions: []string{"--unprivileged"}}}}
+				CRIU: criuopt.Set{Unprivileged: true}}}}
 	default:
 		what := "not root"
 		if euid == 0 {
@@ -397,7 +398,7 @@ func checkNetworkLock(_ context.Context, env *Env) []reports.Finding {
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: "no iptables-restore for criu's default network lock; the kernel has nf_tables",
 			Fix: &reports.Fix{Description: "pass --network-lock nftables to criu (needs a criu built with nftables: see criu.feature.network_lock_nftables), or install iptables (apt-get install iptables)",
-				CRIUOptions: []string{"--network-lock=nftables"}}}}
+				CRIU: criuopt.Set{NetworkLock: criuopt.NetworkLockNFTables}}}}
 	}
 	return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 		Summary: "no network lock backend: dumping established TCP connections or a network namespace will fail",

@@ -100,7 +100,7 @@ func TestPrivileges(t *testing.T) {
 func findingText(f reports.Finding) string {
 	s := f.Summary + "\n" + f.Reason + "\n" + strings.Join(f.Evidence, "\n")
 	if f.Fix != nil {
-		s += "\n" + f.Fix.Description + " " + strings.Join(f.Fix.CRIUOptions, " ")
+		s += "\n" + f.Fix.Description + " " + f.Fix.CRIU.DumpLine()
 	}
 	return s
 }
@@ -258,7 +258,7 @@ func TestNetworkLock(t *testing.T) {
 			if f.Status != tt.want {
 				t.Fatalf("status %s, want %s: %+v", f.Status, tt.want, f)
 			}
-			if got := f.Fix != nil && len(f.Fix.CRIUOptions) > 0; got != tt.wantOpts {
+			if got := f.Fix != nil && !f.Fix.CRIU.IsZero(); got != tt.wantOpts {
 				t.Errorf("fix %+v: CRIU options %v, want %v", f.Fix, got, tt.wantOpts)
 			}
 		})

@@ -495,7 +495,7 @@ func TestCheckpointFlock(t *testing.T) {
 	if n := provedAs(t, r, "checkpoint.proof.process.file-locks", "file-locks"); n != 1 {
 		t.Errorf("%d proofs for process.file-locks, want 1", n)
 	}
-	if r.Prediction == nil || !slices.Contains(r.Prediction.CRIUOptions, "--file-locks") {
+	if r.Prediction == nil || !r.Prediction.CRIU.FileLocks {
 		t.Errorf("the prediction does not ask for --file-locks: %+v", r.Prediction)
 	}
 	if !slices.Contains(c.DumpOptions, "--file-locks") || !slices.Contains(c.RestoreOptions, "--file-locks") {

@@ -106,7 +106,7 @@ func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmd
 	m := set.Manifest
 	r := reports.New("restore", Version)
 	r.Checkpoint = &reports.Checkpoint{
-		Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true, DumpOptions: m.DumpOptions,
+		Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true, DumpOptions: m.DumpOptions.DumpArgs(),
 		ImagesDir: set.Dir, ImageBytes: set.Size(), WantRestore: true,
 	}
 	if err := restoreHalf(ctx, deps, o.guest, gst, set, r, p); err != nil {

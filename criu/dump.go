@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
 	gocriu "github.com/checkpoint-restore/go-criu/v7"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/criulog"
 	"github.com/kata-cr/kata-cr/reports"
 	"golang.org/x/sys/unix"
@@ -28,24 +28,8 @@ const (
 	RestoreLogName = "restore.log"
 )
 
-// ExternalMount names a mount CRIU saves by reference. On dump, Path is the
-// mount point inside the dumped mount namespace and the option is
-// `--external mnt[Path]:Key`; on restore, Path is the source to mount in
-// its place and the option is `--external mnt[Key]:Path`.
-type ExternalMount struct {
-	Key  string `json:"key"`
-	Path string `json:"path"`
-}
-
-// The --manage-cgroups modes.
-var cgroupModes = map[string]rpc.CriuCgMode{
-	"ignore": rpc.CriuCgMode_IGNORE,
-	"none":   rpc.CriuCgMode_CG_NONE,
-	"props":  rpc.CriuCgMode_PROPS,
-	"soft":   rpc.CriuCgMode_SOFT,
-	"full":   rpc.CriuCgMode_FULL,
-	"strict": rpc.CriuCgMode_STRICT,
-}
+// ExternalMount names a mount CRIU saves by reference (see criuopt.Mount).
+type ExternalMount = criuopt.Mount
 
 // DumpOpts are the options of one dump.
 type DumpOpts struct {
@@ -59,239 +43,30 @@ type DumpOpts struct {
 	// LogFile is the log's file name inside WorkDir; DumpLogName when
 	// empty.
 	LogFile string
-
-	LeaveRunning   bool
-	ShellJob       bool
-	FileLocks      bool
-	TCPEstablished bool
-	ExtUnixSk      bool
-	// OrphanPtsMaster lets CRIU dump a pty whose master is outside the
-	// tree (the launcher holds it).
-	OrphanPtsMaster bool
-	// ExternalMounts become `--external mnt[Path]:Key`.
-	ExternalMounts []ExternalMount
-	// External holds other --external values, such as "unix[12345]".
-	External []string
-	// SkipMounts become --skip-mnt: the mount is left out of the images,
-	// and a restore silently lacks it.
-	SkipMounts []string
-	// ManageCgroups is a --manage-cgroups mode; CRIU's default when empty.
-	ManageCgroups string
-	// Root is --root: the root of the dumped mount namespace.
-	Root string
 	// ProcRoot is where Dump reads the live tree while CRIU holds it
 	// frozen; "/proc" when empty.
 	ProcRoot string
+	// Set holds the CRIU options (--leave-running, --file-locks,
+	// --external...); its DumpArgs are them as criu words.
+	criuopt.Set
 }
 
-// options is o as a table, read by Args, ParseDumpArgs and rpcOpts.
-func (o *DumpOpts) options() optionSet {
-	return optionSet{
-		flags: []flagOpt{
-			{"--leave-running", &o.LeaveRunning},
-			{"--shell-job", &o.ShellJob},
-			{"--file-locks", &o.FileLocks},
-			{"--tcp-established", &o.TCPEstablished},
-			{"--ext-unix-sk", &o.ExtUnixSk},
-			{"--orphan-pts-master", &o.OrphanPtsMaster},
-		},
-		mounts:   &o.ExternalMounts,
-		external: &o.External,
-		skip:     &o.SkipMounts,
-		cgroups:  &o.ManageCgroups,
-		root:     &o.Root,
-	}
-}
-
-// Args returns the options as criu command-line words, for reports and for
-// the plan shown before a dump.
-func (o DumpOpts) Args() []string {
-	return o.options().args()
-}
-
-// ParseDumpArgs turns criu dump command-line words (a finding's
-// Fix.CRIUOptions) into DumpOpts. It knows the options kata-cr uses and
-// rejects any other, naming it.
-func ParseDumpArgs(args []string) (DumpOpts, error) {
-	var o DumpOpts
-	err := o.options().parse(args)
-	return o, err
-}
-
-// optionSet lists the criu options of one operation (dump or restore) with
-// the fields that hold them, so that the words shown in plans and reports
-// and the words parsed from findings cannot drift apart. The RPC request
-// takes the value options from it too; its flags are fields of their own
-// per operation.
-type optionSet struct {
-	flags []flagOpt
-	// restore flips external mounts: `mnt[Path]:Key` on dump names the
-	// mount point, `mnt[Key]:Path` on restore names the source.
-	restore  bool
-	mounts   *[]ExternalMount
-	external *[]string
-	// skip is nil for restore, which has no --skip-mnt.
-	skip    *[]string
-	cgroups *string
-	root    *string
-}
-
-type flagOpt struct {
-	name string
-	on   *bool
-}
-
-func (m ExternalMount) word(restore bool) string {
-	if restore {
-		return "mnt[" + m.Key + "]:" + m.Path
-	}
-	return "mnt[" + m.Path + "]:" + m.Key
-}
-
-// externals returns the --external values, mounts first.
-func (s optionSet) externals() []string {
-	var out []string
-	for _, m := range *s.mounts {
-		out = append(out, m.word(s.restore))
-	}
-	return append(out, *s.external...)
-}
-
-// args returns the words; extra (restore's --inherit-fd) goes before
-// --manage-cgroups and --root.
-func (s optionSet) args(extra ...string) []string {
-	var a []string
-	for _, f := range s.flags {
-		if *f.on {
-			a = append(a, f.name)
-		}
-	}
-	for _, e := range s.externals() {
-		a = append(a, "--external", e)
-	}
-	if s.skip != nil {
-		for _, m := range *s.skip {
-			a = append(a, "--skip-mnt", m)
-		}
-	}
-	a = append(a, extra...)
-	if *s.cgroups != "" {
-		a = append(a, "--manage-cgroups="+*s.cgroups)
-	}
-	if *s.root != "" {
-		a = append(a, "--root", *s.root)
-	}
-	return a
-}
-
-// parse reads words in either form, "--name VALUE" or "--name=VALUE",
-// into the set's fields.
-func (s optionSet) parse(args []string) error {
-	for i := 0; i < len(args); i++ {
-		word := args[i]
-		name, val, hasVal := strings.Cut(word, "=")
-		if on := s.flag(name); on != nil && !hasVal {
-			*on = true
-			continue
-		}
-		switch name {
-		case "--external", "--manage-cgroups", "--root":
-		case "--skip-mnt":
-			if s.skip == nil {
-				return fmt.Errorf("criu option %q: not one kata-cr passes to criu", word)
-			}
-		default:
-			return fmt.Errorf("criu option %q: not one kata-cr passes to criu", word)
-		}
-		if !hasVal {
-			if i+1 >= len(args) {
-				return fmt.Errorf("criu option %s: missing its value", name)
-			}
-			i++
-			val = args[i]
-		}
-		switch name {
-		case "--external":
-			if a, b, ok := parseMntExternal(val); !ok {
-				*s.external = append(*s.external, val)
-			} else if s.restore {
-				*s.mounts = append(*s.mounts, ExternalMount{Key: a, Path: b})
-			} else {
-				*s.mounts = append(*s.mounts, ExternalMount{Path: a, Key: b})
-			}
-		case "--skip-mnt":
-			*s.skip = append(*s.skip, val)
-		case "--manage-cgroups":
-			if _, err := cgroupMode(val); err != nil {
-				return err
-			}
-			*s.cgroups = val
-		case "--root":
-			*s.root = val
-		}
-	}
-	return nil
-}
-
-func (s optionSet) flag(name string) *bool {
-	for _, f := range s.flags {
-		if f.name == name {
-			return f.on
-		}
-	}
-	return nil
-}
-
-// rpcOpts builds the part of a swrk request that dump and restore share;
-// the caller sets the flags, whose RPC fields differ.
-func (s optionSet) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
+// rpcOpts builds the part of a swrk request that dump and restore share:
+// the directories, the log and the options of op in set.
+func rpcOpts(ctx context.Context, set criuopt.Set, op criuopt.Op, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
 	opts := &rpc.CriuOpts{
 		ImagesDirFd: proto.Int32(int32(imagesFD)),
 		WorkDirFd:   proto.Int32(int32(workFD)),
 		LogLevel:    proto.Int32(LogLevel),
 		LogFile:     proto.String(logName),
-		External:    s.externals(),
 	}
-	if *s.cgroups != "" {
-		m, err := cgroupMode(*s.cgroups)
-		if err != nil {
-			return nil, err
-		}
-		opts.ManageCgroups = proto.Bool(true)
-		opts.ManageCgroupsMode = &m
-	}
-	if *s.root != "" {
-		opts.Root = proto.String(*s.root)
+	if err := set.RPC(op, opts); err != nil {
+		return nil, err
 	}
 	if err := setTimeout(ctx, opts); err != nil {
 		return nil, err
 	}
 	return opts, nil
-}
-
-// parseMntExternal splits "mnt[A]:B" into A and B.
-func parseMntExternal(v string) (inner, key string, ok bool) {
-	rest, found := strings.CutPrefix(v, "mnt[")
-	if !found {
-		return "", "", false
-	}
-	i := strings.Index(rest, "]:")
-	if i < 0 {
-		return "", "", false
-	}
-	return rest[:i], rest[i+2:], true
-}
-
-func cgroupMode(name string) (rpc.CriuCgMode, error) {
-	if m, ok := cgroupModes[name]; ok {
-		return m, nil
-	}
-	names := make([]string, 0, len(cgroupModes))
-	for n := range cgroupModes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return 0, fmt.Errorf("--manage-cgroups %q: want one of %s", name, strings.Join(names, ", "))
 }
 
 // DumpResult is what a successful dump produced.
@@ -460,23 +235,16 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	if n.tree == nil && n.err == nil {
 		n.err = errors.New("criu sent no post-dump notification")
 	}
-	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: dirs.logPath, Duration: d, Args: o.Args(), Tree: n.tree, TreeErr: n.err}, nil
+	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: dirs.logPath, Duration: d, Args: o.DumpArgs(), Tree: n.tree, TreeErr: n.err}, nil
 }
 
 // rpcOpts builds the swrk request's options.
 func (o DumpOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
-	opts, err := o.options().rpcOpts(ctx, imagesFD, workFD, logName)
+	opts, err := rpcOpts(ctx, o.Set, criuopt.Dump, imagesFD, workFD, logName)
 	if err != nil {
 		return nil, err
 	}
 	opts.Pid = proto.Int32(int32(o.PID))
-	opts.LeaveRunning = proto.Bool(o.LeaveRunning)
-	opts.ShellJob = proto.Bool(o.ShellJob)
-	opts.FileLocks = proto.Bool(o.FileLocks)
-	opts.TcpEstablished = proto.Bool(o.TCPEstablished)
-	opts.ExtUnixSk = proto.Bool(o.ExtUnixSk)
-	opts.OrphanPtsMaster = proto.Bool(o.OrphanPtsMaster)
-	opts.SkipMnt = o.SkipMounts
 	return opts, nil
 }
 

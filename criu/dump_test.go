@@ -7,114 +7,33 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 )
 
-func TestDumpArgsRoundTrip(t *testing.T) {
-	tests := []struct {
-		name string
-		opts DumpOpts
-		args []string
-	}{
-		{"none", DumpOpts{}, nil},
-		{"flags", DumpOpts{LeaveRunning: true, ShellJob: true, FileLocks: true, TCPEstablished: true, ExtUnixSk: true, OrphanPtsMaster: true},
-			[]string{"--leave-running", "--shell-job", "--file-locks", "--tcp-established", "--ext-unix-sk", "--orphan-pts-master"}},
-		{"external mounts", DumpOpts{ExternalMounts: []ExternalMount{{Path: "/etc/hosts", Key: "hosts"}, {Path: "/etc/resolv.conf", Key: "resolv.conf"}}, External: []string{"unix[4242]"}},
-			[]string{"--external", "mnt[/etc/hosts]:hosts", "--external", "mnt[/etc/resolv.conf]:resolv.conf", "--external", "unix[4242]"}},
-		{"skip, cgroups, root", DumpOpts{SkipMounts: []string{"/etc/hosts"}, ManageCgroups: "soft", Root: "/run/c/rootfs"},
-			[]string{"--skip-mnt", "/etc/hosts", "--manage-cgroups=soft", "--root", "/run/c/rootfs"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := tt.opts.Args()
-			if !reflect.DeepEqual(got, tt.args) {
-				t.Fatalf("Args() = %q, want %q", got, tt.args)
-			}
-			back, err := ParseDumpArgs(got)
-			if err != nil {
-				t.Fatalf("ParseDumpArgs(%q): %v", got, err)
-			}
-			if !reflect.DeepEqual(back, tt.opts) {
-				t.Errorf("round trip: %+v, want %+v", back, tt.opts)
-			}
-		})
-	}
-}
-
-func TestParseDumpArgsForms(t *testing.T) {
-	o, err := ParseDumpArgs([]string{"--external=mnt[/etc/hostname]:hostname", "--manage-cgroups", "ignore", "--shell-job"})
+// TestRestoreArgsInheritFD: the words of a restore are its options' (the
+// table's, tested in criuopt) with each inherited file after them.
+func TestRestoreArgsInheritFD(t *testing.T) {
+	f, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DumpOpts{ExternalMounts: []ExternalMount{{Path: "/etc/hostname", Key: "hostname"}}, ManageCgroups: "ignore", ShellJob: true}
-	if !reflect.DeepEqual(o, want) {
-		t.Errorf("got %+v, want %+v", o, want)
-	}
-}
-
-func TestParseArgsErrors(t *testing.T) {
-	tests := []struct {
-		restore bool
-		args    []string
-		want    string
-	}{
-		{false, []string{"--tree", "1"}, `criu option "--tree": not one kata-cr passes to criu`},
-		{false, []string{"--external"}, "criu option --external: missing its value"},
-		{false, []string{"--manage-cgroups=sometimes"}, `--manage-cgroups "sometimes": want one of full, ignore, none, props, soft, strict`},
-		{false, []string{"--shell-job=yes"}, `criu option "--shell-job=yes": not one kata-cr passes to criu`},
-		{false, []string{"--restore-sibling"}, `criu option "--restore-sibling": not one kata-cr passes to criu`},
-		// The rejected option is named, not the value after it.
-		{false, []string{"--inherit-fd", "fd[3]:tty"}, `criu option "--inherit-fd": not one kata-cr passes to criu`},
-		{true, []string{"--inherit-fd", "fd[3]:tty"}, `criu option "--inherit-fd": not one kata-cr passes to criu`},
-		{true, []string{"--skip-mnt", "/etc/hosts"}, `criu option "--skip-mnt": not one kata-cr passes to criu`},
-		{true, []string{"--leave-running"}, `criu option "--leave-running": not one kata-cr passes to criu`},
-		{true, []string{"--root"}, "criu option --root: missing its value"},
-	}
-	for _, tt := range tests {
-		var err error
-		if tt.restore {
-			_, err = ParseRestoreArgs(tt.args)
-		} else {
-			_, err = ParseDumpArgs(tt.args)
-		}
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("parse (restore %v) %q = %v, want %q", tt.restore, tt.args, err, tt.want)
-		}
-	}
-}
-
-func TestRestoreArgsRoundTrip(t *testing.T) {
-	o := RestoreOpts{
-		ShellJob: true, FileLocks: true, TCPEstablished: true, ExtUnixSk: true, RestoreSibling: true,
-		ExternalMounts: []ExternalMount{{Key: "hosts", Path: "/run/sandbox/hosts"}},
-		External:       []string{"veth[eth0]:vethX"},
-		ManageCgroups:  "ignore",
-		Root:           "/run/c/rootfs",
-	}
-	args := o.Args()
-	want := []string{"--shell-job", "--file-locks", "--tcp-established", "--ext-unix-sk", "--restore-sibling",
-		"--external", "mnt[hosts]:/run/sandbox/hosts", "--external", "veth[eth0]:vethX", "--manage-cgroups=ignore", "--root", "/run/c/rootfs"}
-	if !reflect.DeepEqual(args, want) {
-		t.Fatalf("Args() = %q, want %q", args, want)
-	}
-	back, err := ParseRestoreArgs(args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(back, o) {
-		t.Errorf("round trip: %+v, want %+v", back, o)
-	}
-	if _, err := ParseRestoreArgs([]string{"--inherit-fd", "fd[3]:tty"}); err == nil {
-		t.Error("ParseRestoreArgs accepted --inherit-fd, which needs an open file")
+	defer f.Close()
+	o := RestoreOpts{Set: criuopt.Set{FileLocks: true, Root: "/r"}, InheritFDs: []InheritFD{{Key: "tty[8800:27]", File: f}}}
+	want := []string{"--file-locks", "--root", "/r", "--inherit-fd", "fd[" + strconv.Itoa(int(f.Fd())) + "]:tty[8800:27]"}
+	if got := o.Args(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Args() = %q, want %q", got, want)
 	}
 }
 
 func TestRPCOptsAlwaysLog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	d, err := DumpOpts{PID: 42, ExternalMounts: []ExternalMount{{Path: "/etc/hosts", Key: "hosts"}}, SkipMounts: []string{"/x"}, ManageCgroups: "soft"}.rpcOpts(ctx, 7, 8, DumpLogName)
+	d, err := DumpOpts{PID: 42, Set: criuopt.Set{ExternalMounts: []ExternalMount{{Path: "/etc/hosts", Key: "hosts"}}, SkipMounts: []string{"/x"}, ManageCgroups: "soft"}}.rpcOpts(ctx, 7, 8, DumpLogName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +49,7 @@ func TestRPCOptsAlwaysLog(t *testing.T) {
 	if d.GetTimeout() < 80 || d.GetTimeout() > 90 {
 		t.Errorf("timeout %d, want about 90 s from the context", d.GetTimeout())
 	}
-	r, err := RestoreOpts{RestoreSibling: true, Root: "/r", ExternalMounts: []ExternalMount{{Key: "hosts", Path: "/sb/hosts"}}}.rpcOpts(context.Background(), 7, 8, RestoreLogName)
+	r, err := RestoreOpts{Set: criuopt.Set{RestoreSibling: true, Root: "/r", ExternalMounts: []ExternalMount{{Key: "hosts", Path: "/sb/hosts"}}}}.rpcOpts(context.Background(), 7, 8, RestoreLogName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +140,7 @@ func TestDumpOnThisHost(t *testing.T) {
 	}
 	dir := t.TempDir()
 	b := &Binary{Path: path}
-	res, err := b.Dump(context.Background(), DumpOpts{PID: cmd.Process.Pid, ImagesDir: filepath.Join(dir, "img"), ShellJob: true, LeaveRunning: true})
+	res, err := b.Dump(context.Background(), DumpOpts{PID: cmd.Process.Pid, ImagesDir: filepath.Join(dir, "img"), Set: criuopt.Set{ShellJob: true, LeaveRunning: true}})
 	if err != nil {
 		var ce *Error
 		if !errors.As(err, &ce) {

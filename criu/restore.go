@@ -11,6 +11,7 @@ import (
 
 	gocriu "github.com/checkpoint-restore/go-criu/v7"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -32,84 +33,36 @@ type RestoreOpts struct {
 	// LogFile is the log's file name inside WorkDir; RestoreLogName when
 	// empty.
 	LogFile string
-	// Root is --root: the directory that becomes the restored mount
-	// namespace's root (the container's prepared rootfs).
-	Root string
-	// ExternalMounts become `--external mnt[Key]:Path`: each mount the
-	// dump declared external is mounted from Path.
-	ExternalMounts []ExternalMount
-	// External holds other --external values.
-	External []string
 	// InheritFDs become --inherit-fd.
 	InheritFDs []InheritFD
-
-	ShellJob       bool
-	FileLocks      bool
-	TCPEstablished bool
-	ExtUnixSk      bool
+	// Set holds the CRIU options. Its Root is the directory that becomes
+	// the restored mount namespace's root (the container's prepared
+	// rootfs); each of its ExternalMounts is mounted from its Path in
+	// place of the mount the dump declared external under its Key.
 	// RestoreSibling makes the restored tree's root our child rather than
 	// criu swrk's, so that we can wait for it (and reap it) like a
-	// container we started.
-	RestoreSibling bool
-	// OrphanPtsMaster restores a pty whose master was outside the tree
-	// (dumped with --orphan-pts-master). CRIU then sends the new master
-	// over the RPC socket, where go-criu drops it: the restored terminal
-	// loses its master.
-	OrphanPtsMaster bool
-	// ManageCgroups is a --manage-cgroups mode; CRIU's default when empty.
-	ManageCgroups string
+	// container we started. OrphanPtsMaster restores a pty whose master
+	// was outside the tree (dumped with --orphan-pts-master); CRIU then
+	// sends the new master over the RPC socket, where go-criu drops it:
+	// the restored terminal loses its master.
+	criuopt.Set
 }
 
-// options is o as a table, read by Args, ParseRestoreArgs and rpcOpts.
-func (o *RestoreOpts) options() optionSet {
-	return optionSet{
-		flags: []flagOpt{
-			{"--shell-job", &o.ShellJob},
-			{"--file-locks", &o.FileLocks},
-			{"--tcp-established", &o.TCPEstablished},
-			{"--ext-unix-sk", &o.ExtUnixSk},
-			{"--restore-sibling", &o.RestoreSibling},
-			{"--orphan-pts-master", &o.OrphanPtsMaster},
-		},
-		restore:  true,
-		mounts:   &o.ExternalMounts,
-		external: &o.External,
-		cgroups:  &o.ManageCgroups,
-		root:     &o.Root,
-	}
-}
-
-// Args returns the options as criu command-line words.
+// Args returns the options as criu command-line words, --inherit-fd last.
 func (o RestoreOpts) Args() []string {
-	var inherit []string
+	a := o.RestoreArgs()
 	for _, f := range o.InheritFDs {
-		inherit = append(inherit, "--inherit-fd", "fd["+strconv.Itoa(int(f.File.Fd()))+"]:"+f.Key)
+		a = append(a, "--inherit-fd", "fd["+strconv.Itoa(int(f.File.Fd()))+"]:"+f.Key)
 	}
-	return o.options().args(inherit...)
-}
-
-// ParseRestoreArgs turns criu restore command-line words (a finding's
-// Fix.RestoreOptions) into RestoreOpts. --inherit-fd needs an open file and
-// cannot come from words: it is rejected like any option kata-cr does not
-// pass.
-func ParseRestoreArgs(args []string) (RestoreOpts, error) {
-	var o RestoreOpts
-	err := o.options().parse(args)
-	return o, err
+	return a
 }
 
 // rpcOpts builds the swrk request's options.
 func (o RestoreOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
-	opts, err := o.options().rpcOpts(ctx, imagesFD, workFD, logName)
+	opts, err := rpcOpts(ctx, o.Set, criuopt.Restore, imagesFD, workFD, logName)
 	if err != nil {
 		return nil, err
 	}
-	opts.ShellJob = proto.Bool(o.ShellJob)
-	opts.FileLocks = proto.Bool(o.FileLocks)
-	opts.TcpEstablished = proto.Bool(o.TCPEstablished)
-	opts.ExtUnixSk = proto.Bool(o.ExtUnixSk)
-	opts.RstSibling = proto.Bool(o.RestoreSibling)
-	opts.OrphanPtsMaster = proto.Bool(o.OrphanPtsMaster)
 	for _, f := range o.InheritFDs {
 		opts.InheritFd = append(opts.InheritFd, &rpc.InheritFd{Key: proto.String(f.Key), Fd: proto.Int32(int32(f.File.Fd()))})
 	}

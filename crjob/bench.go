@@ -48,10 +48,7 @@ func (j *cpJob) timeBench(ctx context.Context, bin *criu.Binary, do criu.DumpOpt
 	for _, m := range j.spec.Sandbox.Binds() {
 		sources[m.Target] = m.Source
 	}
-	ro, err := criu.ParseRestoreArgs(restoreWords(do))
-	if err != nil {
-		return nil, err
-	}
+	ro := criu.RestoreOpts{Set: do.RestoreNeeds()}
 	ro.ImagesDir = j.paths.images
 	ro.WorkDir = filepath.Join(j.paths.root, "bench-work")
 	ro.Root = j.paths.rootfs
@@ -82,12 +79,9 @@ func (j *cpJob) timeBench(ctx context.Context, bin *criu.Binary, do criu.DumpOpt
 	if err := os.MkdirAll(raw, 0o700); err != nil {
 		return nil, err
 	}
-	dargs := []string{"dump", "-t", strconv.Itoa(j.ctr.PID()), "-D", raw, "-o", "dump.log", "-v4"}
-	for _, a := range do.Args() {
-		if a != "--leave-running" {
-			dargs = append(dargs, a)
-		}
-	}
+	rawOpts := do.Set
+	rawOpts.LeaveRunning = false
+	dargs := append([]string{"dump", "-t", strconv.Itoa(j.ctr.PID()), "-D", raw, "-o", "dump.log", "-v4"}, rawOpts.DumpArgs()...)
 	b.RawDumpCommand = append([]string{bin.Path}, dargs...)
 	t0 := j.d.now()
 	if out, err := exec.CommandContext(ctx, bin.Path, dargs...).CombinedOutput(); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
@@ -99,11 +100,11 @@ func (j *cpJob) run(ctx context.Context) error {
 		return nil
 	}
 	j.cp.Stage = "dump"
-	j.cp.DumpOptions = do.Args()
+	j.cp.DumpOptions = do.DumpArgs()
 	if j.fix {
 		j.r.Findings = append(j.r.Findings, planFinding(res.Plan, j.cp.DumpOptions, skipped))
 	}
-	j.r.Findings = append(j.r.Findings, markWorkedAround(res.Findings, j.cp.DumpOptions, j.fix)...)
+	j.r.Findings = append(j.r.Findings, markWorkedAround(res.Findings, do.Set, j.fix)...)
 	cr := j.d.criu(j.env)
 	if cr == nil {
 		j.cp.Error = "no criu in the guest: " + j.env.CRIUMissing
@@ -220,15 +221,16 @@ func (j *cpJob) expect(res checks.DoctorResult) bool {
 }
 
 // dumpOpts are the options of the dump that runs: the plan's with fixes,
-// none without; a terminal container's pty becomes an external tty.
-func (j *cpJob) dumpOpts(res checks.DoctorResult) (criu.DumpOpts, []string, error) {
-	var words []string
+// none without, less (and returned) those kata-cr does not pass to CRIU; a
+// terminal container's pty becomes an external tty.
+func (j *cpJob) dumpOpts(res checks.DoctorResult) (criu.DumpOpts, criuopt.Set, error) {
+	var do criu.DumpOpts
+	var skipped criuopt.Set
 	if j.fix {
-		words = res.Plan.CRIUOptions
+		do.Set, skipped = res.Plan.CRIU.Passed()
 	}
-	do, skipped := parseDumpWords(words)
-	for _, w := range skipped {
-		j.d.Host.Logf("criu option %s: kata-cr does not pass it", w)
+	if !skipped.IsZero() {
+		j.d.Host.Logf("criu options %s: kata-cr does not pass them", skipped.DumpLine())
 	}
 	do.PID = j.ctr.PID()
 	do.ImagesDir = j.paths.images
@@ -241,8 +243,12 @@ func (j *cpJob) dumpOpts(res checks.DoctorResult) (criu.DumpOpts, []string, erro
 		if err != nil {
 			return do, skipped, err
 		}
+		tty, ok := criuopt.ParseTTY(key)
+		if !ok {
+			return do, skipped, fmt.Errorf("the container's terminal key %q is not tty[RDEV:DEV]", key)
+		}
 		do.ShellJob = false
-		do.External = append(do.External, key)
+		do.TTYs = append(do.TTYs, tty)
 	}
 	return do, skipped, nil
 }
@@ -298,7 +304,7 @@ func (j *cpJob) manifest(do criu.DumpOpts, state container.State) images.Manifes
 	m := images.Manifest{
 		KernelRelease: j.d.Guest.Release, CRIUVersion: j.target.CRIUVersion, Arch: j.d.Guest.Machine,
 		Workload: j.w.Name, Command: j.w.Args, Terminal: j.spec.Terminal, Setsid: j.spec.Setsid || j.spec.Terminal,
-		WorkloadState: state, DumpOptions: j.cp.DumpOptions, RestoreOptions: restoreWords(do),
+		WorkloadState: state, DumpOptions: do.Set, RestoreOptions: do.RestoreNeeds(),
 	}
 	for _, em := range do.ExternalMounts {
 		m.ExternalMounts = append(m.ExternalMounts, images.ExternalMount{Key: em.Key, Target: em.Path})

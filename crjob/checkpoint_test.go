@@ -8,30 +8,42 @@ import (
 
 	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
-func TestParseDumpWords(t *testing.T) {
+var hostsMount = []criuopt.Mount{{Key: "hosts", Path: "/etc/hosts"}}
+
+// TestPlanLeavesOutOptionsNotPassed: the plan's options kata-cr does not
+// pass to CRIU are left out of the dump, and the plan finding names them.
+func TestPlanLeavesOutOptionsNotPassed(t *testing.T) {
 	tests := []struct {
-		words   []string
+		plan    criuopt.Set
 		args    []string
 		skipped []string
 	}{
-		{nil, nil, nil},
-		{[]string{"--file-locks", "--external=mnt[/etc/hosts]:hosts"}, []string{"--file-locks", "--external", "mnt[/etc/hosts]:hosts"}, nil},
-		// The network-lock fix comes as two words kata-cr does not pass.
-		{[]string{"--network-lock", "nftables", "--tcp-established"}, []string{"--tcp-established"}, []string{"--network-lock", "nftables"}},
-		{[]string{"--ghost-limit=1000000"}, nil, []string{"--ghost-limit=1000000"}},
+		{criuopt.Set{}, nil, nil},
+		{criuopt.Set{FileLocks: true, ExternalMounts: hostsMount}, []string{"--file-locks", "--external", "mnt[/etc/hosts]:hosts"}, nil},
+		{criuopt.Set{NetworkLock: criuopt.NetworkLockNFTables, TCPEstablished: true}, []string{"--tcp-established"}, []string{"--network-lock", "nftables"}},
+		// CRIU takes the ghost limit over RPC: it is passed.
+		{criuopt.Set{GhostLimit: 1000000}, []string{"--ghost-limit", "1000000"}, nil},
 	}
 	for _, tt := range tests {
-		o, skipped := parseDumpWords(tt.words)
-		if got := o.Args(); !slices.Equal(got, tt.args) {
-			t.Errorf("parseDumpWords(%q): args %q, want %q", tt.words, got, tt.args)
+		passed, skipped := tt.plan.Passed()
+		if got := passed.DumpArgs(); !slices.Equal(got, tt.args) {
+			t.Errorf("plan %q: args %q, want %q", tt.plan.DumpArgs(), got, tt.args)
 		}
-		if !slices.Equal(skipped, tt.skipped) {
-			t.Errorf("parseDumpWords(%q): skipped %q, want %q", tt.words, skipped, tt.skipped)
+		if got := skipped.DumpArgs(); !slices.Equal(got, tt.skipped) {
+			t.Errorf("plan %q: skipped %q, want %q", tt.plan.DumpArgs(), got, tt.skipped)
+		}
+		f := planFinding(&reports.Prediction{WithOptions: true}, passed.DumpArgs(), skipped)
+		named := slices.ContainsFunc(f.Evidence, func(e string) bool {
+			return strings.Contains(e, "left out") && strings.Contains(e, strings.Join(tt.skipped, " "))
+		})
+		if named != (len(tt.skipped) > 0) {
+			t.Errorf("plan %q: evidence %q", tt.plan.DumpArgs(), f.Evidence)
 		}
 	}
 }
@@ -39,14 +51,14 @@ func TestParseDumpWords(t *testing.T) {
 func TestMarkWorkedAround(t *testing.T) {
 	fs := []reports.Finding{
 		{ID: "mount.external-bind", Status: reports.Fail, Level: reports.Required, Summary: "hosts",
-			Fix: &reports.Fix{CRIUOptions: []string{"--external=mnt[/etc/hosts]:hosts"}}},
+			Fix: &reports.Fix{CRIU: criuopt.Set{ExternalMounts: hostsMount}}},
 		{ID: "process.file-locks", Status: reports.Fail, Level: reports.Required, Summary: "locks",
-			Fix: &reports.Fix{CRIUOptions: []string{"--file-locks"}}},
+			Fix: &reports.Fix{CRIU: criuopt.Set{FileLocks: true}}},
 		{ID: "process.tty", Status: reports.Fail, Level: reports.Required, Summary: "tty",
-			Fix: &reports.Fix{CRIUOptions: []string{"--shell-job"}}},
+			Fix: &reports.Fix{CRIU: criuopt.Set{ShellJob: true}}},
 		{ID: "process.session-leader", Status: reports.Fail, Level: reports.Required, Summary: "session"},
 	}
-	dump := []string{"--external", "mnt[/etc/hosts]:hosts", "--external", "tty[8800:27]"}
+	dump := criuopt.Set{ExternalMounts: hostsMount, TTYs: []criuopt.TTY{{Rdev: 0x8800, Dev: 0x27}}}
 	got := markWorkedAround(fs, dump, true)
 	want := map[string]reports.Status{
 		"mount.external-bind":    reports.Warn,
@@ -76,7 +88,7 @@ func TestRestoreOpts(t *testing.T) {
 	paths := paths{rootfs: "/r/rootfs", sandbox: "/r/sandbox", images: "/r/images"}
 	sb := container.SandboxFiles{Hosts: "/r/sandbox/hosts", Hostname: "/r/sandbox/hostname", ResolvConf: "/r/sandbox/resolv.conf"}
 	m := images.Manifest{
-		RestoreOptions: []string{"--file-locks"},
+		RestoreOptions: criuopt.Set{FileLocks: true},
 		ExternalMounts: []images.ExternalMount{{Key: "hosts", Target: "/etc/hosts"}, {Key: "resolv.conf", Target: "/etc/resolv.conf"}},
 	}
 	ro, mapped, err := restoreOpts(m, paths, sb)
@@ -97,25 +109,53 @@ func TestRestoreOpts(t *testing.T) {
 	}
 }
 
+// TestRestoreSchema1Checkpoint builds the restore of a checkpoint whose
+// manifest schema 1 wrote (options as argv words): the options come back
+// from the words.
+func TestRestoreSchema1Checkpoint(t *testing.T) {
+	set, err := images.Open("../images/testdata/v1-checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.VerifyFiles(); err != nil {
+		t.Fatal(err)
+	}
+	paths := paths{rootfs: "/r/rootfs", sandbox: "/r/sandbox", images: "/r/images"}
+	sb := container.SandboxFiles{Hosts: "/r/sandbox/hosts", Hostname: "/r/sandbox/hostname", ResolvConf: "/r/sandbox/resolv.conf"}
+	ro, _, err := restoreOpts(set.Manifest, paths, sb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--file-locks", "--tcp-established", "--restore-sibling", "--external", "mnt[hosts]:/r/sandbox/hosts", "--root", "/r/rootfs"}
+	if got := ro.Args(); !slices.Equal(got, want) {
+		t.Errorf("restore args %q, want %q", got, want)
+	}
+	if got := ttyKey(set.Manifest.DumpOptions); got != "tty[8800:27]" {
+		t.Errorf("ttyKey = %q, want the schema 1 dump's tty[8800:27]", got)
+	}
+}
+
 func TestTTYKey(t *testing.T) {
 	for _, tt := range []struct {
-		args []string
+		dump criuopt.Set
 		want string
 	}{
-		{[]string{"--external", "mnt[/etc/hosts]:hosts", "--external", "tty[8800:27]"}, "tty[8800:27]"},
-		{[]string{"--external=tty[8801:27]"}, "tty[8801:27]"},
-		{[]string{"--shell-job"}, ""},
+		{criuopt.Set{ExternalMounts: hostsMount, TTYs: []criuopt.TTY{{Rdev: 0x8800, Dev: 0x27}}}, "tty[8800:27]"},
+		{criuopt.Set{ShellJob: true}, ""},
 	} {
-		if got := ttyKey(tt.args); got != tt.want {
-			t.Errorf("ttyKey(%q) = %q, want %q", tt.args, got, tt.want)
+		if got := ttyKey(tt.dump); got != tt.want {
+			t.Errorf("ttyKey(%q) = %q, want %q", tt.dump.DumpArgs(), got, tt.want)
 		}
 	}
 }
 
-func TestRestoreWords(t *testing.T) {
-	o := criu.DumpOpts{FileLocks: true, TCPEstablished: true, LeaveRunning: true, ExternalMounts: []criu.ExternalMount{{Key: "hosts", Path: "/etc/hosts"}}}
-	if got, want := restoreWords(o), []string{"--file-locks", "--tcp-established"}; !slices.Equal(got, want) {
-		t.Errorf("restoreWords = %q, want %q", got, want)
+// TestManifestRestoreOptions: the manifest's restore options are those of
+// the dump that its restore needs too; the root and the external mounts
+// come from the restoring side.
+func TestManifestRestoreOptions(t *testing.T) {
+	o := criu.DumpOpts{Set: criuopt.Set{FileLocks: true, TCPEstablished: true, LeaveRunning: true, ExternalMounts: hostsMount}}
+	if got, want := o.RestoreNeeds().RestoreArgs(), []string{"--file-locks", "--tcp-established"}; !slices.Equal(got, want) {
+		t.Errorf("restore options = %q, want %q", got, want)
 	}
 }
 
@@ -155,7 +195,7 @@ func TestPredictionFinding(t *testing.T) {
 func TestDryRunActions(t *testing.T) {
 	bind := func(target, key string) reports.Finding {
 		return reports.Finding{ID: "mount.external-bind", Status: reports.Fail, Level: reports.Required,
-			Fix: &reports.Fix{Description: "declare it external", CRIUOptions: []string{"--external=mnt[" + target + "]:" + key},
+			Fix: &reports.Fix{Description: "declare it external", CRIU: criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: key, Path: target}}},
 				AutoFixable: true, Fixer: fixerCRIUOption}}
 	}
 	fs := []reports.Finding{
@@ -173,8 +213,8 @@ func TestDryRunActions(t *testing.T) {
 	want := [][]string{
 		{"modprobe", "unix_diag"},
 		nil,
-		{"criu", "dump", "--external=mnt[/etc/hosts]:hosts"},
-		{"criu", "dump", "--external=mnt[/etc/resolv.conf]:resolv.conf"},
+		{"criu", "dump", "--external", "mnt[/etc/hosts]:hosts"},
+		{"criu", "dump", "--external", "mnt[/etc/resolv.conf]:resolv.conf"},
 	}
 	if len(acts) != len(want) {
 		t.Fatalf("%d actions, want %d: %+v", len(acts), len(want), acts)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -19,14 +20,14 @@ import (
 func (j *cpJob) criuOptionFixer() checks.Fixer {
 	return checks.Fixer{ID: fixerCRIUOption, Title: "add CRIU options to the dump",
 		Apply: func(_ context.Context, _ *checks.Env, f reports.Finding) (reports.Action, error) {
-			words := f.Fix.CRIUOptions
-			a := reports.Action{Summary: "dump with " + strings.Join(words, " "), Command: append([]string{"criu", "dump"}, words...)}
-			if _, err := criu.ParseDumpArgs(words); err != nil {
-				return a, err
+			opts := f.Fix.CRIU
+			a := reports.Action{Summary: "dump with " + opts.DumpLine(), Command: append([]string{"criu", "dump"}, opts.DumpArgs()...)}
+			if _, not := opts.Passed(); !not.IsZero() {
+				return a, fmt.Errorf("criu options %s: kata-cr does not pass them to CRIU", not.DumpLine())
 			}
 			a.Applied = true
-			if len(f.Fix.RestoreOptions) > 0 {
-				a.Summary += "; restore with " + strings.Join(f.Fix.RestoreOptions, " ")
+			if !f.Fix.Restore.IsZero() {
+				a.Summary += "; restore with " + f.Fix.Restore.RestoreLine()
 			}
 			return a, nil
 		}}
@@ -67,10 +68,10 @@ func describeActions(fs []reports.Finding, acts []reports.Action, fixers []check
 			acts[i].Command = []string{"mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666", "devpts", "/dev/pts"}
 		case fixerCRIUOption:
 			if f.Fix != nil {
-				acts[i].Command = append([]string{"criu", "dump"}, f.Fix.CRIUOptions...)
-				acts[i].Summary = "would dump with " + strings.Join(f.Fix.CRIUOptions, " ")
-				if len(f.Fix.RestoreOptions) > 0 {
-					acts[i].Summary += " and restore with " + strings.Join(f.Fix.RestoreOptions, " ")
+				acts[i].Command = append([]string{"criu", "dump"}, f.Fix.CRIU.DumpArgs()...)
+				acts[i].Summary = "would dump with " + f.Fix.CRIU.DumpLine()
+				if !f.Fix.Restore.IsZero() {
+					acts[i].Summary += " and restore with " + f.Fix.Restore.RestoreLine()
 				}
 			}
 		case fixerRestartSetsid:
@@ -83,78 +84,39 @@ func describeActions(fs []reports.Finding, acts []reports.Action, fixers []check
 	return acts
 }
 
-// parseDumpWords turns the plan's option words into DumpOpts, leaving out
-// (and returning) those kata-cr does not pass to CRIU.
-func parseDumpWords(words []string) (criu.DumpOpts, []string) {
-	var ok, skipped []string
-	for _, w := range words {
-		if _, err := criu.ParseDumpArgs([]string{w}); err != nil {
-			skipped = append(skipped, w)
-			continue
-		}
-		ok = append(ok, w)
-	}
-	o, err := criu.ParseDumpArgs(ok)
-	if err != nil {
-		return criu.DumpOpts{}, words
-	}
-	return o, skipped
-}
-
-// restoreWords are the restore options a dump with o needs, besides the
-// root and the external mounts, which depend on the restoring guest.
-func restoreWords(o criu.DumpOpts) []string {
-	return criu.RestoreOpts{ShellJob: o.ShellJob, FileLocks: o.FileLocks, TCPEstablished: o.TCPEstablished, ExtUnixSk: o.ExtUnixSk}.Args()
-}
-
 // markWorkedAround turns a failing finding into a warning when the dump
 // carries every option of its fix: the problem is there, and the dump
 // works around it. Without fixes nothing is worked around.
-func markWorkedAround(fs []reports.Finding, dumpArgs []string, fixed bool) []reports.Finding {
+func markWorkedAround(fs []reports.Finding, dump criuopt.Set, fixed bool) []reports.Finding {
 	out := append([]reports.Finding(nil), fs...)
 	if !fixed {
 		return out
 	}
-	have := map[string]bool{}
-	tty := ""
-	for i, a := range dumpArgs {
-		have[a] = true
-		if i > 0 && dumpArgs[i-1] == "--external" {
-			have["--external="+a] = true
-			if strings.HasPrefix(a, "tty[") {
-				// For a terminal container the pty is declared
-				// external instead of --shell-job (see runCheckpoint).
-				have["--shell-job"] = true
-				tty = a
-			}
-		}
+	have, tty := dump, ""
+	if len(dump.TTYs) > 0 {
+		// For a terminal container the pty is declared external instead
+		// of --shell-job (see dumpOpts).
+		have.ShellJob = true
+		tty = dump.TTYs[0].Key()
 	}
 	for i, f := range out {
-		if f.Status != reports.Fail || f.Fix == nil || len(f.Fix.CRIUOptions) == 0 {
-			continue
-		}
-		all := true
-		for _, o := range f.Fix.CRIUOptions {
-			if !have[o] {
-				all = false
-			}
-		}
-		if !all {
+		if f.Status != reports.Fail || f.Fix == nil || f.Fix.CRIU.IsZero() || !have.Contains(f.Fix.CRIU) {
 			continue
 		}
 		out[i].Status = reports.Warn
-		if tty != "" && slices.Contains(f.Fix.CRIUOptions, "--shell-job") && !slices.Contains(dumpArgs, "--shell-job") {
+		if tty != "" && f.Fix.CRIU.ShellJob && !dump.ShellJob {
 			out[i].Summary += " (worked around: the dump declares the pty external with --external " + tty + " and the restore hands it a new pty)"
 		} else {
-			out[i].Summary += " (worked around: the dump uses " + strings.Join(f.Fix.CRIUOptions, " ") + ")"
+			out[i].Summary += " (worked around: the dump uses " + f.Fix.CRIU.DumpLine() + ")"
 		}
 	}
 	return out
 }
 
 // planFinding records the prediction after the fixes: what the dump that
-// runs, with the options it gets, is expected to do.
-func planFinding(p *reports.Prediction, dumpArgs, skipped []string) reports.Finding {
+// runs, with the options it gets, is expected to do; skipped are the
+// plan's options kata-cr does not pass to CRIU.
+func planFinding(p *reports.Prediction, dumpArgs []string, skipped criuopt.Set) reports.Finding {
 	f := reports.Finding{ID: "checkpoint.plan", Category: "checkpoint", Level: reports.Optional, Status: reports.Pass,
 		Summary: "after the fixes the dump is predicted to succeed"}
 	if len(dumpArgs) > 0 {
@@ -165,8 +127,8 @@ func planFinding(p *reports.Prediction, dumpArgs, skipped []string) reports.Find
 		f.Summary = "after the fixes the dump is still predicted to fail"
 	}
 	f.Evidence = append(f.Evidence, p.Reasons...)
-	for _, w := range skipped {
-		f.Evidence = append(f.Evidence, "option "+w+" left out: kata-cr does not pass it to CRIU")
+	if !skipped.IsZero() {
+		f.Evidence = append(f.Evidence, "options "+skipped.DumpLine()+" left out: kata-cr does not pass them to CRIU")
 	}
 	return f
 }
@@ -200,7 +162,7 @@ func predictionLine(p *reports.Prediction) string {
 	case p.DumpWillSucceed:
 		return "a plain dump is predicted to succeed"
 	case p.WithOptions:
-		return fmt.Sprintf("a plain dump is predicted to fail; with %s it should succeed", strings.Join(p.CRIUOptions, " "))
+		return fmt.Sprintf("a plain dump is predicted to fail; with %s it should succeed", p.CRIU.DumpLine())
 	}
 	var ids []string
 	for _, r := range p.Reasons {

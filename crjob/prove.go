@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/criulog"
@@ -24,18 +23,22 @@ import (
 func (j *cpJob) prove(ctx context.Context, cr CRIU, fs []reports.Finding, planned criu.DumpOpts) []reports.Finding {
 	var out []reports.Finding
 	for i, f := range fs {
-		if f.Fix == nil || len(f.Fix.CRIUOptions) == 0 || (f.Status != reports.Fail && f.Status != reports.Warn) {
+		if f.Fix == nil || f.Fix.CRIU.IsZero() || (f.Status != reports.Fail && f.Status != reports.Warn) {
 			continue
 		}
-		without, ok := withoutOptions(planned, f.Fix.CRIUOptions)
-		if !ok {
+		// Nothing to prove when the plan does not hold the finding's
+		// options.
+		without := planned
+		without.Set = planned.Without(f.Fix.CRIU)
+		if without.Equal(planned.Set) {
 			continue
 		}
+		opts := f.Fix.CRIU.DumpLine()
 		p := reports.Finding{ID: "checkpoint.proof." + f.ID, Category: "checkpoint", Level: reports.Optional,
-			Evidence: []string{"criu dump " + strings.Join(without.Args(), " ")}}
+			Evidence: []string{"criu dump " + without.DumpLine()}}
 		dir := filepath.Join(j.paths.root, fmt.Sprintf("proof-%d", i))
 		without.ImagesDir, without.WorkDir, without.LeaveRunning = dir, dir, true
-		j.d.Host.Progress("prove", "dump without %s, as %s predicts it fails", strings.Join(f.Fix.CRIUOptions, " "), f.ID)
+		j.d.Host.Progress("prove", "dump without %s, as %s predicts it fails", opts, f.ID)
 		dctx, cancel := context.WithTimeout(ctx, dumpTimeout)
 		_, err := cr.Dump(dctx, without)
 		cancel()
@@ -44,13 +47,13 @@ func (j *cpJob) prove(ctx context.Context, cr CRIU, fs []reports.Finding, planne
 		switch {
 		case err == nil:
 			p.Status = reports.Fail
-			p.Summary = fmt.Sprintf("without %s the dump succeeded: %s predicted a failure", strings.Join(f.Fix.CRIUOptions, " "), f.ID)
+			p.Summary = fmt.Sprintf("without %s the dump succeeded: %s predicted a failure", opts, f.ID)
 		case slices.Contains(ids, f.ID):
 			p.Status = reports.Pass
-			p.Summary = fmt.Sprintf("without %s CRIU fails on %s, as %s predicted", strings.Join(f.Fix.CRIUOptions, " "), sig, f.ID)
+			p.Summary = fmt.Sprintf("without %s CRIU fails on %s, as %s predicted", opts, sig, f.ID)
 		default:
 			p.Status = reports.Warn
-			p.Summary = fmt.Sprintf("without %s CRIU fails, but on %s rather than on what %s names", strings.Join(f.Fix.CRIUOptions, " "), orUnknown(sig), f.ID)
+			p.Summary = fmt.Sprintf("without %s CRIU fails, but on %s rather than on what %s names", opts, orUnknown(sig), f.ID)
 		}
 		p.Evidence = append(p.Evidence, quote...)
 		if !j.ctr.Running() {
@@ -62,42 +65,6 @@ func (j *cpJob) prove(ctx context.Context, cr CRIU, fs []reports.Finding, planne
 		out = append(out, p)
 	}
 	return out
-}
-
-// withoutOptions returns planned without the options of one finding (each
-// a criu word such as --file-locks or --external=mnt[/etc/hosts]:hosts);
-// ok is false when the plan does not hold them, so nothing can be proved.
-func withoutOptions(planned criu.DumpOpts, words []string) (criu.DumpOpts, bool) {
-	drop, err := criu.ParseDumpArgs(words)
-	if err != nil {
-		return planned, false
-	}
-	o := planned
-	o.ExternalMounts = slices.Clone(planned.ExternalMounts)
-	o.External = slices.Clone(planned.External)
-	changed := false
-	unset := func(on bool, field *bool) {
-		if on && *field {
-			*field, changed = false, true
-		}
-	}
-	unset(drop.ShellJob, &o.ShellJob)
-	unset(drop.FileLocks, &o.FileLocks)
-	unset(drop.TCPEstablished, &o.TCPEstablished)
-	unset(drop.ExtUnixSk, &o.ExtUnixSk)
-	for _, m := range drop.ExternalMounts {
-		if i := slices.Index(o.ExternalMounts, m); i >= 0 {
-			o.ExternalMounts = slices.Delete(o.ExternalMounts, i, i+1)
-			changed = true
-		}
-	}
-	for _, e := range drop.External {
-		if i := slices.Index(o.External, e); i >= 0 {
-			o.External = slices.Delete(o.External, i, i+1)
-			changed = true
-		}
-	}
-	return o, changed
 }
 
 // causeOf names the first cause CRIU's log explains for a failed dump: the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kata-cr/kata-cr/criu"
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
@@ -29,7 +30,7 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 	}
 	r := reports.New("restore", d.Version)
 	cp := &reports.Checkpoint{Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true,
-		DumpOptions: m.DumpOptions, WantRestore: true, RestoreRan: true}
+		DumpOptions: m.DumpOptions.DumpArgs(), WantRestore: true, RestoreRan: true}
 	r.Checkpoint = cp
 	env, target := d.Guest.Env(ctx)
 	r.Target = target
@@ -193,10 +194,7 @@ func commandOf(m images.Manifest) []string {
 // the restored init as our child. It returns the sandbox files it mapped,
 // for the verification.
 func restoreOpts(m images.Manifest, paths paths, sb container.SandboxFiles) (criu.RestoreOpts, container.SandboxFiles, error) {
-	ro, err := criu.ParseRestoreArgs(m.RestoreOptions)
-	if err != nil {
-		return ro, container.SandboxFiles{}, fmt.Errorf("the checkpoint's restore options: %w", err)
-	}
+	ro := criu.RestoreOpts{Set: m.RestoreOptions.Clone()}
 	ro.ImagesDir = paths.images
 	ro.Root = paths.rootfs
 	ro.RestoreSibling = true
@@ -224,18 +222,13 @@ func restoreOpts(m images.Manifest, paths paths, sb container.SandboxFiles) (cri
 	return ro, mapped, nil
 }
 
-// ttyKey finds the external tty among the dump's options.
-func ttyKey(dumpArgs []string) string {
-	for i, a := range dumpArgs {
-		v, ok := strings.CutPrefix(a, "--external=")
-		if !ok && a == "--external" && i+1 < len(dumpArgs) {
-			v, ok = dumpArgs[i+1], true
-		}
-		if ok && strings.HasPrefix(v, "tty[") {
-			return v
-		}
+// ttyKey is the key of the external tty among the dump's options, "" when
+// there is none.
+func ttyKey(dump criuopt.Set) string {
+	if len(dump.TTYs) == 0 {
+		return ""
 	}
-	return ""
+	return dump.TTYs[0].Key()
 }
 
 // verifyRestored runs the workload's own verification against the state

@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,8 +27,8 @@ func manifest() Manifest {
 		Arch:           compat.Arch,
 		Workload:       "counter",
 		Command:        []string{"sh", "-c", "loop"},
-		DumpOptions:    []string{"--external", "mnt[/etc/hosts]:hosts"},
-		RestoreOptions: []string{"--external", "mnt[hosts]:/run/sandbox/hosts"},
+		DumpOptions:    criuopt.Set{FileLocks: true, ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: "/etc/hosts"}}},
+		RestoreOptions: criuopt.Set{FileLocks: true},
 		ExternalMounts: []ExternalMount{{Key: "hosts", Target: "/etc/hosts"}},
 	}
 }
@@ -111,6 +113,55 @@ func TestWriteModesAndManifest(t *testing.T) {
 	leftovers, _ := filepath.Glob(s.Dir + partialInfix + "*")
 	if len(leftovers) != 0 {
 		t.Errorf("partial directories left: %v", leftovers)
+	}
+	if want := manifest(); !reflect.DeepEqual(m.DumpOptions, want.DumpOptions) || !reflect.DeepEqual(m.RestoreOptions, want.RestoreOptions) {
+		t.Errorf("options read back as dump %+v, restore %+v", m.DumpOptions, m.RestoreOptions)
+	}
+}
+
+// TestOpenSchema1 reads a checkpoint directory as schema 1 wrote it (the
+// CRIU options as argv words; testdata/v1-checkpoint was written by
+// images.Write before schema 2): its files check out and its options come
+// back typed.
+func TestOpenSchema1(t *testing.T) {
+	s, err := Open("testdata/v1-checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(compat); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	m := s.Manifest
+	if m.SchemaVersion != 1 || m.Workload != "counter" || !m.Terminal || m.WorkloadState["count"] != "42" {
+		t.Errorf("manifest: %+v", m)
+	}
+	wantDump := criuopt.Set{LeaveRunning: true, FileLocks: true, TCPEstablished: true,
+		ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: "/etc/hosts"}},
+		UnixSockets:    []uint32{4242}, TTYs: []criuopt.TTY{{Rdev: 0x8800, Dev: 0x27}}}
+	if !reflect.DeepEqual(m.DumpOptions, wantDump) {
+		t.Errorf("dump options %+v, want %+v", m.DumpOptions, wantDump)
+	}
+	if want := (criuopt.Set{FileLocks: true, TCPEstablished: true}); !reflect.DeepEqual(m.RestoreOptions, want) {
+		t.Errorf("restore options %+v, want %+v", m.RestoreOptions, want)
+	}
+	// The words it was written with come back from the typed options.
+	if got, want := m.DumpOptions.DumpArgs(), []string{"--leave-running", "--file-locks", "--tcp-established",
+		"--external", "mnt[/etc/hosts]:hosts", "--external", "unix[4242]", "--external", "tty[8800:27]"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("dump words %q, want %q", got, want)
+	}
+
+	// Words a schema 1 reader would not know are a damaged manifest.
+	dir := filepath.Join(t.TempDir(), "bad")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := `{"schema_version": 1, "complete": true, "dump_options": ["--tree", "1"], "files": []}`
+	if err := os.WriteFile(filepath.Join(dir, ManifestName), []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var refused *RefusedError
+	if _, err := Open(dir); !errors.As(err, &refused) || refused.Reason() != ReasonManifest || !strings.Contains(err.Error(), "--tree") {
+		t.Errorf("Open of schema 1 with unknown options = %v, want %s", err, ReasonManifest)
 	}
 }
 

@@ -16,12 +16,19 @@
 package images
 
 import (
+	"encoding/json"
+	"fmt"
 	"time"
+
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 )
 
 // SchemaVersion is the version of manifest.json that this package writes;
 // it changes when a reader of an older version would misread the file.
-const SchemaVersion = 1
+// Version 2 stores the CRIU options typed (criu_dump, criu_restore);
+// version 1 stored them as argv words (dump_options, restore_options),
+// which Open still reads.
+const SchemaVersion = 2
 
 // ManifestName is the manifest's file name inside an images directory.
 const ManifestName = "manifest.json"
@@ -36,6 +43,8 @@ const DeletedFilesName = "deleted.files"
 
 // Manifest describes one checkpoint.
 type Manifest struct {
+	// SchemaVersion is the version the file was written with; Open reads
+	// an older one into this version's fields.
 	SchemaVersion int `json:"schema_version"`
 	// Complete is set by Write as the last thing before the directory gets
 	// its final name.
@@ -61,9 +70,11 @@ type Manifest struct {
 	// restore, such as the counter's value at dump time.
 	WorkloadState map[string]string `json:"workload_state,omitempty"`
 
-	// How it was dumped, as CRIU command-line words.
-	DumpOptions    []string        `json:"dump_options,omitempty"`
-	RestoreOptions []string        `json:"restore_options,omitempty"`
+	// How it was dumped: the dump's CRIU options, and those its restore
+	// needs too (besides the root and the external mounts, which depend
+	// on the restoring side).
+	DumpOptions    criuopt.Set     `json:"criu_dump,omitzero"`
+	RestoreOptions criuopt.Set     `json:"criu_restore,omitzero"`
 	ExternalMounts []ExternalMount `json:"external_mounts,omitempty"`
 
 	// Files lists every file of the directory except the manifest.
@@ -102,4 +113,27 @@ type Compat struct {
 	KernelRelease string
 	CRIUVersion   string
 	Arch          string
+}
+
+// schema1 is what version 1 of the manifest stored in another form: the
+// CRIU options as criu command-line words.
+type schema1 struct {
+	DumpOptions    []string `json:"dump_options"`
+	RestoreOptions []string `json:"restore_options"`
+}
+
+// readSchema1 sets m's CRIU options from data, a version 1 manifest.
+func (m *Manifest) readSchema1(data []byte) error {
+	var old schema1
+	if err := json.Unmarshal(data, &old); err != nil {
+		return err
+	}
+	var err error
+	if m.DumpOptions, err = criuopt.ParseDump(old.DumpOptions); err != nil {
+		return fmt.Errorf("dump_options: %w", err)
+	}
+	if m.RestoreOptions, err = criuopt.ParseRestore(old.RestoreOptions); err != nil {
+		return fmt.Errorf("restore_options: %w", err)
+	}
+	return nil
 }

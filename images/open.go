@@ -116,7 +116,12 @@ func Open(dir string) (*Set, error) {
 		return nil, refuse(dir, ReasonManifest, "%s: %v", ManifestName, err)
 	}
 	if m.SchemaVersion > SchemaVersion || m.SchemaVersion < 1 {
-		return nil, refuse(dir, ReasonSchema, "manifest schema version %d: this kata-cr reads version %d", m.SchemaVersion, SchemaVersion)
+		return nil, refuse(dir, ReasonSchema, "manifest schema version %d: this kata-cr reads versions 1 to %d", m.SchemaVersion, SchemaVersion)
+	}
+	if m.SchemaVersion == 1 {
+		if err := m.readSchema1(data); err != nil {
+			return nil, refuse(dir, ReasonManifest, "%s (schema version 1): %v", ManifestName, err)
+		}
 	}
 	if !m.Complete {
 		return nil, refuse(dir, ReasonIncomplete, "the manifest is not marked complete")

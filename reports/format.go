@@ -136,24 +136,24 @@ func tallyLine(t Tally) string {
 func predictionLines(p *Prediction) (headline string, reasons []string, tail []string) {
 	if p.DumpWillSucceed {
 		headline = "a plain dump will succeed"
-		if len(p.CRIUOptions) > 0 {
-			tail = append(tail, "recommended dump options: "+strings.Join(p.CRIUOptions, " "))
+		if !p.CRIU.IsZero() {
+			tail = append(tail, "recommended dump options: "+p.CRIU.DumpLine())
 		}
 	} else {
 		headline = "a plain dump will fail because:"
 		reasons = p.Reasons
 		switch {
-		case p.WithOptions && len(p.CRIUOptions) > 0:
-			tail = append(tail, "with options "+strings.Join(p.CRIUOptions, " ")+" it will succeed")
+		case p.WithOptions && !p.CRIU.IsZero():
+			tail = append(tail, "with options "+p.CRIU.DumpLine()+" it will succeed")
 		default:
 			tail = append(tail, "CRIU options alone will not make it succeed: apply the fixes above")
-			if len(p.CRIUOptions) > 0 {
-				tail = append(tail, "it will also need options "+strings.Join(p.CRIUOptions, " "))
+			if !p.CRIU.IsZero() {
+				tail = append(tail, "it will also need options "+p.CRIU.DumpLine())
 			}
 		}
 	}
-	if len(p.RestoreOptions) > 0 {
-		tail = append(tail, "restore options: "+strings.Join(p.RestoreOptions, " "))
+	if !p.Restore.IsZero() {
+		tail = append(tail, "restore options: "+p.Restore.RestoreLine())
 	}
 	if !p.DumpWillSucceed {
 		tail = append(tail, "the process tree: "+yesNo(p.TreeDumpable, "dumpable (with the options above)", "not dumpable as it is"))

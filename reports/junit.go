@@ -194,11 +194,11 @@ func findingBody(f Finding) string {
 		if f.Fix.Description != "" {
 			b.WriteString("fix: " + f.Fix.Description + "\n")
 		}
-		if len(f.Fix.CRIUOptions) > 0 {
-			b.WriteString("criu options: " + strings.Join(f.Fix.CRIUOptions, " ") + "\n")
+		if !f.Fix.CRIU.IsZero() {
+			b.WriteString("criu options: " + f.Fix.CRIU.DumpLine() + "\n")
 		}
-		if len(f.Fix.RestoreOptions) > 0 {
-			b.WriteString("restore options: " + strings.Join(f.Fix.RestoreOptions, " ") + "\n")
+		if !f.Fix.Restore.IsZero() {
+			b.WriteString("restore options: " + f.Fix.Restore.RestoreLine() + "\n")
 		}
 		b.WriteString(autoFixLine(f.Fix) + "\n")
 	}

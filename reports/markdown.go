@@ -27,8 +27,8 @@ func renderMarkdown(w io.Writer, r *Report) error {
 			fix, auto := "", ""
 			if f.Fix != nil && f.Status != Pass && f.Status != Skip {
 				fix = mdCell(f.Fix.Description)
-				if len(f.Fix.CRIUOptions) > 0 {
-					fix = joinNonEmpty("<br>", fix, mdCode(strings.Join(f.Fix.CRIUOptions, " ")))
+				if !f.Fix.CRIU.IsZero() {
+					fix = joinNonEmpty("<br>", fix, mdCode(f.Fix.CRIU.DumpLine()))
 				}
 				auto = boolWord(f.Fix.AutoFixable)
 			}
@@ -149,8 +149,8 @@ func writeMarkdownDetails(b *bytes.Buffer, fs []Finding) {
 		if len(f.Evidence) > 0 {
 			codeBlock(b, f.Evidence)
 		}
-		if f.Fix != nil && len(f.Fix.RestoreOptions) > 0 {
-			fmt.Fprintf(b, "\nRestore options: %s\n", mdCode(strings.Join(f.Fix.RestoreOptions, " ")))
+		if f.Fix != nil && !f.Fix.Restore.IsZero() {
+			fmt.Fprintf(b, "\nRestore options: %s\n", mdCode(f.Fix.Restore.RestoreLine()))
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/fatih/color"
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -44,9 +45,9 @@ func richReport() *Report {
 			Summary:  "/etc/hosts is bind-mounted from outside the container root",
 			Evidence: []string{"37 36 0:21 /sandbox/hosts /etc/hosts rw - tmpfs tmpfs rw"},
 			Fix: &Fix{Description: "declare the bind mount external",
-				CRIUOptions:    []string{"--external", "mnt[/etc/hosts]:hosts"},
-				RestoreOptions: []string{"--external", "mnt[hosts]:/sandbox/hosts"},
-				AutoFixable:    true, Fixer: "external-mounts"}},
+				CRIU:        criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: "/etc/hosts"}}},
+				Restore:     criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: "/sandbox/hosts"}}},
+				AutoFixable: true, Fixer: "external-mounts"}},
 		{ID: "criu.check", Category: "criu", Level: Required, Status: Error,
 			Summary: "criu check", Reason: "criu check could not run: exec: \"criu\": executable file not found in $PATH"},
 		{ID: "process.session-leader", Category: "process", Level: Required, Status: Fail,
@@ -61,8 +62,8 @@ func richReport() *Report {
 			"process.session-leader: pid 1 (sh) is in a session whose leader is outside its pid namespace",
 			"mount.external: /etc/hosts is bind-mounted from outside the container root",
 		},
-		CRIUOptions:    []string{"--external", "mnt[/etc/hosts]:hosts"},
-		RestoreOptions: []string{"--external", "mnt[hosts]:/sandbox/hosts"},
+		CRIU:    criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: "/etc/hosts"}}},
+		Restore: criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: "/sandbox/hosts"}}},
 	}
 	r.Actions = []Action{
 		{Fixer: "load-modules", Finding: "kernel.modules", Applied: true, Summary: "loaded unix_diag, inet_diag",

@@ -5,11 +5,15 @@ package reports
 
 import (
 	"sort"
+
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 )
 
 // SchemaVersion changes whenever the JSON form of Report changes in a way
-// that a consumer would notice.
-const SchemaVersion = "1"
+// that a consumer would notice. Version 2: a fix's and a prediction's CRIU
+// options are typed objects (criu, restore) instead of argv words
+// (criu_options, restore_options).
+const SchemaVersion = "2"
 
 // Status is the outcome of one finding.
 type Status string
@@ -38,11 +42,11 @@ const (
 type Fix struct {
 	// Description says in one sentence what to do.
 	Description string `json:"description"`
-	// CRIUOptions are options to pass to criu dump (and restore) that work
-	// around the finding, each element one argv word.
-	CRIUOptions []string `json:"criu_options,omitempty"`
-	// RestoreOptions are options that criu restore needs as a consequence.
-	RestoreOptions []string `json:"restore_options,omitempty"`
+	// CRIU holds the options to add to criu dump that work around the
+	// finding (the fix's delta: a plan merges them).
+	CRIU criuopt.Set `json:"criu,omitzero"`
+	// Restore holds the options criu restore needs as a consequence.
+	Restore criuopt.Set `json:"restore,omitzero"`
 	// AutoFixable is true when kata-cr can apply the fix itself.
 	AutoFixable bool `json:"auto_fixable"`
 	// Fixer names the kata-cr fixer that applies it, when AutoFixable.
@@ -86,21 +90,21 @@ type Target struct {
 type Prediction struct {
 	// DumpWillSucceed is about a plain dump, without extra options.
 	DumpWillSucceed bool `json:"dump_will_succeed"`
-	// WithOptions is true when a dump with CRIUOptions will succeed.
+	// WithOptions is true when a dump with the CRIU options will succeed.
 	WithOptions bool `json:"succeeds_with_options"`
 	// TreeDumpable is about the process tree and its mounts alone
-	// (process.* and mount.* findings, with CRIUOptions where they help);
+	// (process.* and mount.* findings, with CRIU options where they help);
 	// EnvironmentReady is about the machine: kernel, CRIU, privileges.
 	// A dump succeeds only when both hold.
 	TreeDumpable     bool `json:"tree_dumpable"`
 	EnvironmentReady bool `json:"environment_ready"`
 	// Reasons lists the blocking findings, one line each.
 	Reasons []string `json:"reasons,omitempty"`
-	// CRIUOptions are the options the dump needs to succeed, gathered from
-	// the fixes of the findings that CRIU options can work around.
-	CRIUOptions []string `json:"criu_options,omitempty"`
-	// RestoreOptions are the matching restore options.
-	RestoreOptions []string `json:"restore_options,omitempty"`
+	// CRIU holds the options the dump needs to succeed: the fixes' options
+	// of the findings that CRIU options can work around, merged.
+	CRIU criuopt.Set `json:"criu,omitzero"`
+	// Restore holds the matching restore options, merged.
+	Restore criuopt.Set `json:"restore,omitzero"`
 }
 
 // Action is something kata-cr changed, or would change, to fix a finding.

@@ -163,11 +163,11 @@ func writeFinding(b *bytes.Buffer, s textStyle, f Finding) {
 	if f.Fix.Description != "" {
 		fmt.Fprintf(b, "%s%s %s\n", ind, s.paint("fix:", color.FgCyan, color.Bold), f.Fix.Description)
 	}
-	if len(f.Fix.CRIUOptions) > 0 {
-		fmt.Fprintf(b, "%scriu options: %s\n", ind, strings.Join(f.Fix.CRIUOptions, " "))
+	if !f.Fix.CRIU.IsZero() {
+		fmt.Fprintf(b, "%scriu options: %s\n", ind, f.Fix.CRIU.DumpLine())
 	}
-	if len(f.Fix.RestoreOptions) > 0 {
-		fmt.Fprintf(b, "%srestore options: %s\n", ind, strings.Join(f.Fix.RestoreOptions, " "))
+	if !f.Fix.Restore.IsZero() {
+		fmt.Fprintf(b, "%srestore options: %s\n", ind, f.Fix.Restore.RestoreLine())
 	}
 	fmt.Fprintf(b, "%s%s\n", ind, autoFixLine(f.Fix))
 }
