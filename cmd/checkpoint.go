@@ -561,6 +561,8 @@ func mergeRestore(r, rr *reports.Report) {
 	cp.RestoredPID = rc.RestoredPID
 	cp.Verified = rc.Verified
 	cp.Verification = rc.Verification
+	cp.StateAfter = rc.StateAfter
+	cp.SandboxFilesSeen = rc.SandboxFilesSeen
 	cp.Stage = rc.Stage
 	if rc.Error != "" {
 		cp.Error = "restore: " + rc.Error

@@ -100,6 +100,7 @@ func (j *cpJob) run(ctx context.Context) error {
 		return nil
 	}
 	j.cp.Stage = "dump"
+	j.cp.StateBefore = state
 	j.cp.DumpOptions = do.DumpArgs()
 	if j.fix {
 		j.r.Findings = append(j.r.Findings, planFinding(res.Plan, j.cp.DumpOptions, skipped))
@@ -267,6 +268,7 @@ func (j *cpJob) dump(ctx context.Context, cr CRIU, do criu.DumpOpts, expect bool
 	j.r.Findings = append(j.r.Findings, predictionFinding(plan, expect, err))
 	if err != nil {
 		criuFailure(j.cp, err)
+		j.cp.FailureSignature, j.cp.PredictedBy = predictedCause(plan, err)
 		running := j.ctr.Running() && probe.Alive()
 		j.cp.WorkloadRunning = &running
 		h.Progress("dump", "failed: %v; the workload is %s", err, map[bool]string{true: "still running", false: "NOT running any more"}[running])

@@ -191,19 +191,9 @@ func predictionFinding(p *reports.Prediction, expect bool, dumpErr error) report
 		f.Status = reports.Warn
 		f.Summary = "the dump failed although it was predicted to succeed"
 	}
-	predicted := map[string]bool{}
-	for _, r := range p.Reasons {
-		id, _, _ := strings.Cut(r, ":")
-		predicted[id] = true
-	}
 	sig, ids, quote := causeOf(dumpErr)
 	if sig != "" {
-		var hit []string
-		for _, id := range ids {
-			if predicted[id] {
-				hit = append(hit, id)
-			}
-		}
+		_, hit := predictedCause(p, dumpErr)
 		if len(hit) > 0 {
 			if f.Summary == "" {
 				f.Summary = fmt.Sprintf("the dump failed on %s, as %s predicted", sig, strings.Join(hit, ", "))
@@ -219,4 +209,24 @@ func predictionFinding(p *reports.Prediction, expect bool, dumpErr error) report
 		f.Summary = "the dump failed, as predicted; its log names no cause kata-cr knows"
 	}
 	return f
+}
+
+// predictedCause names the first cause CRIU's log explains for a failed
+// dump and the findings of the prediction p that named it.
+func predictedCause(p *reports.Prediction, dumpErr error) (signature string, predictedBy []string) {
+	sig, ids, _ := causeOf(dumpErr)
+	if sig == "" || p == nil {
+		return sig, nil
+	}
+	predicted := map[string]bool{}
+	for _, r := range p.Reasons {
+		id, _, _ := strings.Cut(r, ":")
+		predicted[id] = true
+	}
+	for _, id := range ids {
+		if predicted[id] {
+			predictedBy = append(predictedBy, id)
+		}
+	}
+	return sig, predictedBy
 }

@@ -71,16 +71,17 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 	}
 	defer rw.ctr.Kill()
 	cp.Stage = "verify"
-	msg, err := verifyRestored(ctx, w, rw.res.PID, m.WorkloadState, rw.mapped)
+	cp.StateBefore = m.WorkloadState
+	v, err := verifyRestored(ctx, w, rw.res.PID, m.WorkloadState, rw.mapped)
 	if err != nil {
 		cp.Error = err.Error()
 		cp.Verification = err.Error()
 		return send()
 	}
 	cp.Verified = true
-	cp.Verification = msg
+	cp.Verification, cp.StateAfter, cp.SandboxFilesSeen = v.msg, v.after, v.seen
 	cp.Stage = "done"
-	d.Host.Progress("verify", "%s", msg)
+	d.Host.Progress("verify", "%s", v.msg)
 	return send()
 }
 
@@ -231,28 +232,41 @@ func ttyKey(dump criuopt.Set) string {
 	return dump.TTYs[0].Key()
 }
 
+// verified is what the verification of a restored workload saw.
+type verified struct {
+	msg string
+	// after is the workload's state probed again once it was verified.
+	after container.State
+	// seen are the sandbox's files the restored container sees.
+	seen []string
+}
+
 // verifyRestored runs the workload's own verification against the state
-// recorded before the dump, then checks that the sandbox's files came back
-// on their mount points.
-func verifyRestored(ctx context.Context, w container.Workload, pid int, state container.State, mapped container.SandboxFiles) (string, error) {
+// recorded before the dump, records the state it carries on with, then
+// checks that the sandbox's files came back on their mount points.
+func verifyRestored(ctx context.Context, w container.Workload, pid int, state container.State, mapped container.SandboxFiles) (verified, error) {
 	vctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	msg, err := w.Verify(vctx, container.Probe{PID: pid}, state)
+	probe := container.Probe{PID: pid}
+	msg, err := w.Verify(vctx, probe, state)
 	if err != nil {
-		return "", err
+		return verified{}, err
+	}
+	v := verified{msg: msg}
+	if after, err := w.Snapshot(vctx, probe); err == nil {
+		v.after = after
 	}
 	if binds := mapped.Binds(); len(binds) > 0 {
 		if err := container.CheckSandboxFiles("/proc", pid, mapped); err != nil {
-			return "", err
+			return verified{}, err
 		}
-		var ts []string
 		for _, b := range binds {
-			ts = append(ts, b.Target)
+			v.seen = append(v.seen, b.Target)
 		}
-		msg += fmt.Sprintf("; the restored container sees the sandbox's %s", strings.Join(ts, ", "))
+		v.msg += fmt.Sprintf("; the restored container sees the sandbox's %s", strings.Join(v.seen, ", "))
 	}
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-		return "", fmt.Errorf("the restored init %d is gone after the verification", pid)
+		return verified{}, fmt.Errorf("the restored init %d is gone after the verification", pid)
 	}
-	return msg, nil
+	return v, nil
 }

@@ -42,7 +42,10 @@ func (j *cpJob) restoreInPlace(ctx context.Context, cr CRIU, m images.Manifest, 
 		j.putBack = rw
 		// The job's end kills it as it would have killed the original.
 		j.ctr = rw.ctr
-		msg, err = verifyRestored(ctx, j.w, rw.res.PID, m.WorkloadState, rw.mapped)
+		var v verified
+		v, err = verifyRestored(ctx, j.w, rw.res.PID, m.WorkloadState, rw.mapped)
+		msg = v.msg
+		cp.StateAfter, cp.SandboxFilesSeen = v.after, v.seen
 	}
 	if rw != nil {
 		a.Command = append([]string{"criu", "restore"}, rw.args...)
@@ -98,6 +101,7 @@ func (j *cpJob) start(ctx context.Context) (*reports.Finding, error) {
 		st, _ := ctr.Wait(wctx)
 		cancel()
 		f.Summary = fmt.Sprintf("the workload %s exited right after it started (%s): there is nothing to checkpoint", j.w.Name, st)
+		j.cp.InitExit = &reports.ExitStatus{Code: st.Code, Signal: int(st.Signal)}
 		f.Evidence = append(f.Evidence, fmt.Sprintf("container init %d: %s", ctr.PID(), st))
 	}
 	if j.w.CallsSetsid {

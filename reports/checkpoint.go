@@ -28,6 +28,29 @@ type Checkpoint struct {
 	Explanations      []Explanation `json:"explanations,omitempty"`
 	// WantRestore says whether a restore was requested, so OK can judge.
 	WantRestore bool `json:"want_restore"`
+	// StateBefore is the workload's own state recorded right before the
+	// dump (a counter's value, a lock's holder); StateAfter the same probe
+	// read from the restored workload once it was verified.
+	StateBefore map[string]string `json:"state_before,omitempty"`
+	StateAfter  map[string]string `json:"state_after,omitempty"`
+	// SandboxFilesSeen are the sandbox's files (/etc/hosts, ...) that the
+	// restored container was checked to see on their mount points.
+	SandboxFilesSeen []string `json:"sandbox_files_seen,omitempty"`
+	// FailureSignature is the first cause CRIU's log names for a failed
+	// dump (a criulog signature ID); PredictedBy the preflight findings
+	// that predicted it.
+	FailureSignature string   `json:"failure_signature,omitempty"`
+	PredictedBy      []string `json:"predicted_by,omitempty"`
+	// InitExit is how the container init ended when the workload died
+	// before it could be checkpointed.
+	InitExit *ExitStatus `json:"init_exit,omitempty"`
+}
+
+// ExitStatus is how a process ended: its exit code, or -1 and the signal
+// that killed it.
+type ExitStatus struct {
+	Code   int `json:"code"`
+	Signal int `json:"signal,omitempty"`
 }
 
 // OK reports whether everything that was asked for succeeded.
