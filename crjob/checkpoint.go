@@ -53,7 +53,7 @@ type cpJob struct {
 // manifest, and sends the report. A failure of the workload or of CRIU is
 // a result in the report; only a failure of the job itself is an error.
 func Checkpoint(ctx context.Context, d *Deps, o agentapi.CheckpointOptions, fix bool) error {
-	w, err := workloadFor(o.Workload, o.Command)
+	w, err := container.LookupWorkload(o.Workload, o.Command)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ import (
 // verifies that the workload carried on.
 func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModules bool) error {
 	m := o.Manifest
-	w, err := workloadFor(m.Workload, commandOf(m))
+	w, err := container.LookupWorkload(m.Workload, m.Command)
 	if err != nil {
 		return err
 	}
@@ -178,15 +178,6 @@ func (d *Deps) restoreWorkload(ctx context.Context, cr CRIU, m images.Manifest, 
 	}
 	rw.ctr = ctr
 	return rw, nil
-}
-
-// commandOf is the argv of a user's command checkpoint, nil for a named
-// workload.
-func commandOf(m images.Manifest) []string {
-	if m.Workload == container.Command(nil).Name {
-		return m.Command
-	}
-	return nil
 }
 
 // restoreOpts builds the restore's options: the checkpoint's own (file

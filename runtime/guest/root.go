@@ -3,13 +3,13 @@ package guest
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"github.com/kata-cr/kata-cr/internal/filecopy"
 	"github.com/kata-cr/kata-cr/runtime/container"
 	"golang.org/x/sys/unix"
 )
@@ -106,7 +106,7 @@ func copyTree(src, dst string, skip map[string]bool) error {
 			}
 			return os.Symlink(link, target)
 		case mode.IsRegular():
-			return copyFile(p, target, mode.Perm())
+			return filecopy.Copy(p, target, filecopy.Options{Mode: mode.Perm(), Exclusive: true})
 		default:
 			st, ok := info.Sys().(*syscall.Stat_t)
 			if !ok {
@@ -115,47 +115,6 @@ func copyTree(src, dst string, skip map[string]bool) error {
 			return unix.Mknod(target, st.Mode, int(st.Rdev))
 		}
 	})
-}
-
-func copyFile(src, dst string, perm fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if err := sendAll(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	// The umask may have masked the mode at creation.
-	return os.Chmod(dst, perm)
-}
-
-// sendAll copies in to out with sendfile(2): the kernel copies each page
-// once, where read and write would copy it twice, which counts under TCG.
-func sendAll(out, in *os.File) error {
-	for {
-		n, err := unix.Sendfile(int(out.Fd()), int(in.Fd()), nil, 1<<30)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
-				_, err = io.Copy(out, in)
-			}
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-	}
 }
 
 // EnsurePath puts the usual directories in PATH: container.PrepareRootfs
