@@ -8,9 +8,8 @@ import (
 )
 
 // FixerID names a fixer: a finding's Fix.Fixer points at the Fixer whose
-// ID it is. reports.Fix.Fixer and reports.Action.Fixer hold it as a plain
-// string.
-type FixerID string
+// ID it is.
+type FixerID = reports.FixerID
 
 // The fixers that findings of the checks point at. Those of the process
 // and mount checks live with the checkpoint (crjob): FixerIDCRIUOption adds
@@ -25,22 +24,12 @@ const (
 	FixerIDMountDevpts   FixerID = "mount-devpts"
 )
 
-// The string forms of three FixerIDs, for code that compares them with
-// reports.Action.Fixer or a Fixer's ID (crjob's plan, until it uses
-// FixerID).
-const (
-	FixerLoadModule  = string(FixerIDLoadModule)
-	FixerLoopbackUp  = string(FixerIDLoopbackUp)
-	FixerMountDevpts = string(FixerIDMountDevpts)
-)
-
 // Fixer changes the system to mend one kind of finding. Fixers run only
 // when the user asks (--fix, --auto-fix), after all checks have run, and
 // each says what it changed.
 type Fixer struct {
-	// ID matches Fix.Fixer of the findings it mends: a FixerID as a
-	// string, the type of reports.Fix.Fixer.
-	ID    string
+	// ID matches Fix.Fixer of the findings it mends.
+	ID    FixerID
 	Title string
 	// Apply mends finding f and returns what it did. It returns an error
 	// when the change could not be made; the finding then stays as it is.
@@ -51,7 +40,7 @@ type Fixer struct {
 // known fixer, that fixer once per finding. With dryRun it only lists what
 // would be done.
 func ApplyFixes(ctx context.Context, env *Env, fs []reports.Finding, fixers []Fixer, dryRun bool) []reports.Action {
-	byID := map[string]Fixer{}
+	byID := map[FixerID]Fixer{}
 	for _, fx := range fixers {
 		byID[fx.ID] = fx
 	}

@@ -199,7 +199,7 @@ func checkModule(env *Env, r kernel.Requirement, mods *moduleInfo, f *reports.Fi
 	}
 	f.Evidence = append(f.Evidence, "present: "+path)
 	f.Fix = &reports.Fix{Description: fmt.Sprintf("load module %s and its dependencies", mod),
-		AutoFixable: true, Fixer: string(FixerIDLoadModule)}
+		AutoFixable: true, Fixer: FixerIDLoadModule}
 }
 
 // moduleLoaded looks for mod in /proc/modules, then /sys/module.
@@ -296,7 +296,7 @@ func (m *moduleInfo) find(dir, mod string) (string, error) {
 // its dependencies, from env.ModulesDir. It needs root.
 func ModuleFixer() Fixer {
 	return Fixer{
-		ID:    string(FixerIDLoadModule),
+		ID:    FixerIDLoadModule,
 		Title: "load kernel modules",
 		Apply: func(_ context.Context, env *Env, f reports.Finding) (reports.Action, error) {
 			opt := strings.TrimPrefix(f.ID, "kernel.")

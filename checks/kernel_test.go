@@ -81,8 +81,8 @@ func TestKernelChecks(t *testing.T) {
 	diagMods := []string{"UNIX_DIAG", "INET_DIAG", "INET_TCP_DIAG", "INET_UDP_DIAG", "NETLINK_DIAG", "NF_TABLES"}
 	type want struct {
 		status  reports.Status
-		summary string // substring
-		fixer   string // Fix.Fixer, "-" for no fix at all
+		summary string  // substring
+		fixer   FixerID // Fix.Fixer, "-" for no fix at all
 	}
 	tests := []struct {
 		name  string
@@ -122,9 +122,9 @@ func TestKernelChecks(t *testing.T) {
 			name: "live kernel, nothing loaded, no modprobe",
 			env:  func(t *testing.T) *Env { return ktEnv(t, "testdata/kernel/proc-bare", ktConfig(t, nil, diagMods)) },
 			wants: map[string]want{
-				"kernel.UNIX_DIAG":     {reports.Fail, "module unix_diag is not loaded", string(FixerIDLoadModule)},
-				"kernel.INET_TCP_DIAG": {reports.Fail, "module tcp_diag is not loaded", string(FixerIDLoadModule)},
-				"kernel.NF_TABLES":     {reports.Fail, "module nf_tables is not loaded", string(FixerIDLoadModule)},
+				"kernel.UNIX_DIAG":     {reports.Fail, "module unix_diag is not loaded", FixerIDLoadModule},
+				"kernel.INET_TCP_DIAG": {reports.Fail, "module tcp_diag is not loaded", FixerIDLoadModule},
+				"kernel.NF_TABLES":     {reports.Fail, "module nf_tables is not loaded", FixerIDLoadModule},
 				// udp_diag.ko is listed in modules.dep but not shipped.
 				"kernel.INET_UDP_DIAG": {reports.Fail, "module udp_diag is not loaded", ""},
 				// /sys/module/netlink_diag exists.
@@ -263,7 +263,7 @@ func TestKernelChecksFixAdvice(t *testing.T) {
 
 func TestModuleFixer(t *testing.T) {
 	fx := ModuleFixer()
-	if fx.ID != string(FixerIDLoadModule) {
+	if fx.ID != FixerIDLoadModule {
 		t.Fatalf("ID = %q", fx.ID)
 	}
 	ctx := context.Background()
@@ -285,7 +285,7 @@ func TestModuleFixer(t *testing.T) {
 	// must name the file; ApplyFixes must record it, not panic.
 	env.Root = true
 	fs := []reports.Finding{{ID: "kernel.UNIX_DIAG", Level: reports.Required, Status: reports.Fail,
-		Fix: &reports.Fix{AutoFixable: true, Fixer: string(FixerIDLoadModule)}}}
+		Fix: &reports.Fix{AutoFixable: true, Fixer: FixerIDLoadModule}}}
 	acts := ApplyFixes(ctx, env, fs, []Fixer{fx}, false)
 	if len(acts) != 1 || acts[0].Applied || !strings.Contains(acts[0].Error, "unix_diag.ko") {
 		t.Errorf("actions = %+v, want one failed action naming unix_diag.ko", acts)

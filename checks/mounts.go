@@ -260,7 +260,7 @@ func (v *procMountView) fix(e procMountExt) *reports.Fix {
 	if src := v.hostPath(e.M); src != "" {
 		srcArg = src
 		f.Restore.ExternalMounts = []criuopt.Mount{{Key: e.Key, Path: src}}
-		f.AutoFixable, f.Fixer = true, string(FixerIDCRIUOption)
+		f.AutoFixable, f.Fixer = true, FixerIDCRIUOption
 	} else {
 		note = fmt.Sprintf(", where SOURCE is the path of %s of device %s (%s %s), which is not mounted where kata-cr runs", e.M.Root, e.M.MajMin, e.M.FSType, e.M.Source)
 	}

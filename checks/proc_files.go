@@ -78,7 +78,7 @@ func checkProcLocks(_ context.Context, t *procTree) []reports.Finding {
 			Summary: fmt.Sprintf("the tree holds %s: CRIU: \"Some file locks are hold by dumping tasks! You can try --file-locks to dump them.\"", procN(len(seen), "file lock", "file locks")),
 			Fix: &reports.Fix{Description: "dump and restore with --file-locks: CRIU then saves the locks and takes them again on restore",
 				CRIU: criuopt.Set{FileLocks: true}, Restore: criuopt.Set{FileLocks: true},
-				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}}}
+				AutoFixable: true, Fixer: FixerIDCRIUOption}}}
 	}
 	if len(note) > 0 {
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
@@ -424,7 +424,7 @@ func checkProcGhosts(_ context.Context, t *procTree) []reports.Finding {
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 			Summary: fmt.Sprintf("deleted file %s is held open and is %d bytes, over CRIU's ghost limit of %d: CRIU: \"Can't dump ghost file %s of %d size, increase limit\"", largestName, largest, procGhostLimit, largestName, largest),
 			Fix: &reports.Fix{Description: fmt.Sprintf("dump with --ghost-limit %d so CRIU copies the deleted files into the images", limit),
-				CRIU: criuopt.Set{GhostLimit: uint64(limit)}, AutoFixable: true, Fixer: string(FixerIDCRIUOption)}}}
+				CRIU: criuopt.Set{GhostLimit: uint64(limit)}, AutoFixable: true, Fixer: FixerIDCRIUOption}}}
 	case unknown > 0:
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: fmt.Sprintf("%s held open, of sizes a /proc fixture does not show (CRIU copies up to %d bytes each)", procN(unknown, "deleted file", "deleted files"), procGhostLimit)}}

@@ -165,7 +165,7 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 	// A socket lives in the namespace it was created in, which need not be
 	// its holder's: look in kata-cr's own namespace for the rest.
 	ask(selfNet, "")
-	if errors.Is(diagErr, procErrNoUnixDiag) || (diagErr != nil && len(socks) == 0) {
+	if errors.Is(diagErr, errNoUnixDiag) || (diagErr != nil && len(socks) == 0) {
 		reason := diagErr.Error()
 		if len(isUnix) == 0 {
 			return []reports.Finding{{Status: reports.Warn, Evidence: gone,
@@ -226,7 +226,7 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 			Summary: fmt.Sprintf("%s with the peer outside the tree: CRIU: \"External socket is used. Consider using --ext-unix-sk option.\"", procN(len(dgram), "unix datagram socket", "unix datagram sockets")),
 			Fix: &reports.Fix{Description: "dump and restore with --ext-unix-sk: the restored socket reconnects to the peer's address",
 				CRIU: criuopt.Set{ExtUnixSk: true}, Restore: criuopt.Set{ExtUnixSk: true},
-				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}})
+				AutoFixable: true, Fixer: FixerIDCRIUOption}})
 	}
 	if len(out) > 0 {
 		return out
@@ -298,7 +298,7 @@ func checkProcTCP(_ context.Context, t *procTree) []reports.Finding {
 			Summary: fmt.Sprintf("%s in the tree: CRIU: \"Connected TCP socket, consider using --tcp-established option\"", procN(connected, "established TCP connection", "established TCP connections")),
 			Fix: &reports.Fix{Description: "dump and restore with --tcp-established (CRIU repairs the connections; the peer must keep them and the addresses must be the same on restore)",
 				CRIU: criuopt.Set{TCPEstablished: true}, Restore: criuopt.Set{TCPEstablished: true},
-				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}}}
+				AutoFixable: true, Fixer: FixerIDCRIUOption}}}
 	}
 	if len(unreadable) > 0 {
 		return []reports.Finding{{Status: reports.Warn, Evidence: append(ev, unreadable...),

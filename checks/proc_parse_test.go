@@ -179,7 +179,7 @@ func TestProcParseUnixDiag(t *testing.T) {
 	enoent := make([]byte, 4)
 	errno := -int32(unix.ENOENT)
 	binary.NativeEndian.PutUint32(enoent, uint32(errno))
-	if _, err := procParseUnixDiag(procNlMsg(unix.NLMSG_ERROR, enoent), out); !errors.Is(err, procErrNoUnixDiag) {
+	if _, err := procParseUnixDiag(procNlMsg(unix.NLMSG_ERROR, enoent), out); !errors.Is(err, errNoUnixDiag) {
 		t.Errorf("ENOENT: %v", err)
 	}
 	if _, err := procParseUnixDiag([]byte{200, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, out); err == nil {

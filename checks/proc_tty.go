@@ -240,7 +240,7 @@ func checkProcTTY(_ context.Context, t *procTree) []reports.Finding {
 	shellJob := &reports.Fix{
 		Description: "dump and restore with --shell-job: CRIU then treats the outside terminal as external and restore attaches the tree to its own terminal",
 		CRIU:        criuopt.Set{ShellJob: true}, Restore: criuopt.Set{ShellJob: true},
-		AutoFixable: true, Fixer: string(FixerIDCRIUOption)}
+		AutoFixable: true, Fixer: FixerIDCRIUOption}
 	switch {
 	case len(unpaired) > 1:
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,

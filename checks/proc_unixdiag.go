@@ -35,9 +35,9 @@ const (
 	procSizeofUnixDiagMsg = 16
 )
 
-// procErrNoUnixDiag says the kernel answered ENOENT: there is no
+// errNoUnixDiag says the kernel answered ENOENT: there is no
 // unix_diag handler (CONFIG_UNIX_DIAG off, or the module not loadable).
-var procErrNoUnixDiag = errors.New("unix_diag is not available (NETLINK_SOCK_DIAG answered ENOENT): load the unix_diag module or enable CONFIG_UNIX_DIAG")
+var errNoUnixDiag = errors.New("unix_diag is not available (NETLINK_SOCK_DIAG answered ENOENT): load the unix_diag module or enable CONFIG_UNIX_DIAG")
 
 // procUnixDiag lists the unix sockets of the network namespace at
 // netnsPath (a /proc/PID/ns/net link), or of kata-cr's own network
@@ -160,7 +160,7 @@ func procParseUnixDiag(b []byte, out map[uint32]procUnixSock) (bool, error) {
 				return true, nil
 			}
 			if unix.Errno(errno) == unix.ENOENT {
-				return false, procErrNoUnixDiag
+				return false, errNoUnixDiag
 			}
 			return false, fmt.Errorf("unix_diag request: %w", unix.Errno(errno))
 		case unix.SOCK_DIAG_BY_FAMILY:

@@ -275,19 +275,19 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 		}
 		ev = append(ev, fmt.Sprintf("%d of %s with the session outside the pid namespace; CRIU refuses sid 0 even with --shell-job", len(outside), procN(len(t.Procs), "process", "processes")))
 		return []reports.Finding{{Status: reports.Fail, Summary: s, Evidence: ev,
-			Fix: &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: string(FixerIDRestartSetsid)}}}
+			Fix: &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: FixerIDRestartSetsid}}}
 	}
 	if vsid, vpid := proc.Last(r.Status.NSsid), proc.Last(r.Status.NSpid); vsid != vpid {
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 			Summary: fmt.Sprintf("The root process %d is not a session leader (its session is %d): CRIU needs --shell-job", vpid, vsid),
 			Fix: &reports.Fix{Description: "dump and restore with --shell-job, or " + procSetsidFix,
 				CRIU: criuopt.Set{ShellJob: true}, Restore: criuopt.Set{ShellJob: true},
-				AutoFixable: true, Fixer: string(FixerIDCRIUOption)}}}
+				AutoFixable: true, Fixer: FixerIDCRIUOption}}}
 	}
 	if pgidOutside > 0 {
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: fmt.Sprintf("%s with the process group leader outside the pid namespace: restored, they get their parent's process group", procN(pgidOutside, "process", "processes")),
-			Fix:     &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: string(FixerIDRestartSetsid)}}}
+			Fix:     &reports.Fix{Description: procSetsidFix, AutoFixable: true, Fixer: FixerIDRestartSetsid}}}
 	}
 	return []reports.Finding{{Status: reports.Pass, Evidence: ev,
 		Summary: fmt.Sprintf("every session and process group leader of the tree (%s) is inside its pid namespace", procN(len(t.Procs), "process", "processes"))}}

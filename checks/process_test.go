@@ -187,7 +187,7 @@ func TestProcSessionLeaderLive(t *testing.T) {
 			if !strings.Contains(f.Summary, wantSummary) {
 				t.Errorf("summary %q does not carry CRIU's message %q", f.Summary, wantSummary)
 			}
-			if f.Fix == nil || !f.Fix.AutoFixable || f.Fix.Fixer != string(FixerIDRestartSetsid) || !f.Fix.CRIU.IsZero() ||
+			if f.Fix == nil || !f.Fix.AutoFixable || f.Fix.Fixer != FixerIDRestartSetsid || !f.Fix.CRIU.IsZero() ||
 				!strings.Contains(f.Fix.Description, "runtime call setsid() for it") {
 				t.Errorf("fix: %+v", f.Fix)
 			}
@@ -259,7 +259,7 @@ func TestProcTTYLive(t *testing.T) {
 			if !strings.Contains(f.Summary, "Found slave peer index") {
 				t.Errorf("summary %q lacks CRIU's message", f.Summary)
 			}
-			if f.Fix == nil || !reflect.DeepEqual(f.Fix.CRIU, criuopt.Set{ShellJob: true}) || !f.Fix.AutoFixable || f.Fix.Fixer != string(FixerIDCRIUOption) {
+			if f.Fix == nil || !reflect.DeepEqual(f.Fix.CRIU, criuopt.Set{ShellJob: true}) || !f.Fix.AutoFixable || f.Fix.Fixer != FixerIDCRIUOption {
 				t.Errorf("fix: %+v", f.Fix)
 			}
 			if p := Predict(fs); p.DumpWillSucceed || !p.WithOptions || !p.CRIU.ShellJob {
@@ -298,7 +298,7 @@ func TestProcFileLocksLive(t *testing.T) {
 			if !slices.ContainsFunc(f.Evidence, func(e string) bool { return strings.Contains(e, lock) && strings.Contains(e, "FLOCK") }) {
 				t.Errorf("evidence does not quote the flock on %s:\n%s", lock, strings.Join(f.Evidence, "\n"))
 			}
-			if f.Fix == nil || !reflect.DeepEqual(f.Fix.CRIU, criuopt.Set{FileLocks: true}) || f.Fix.Fixer != string(FixerIDCRIUOption) || !f.Fix.AutoFixable {
+			if f.Fix == nil || !reflect.DeepEqual(f.Fix.CRIU, criuopt.Set{FileLocks: true}) || f.Fix.Fixer != FixerIDCRIUOption || !f.Fix.AutoFixable {
 				t.Errorf("fix: %+v", f.Fix)
 			}
 		})
@@ -670,7 +670,7 @@ func TestMountExternalBindLive(t *testing.T) {
 		t.Fatalf("dump options: %+v", fix)
 	}
 	wantRestore := criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: "hosts", Path: filepath.Join(sandbox, "hosts")}}, Root: "/"}
-	if !reflect.DeepEqual(fix.Restore, wantRestore) || !fix.AutoFixable || fix.Fixer != string(FixerIDCRIUOption) {
+	if !reflect.DeepEqual(fix.Restore, wantRestore) || !fix.AutoFixable || fix.Fixer != FixerIDCRIUOption {
 		t.Errorf("restore: %+v, want %v", fix, wantRestore.RestoreArgs())
 	}
 	if !strings.Contains(fix.Description, "Do not use --skip-mnt") || len(fix.CRIU.SkipMounts) > 0 {

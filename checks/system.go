@@ -120,7 +120,7 @@ func sysReadTrim(path string) (string, error) {
 func checkLoopback(_ context.Context, env *Env) []reports.Finding {
 	dir := filepath.Join(env.SysRoot, "class", "net", "lo")
 	fix := &reports.Fix{Description: "bring the loopback device up (ip link set lo up)",
-		AutoFixable: true, Fixer: string(FixerIDLoopbackUp)}
+		AutoFixable: true, Fixer: FixerIDLoopbackUp}
 	flagsS, err := sysReadTrim(filepath.Join(dir, "flags"))
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, serr := os.Stat(filepath.Join(env.SysRoot, "class", "net")); serr != nil {
@@ -151,7 +151,7 @@ func checkLoopback(_ context.Context, env *Env) []reports.Finding {
 // LoopbackFixer brings lo up in the network namespace of the calling
 // thread, with the SIOCSIFFLAGS ioctl (what `ip link set lo up` does).
 func LoopbackFixer() Fixer {
-	return Fixer{ID: string(FixerIDLoopbackUp), Title: "bring the loopback device up",
+	return Fixer{ID: FixerIDLoopbackUp, Title: "bring the loopback device up",
 		Apply: func(_ context.Context, _ *Env, _ reports.Finding) (reports.Action, error) {
 			a := reports.Action{Summary: "bring lo up"}
 			if err := sysSetLinkUp("lo"); err != nil {
@@ -251,7 +251,7 @@ func checkDevpts(_ context.Context, env *Env) []reports.Finding {
 	fix := &reports.Fix{
 		Description: fmt.Sprintf("mount devpts on %s (mount -t devpts -o newinstance,ptmxmode=0666 devpts %s) and make %s point at %s/ptmx",
 			s.pts, s.pts, s.ptmx, s.pts),
-		AutoFixable: true, Fixer: string(FixerIDMountDevpts)}
+		AutoFixable: true, Fixer: FixerIDMountDevpts}
 	switch {
 	case s.mounted != nil && s.openErr == nil:
 		return []reports.Finding{{Status: reports.Pass, Evidence: ev, Summary: "devpts is mounted and /dev/ptmx opens"}}
@@ -277,7 +277,7 @@ func sysUnwrapPath(err error) error {
 // still does not open, points it at /dev/pts/ptmx: a symlink when it is
 // missing, a bind mount over a node that does not work.
 func DevptsFixer() Fixer {
-	return Fixer{ID: string(FixerIDMountDevpts), Title: "mount devpts and make /dev/ptmx usable",
+	return Fixer{ID: FixerIDMountDevpts, Title: "mount devpts and make /dev/ptmx usable",
 		Apply: func(_ context.Context, env *Env, _ reports.Finding) (reports.Action, error) {
 			a := reports.Action{Summary: "mount devpts"}
 			s, err := sysProbeDevpts(env)

@@ -110,10 +110,10 @@ func TestLoopback(t *testing.T) {
 		name  string
 		files map[string]string
 		want  reports.Status
-		fixer string
+		fixer FixerID
 	}{
 		{"up", map[string]string{"sys/class/net/lo/flags": "0x9\n", "sys/class/net/lo/operstate": "unknown\n"}, reports.Pass, ""},
-		{"down", map[string]string{"sys/class/net/lo/flags": "0x8\n", "sys/class/net/lo/operstate": "down\n"}, reports.Fail, string(FixerIDLoopbackUp)},
+		{"down", map[string]string{"sys/class/net/lo/flags": "0x8\n", "sys/class/net/lo/operstate": "down\n"}, reports.Fail, FixerIDLoopbackUp},
 		{"no lo", map[string]string{"sys/class/net/eth0/flags": "0x1003\n"}, reports.Fail, ""},
 		{"garbage flags", map[string]string{"sys/class/net/lo/flags": "up\n"}, reports.Error, ""},
 	}
@@ -156,7 +156,7 @@ func TestDevpts(t *testing.T) {
 			if f.Status != tt.want {
 				t.Fatalf("status %s, want %s: %+v", f.Status, tt.want, f)
 			}
-			if f.Status != reports.Pass && (f.Fix == nil || f.Fix.Fixer != string(FixerIDMountDevpts)) {
+			if f.Status != reports.Pass && (f.Fix == nil || f.Fix.Fixer != FixerIDMountDevpts) {
 				t.Errorf("fix %+v, want the %s fixer", f.Fix, FixerIDMountDevpts)
 			}
 		})

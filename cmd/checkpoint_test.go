@@ -302,7 +302,7 @@ func runCheckpointVM(t *testing.T, args ...string) (int, *reports.Report) {
 	return code, &r
 }
 
-func actionApplied(r *reports.Report, fixer string) bool {
+func actionApplied(r *reports.Report, fixer reports.FixerID) bool {
 	for _, a := range r.Actions {
 		if a.Fixer == fixer && a.Applied {
 			return true

@@ -390,7 +390,7 @@ func TestDoctorHostFix(t *testing.T) {
 	}
 	planned := false
 	for _, a := range r.Actions {
-		if a.Fixer == string(checks.FixerIDLoopbackUp) && !a.Applied {
+		if a.Fixer == checks.FixerIDLoopbackUp && !a.Applied {
 			planned = true
 		}
 	}
@@ -403,7 +403,7 @@ func TestDoctorHostFix(t *testing.T) {
 	}
 	applied := false
 	for _, a := range r.Actions {
-		if a.Fixer == string(checks.FixerIDLoopbackUp) && a.Applied && a.Error == "" {
+		if a.Fixer == checks.FixerIDLoopbackUp && a.Applied && a.Error == "" {
 			applied = true
 		}
 	}

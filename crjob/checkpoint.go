@@ -16,13 +16,6 @@ import (
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
-// The fixers that process and mount findings name (checks/process.go);
-// they act on the workload, so they live here, with it.
-const (
-	fixerCRIUOption    = "criu-option"
-	fixerRestartSetsid = "restart-setsid"
-)
-
 // cpJob is one checkpoint job: the workload, the container running it,
 // what the fixers changed and the report being built.
 type cpJob struct {

@@ -196,13 +196,13 @@ func TestDryRunActions(t *testing.T) {
 	bind := func(target, key string) reports.Finding {
 		return reports.Finding{ID: "mount.external-bind", Status: reports.Fail, Level: reports.Required,
 			Fix: &reports.Fix{Description: "declare it external", CRIU: criuopt.Set{ExternalMounts: []criuopt.Mount{{Key: key, Path: target}}},
-				AutoFixable: true, Fixer: fixerCRIUOption}}
+				AutoFixable: true, Fixer: checks.FixerIDCRIUOption}}
 	}
 	fs := []reports.Finding{
 		{ID: "kernel.UNIX_DIAG", Status: reports.Fail, Level: reports.Required,
-			Fix: &reports.Fix{Description: "load module unix_diag and its dependencies", AutoFixable: true, Fixer: checks.FixerLoadModule}},
+			Fix: &reports.Fix{Description: "load module unix_diag and its dependencies", AutoFixable: true, Fixer: checks.FixerIDLoadModule}},
 		{ID: "process.session-leader", Status: reports.Fail, Level: reports.Required,
-			Fix: &reports.Fix{Description: "make the init a session leader", AutoFixable: true, Fixer: fixerRestartSetsid}},
+			Fix: &reports.Fix{Description: "make the init a session leader", AutoFixable: true, Fixer: checks.FixerIDRestartSetsid}},
 		bind("/etc/hosts", "hosts"),
 		{ID: "system.loopback", Status: reports.Pass},
 		bind("/etc/resolv.conf", "resolv.conf"),

@@ -18,7 +18,7 @@ import (
 // options are taken from the checks run after all fixes, so that they fit
 // the workload as it is dumped.
 func (j *cpJob) criuOptionFixer() checks.Fixer {
-	return checks.Fixer{ID: fixerCRIUOption, Title: "add CRIU options to the dump",
+	return checks.Fixer{ID: checks.FixerIDCRIUOption, Title: "add CRIU options to the dump",
 		Apply: func(_ context.Context, _ *checks.Env, f reports.Finding) (reports.Action, error) {
 			opts := f.Fix.CRIU
 			a := reports.Action{Summary: "dump with " + opts.DumpLine(), Command: append([]string{"criu", "dump"}, opts.DumpArgs()...)}
@@ -41,7 +41,7 @@ var moduleName = regexp.MustCompile(`load module (\S+)`)
 func describeActions(fs []reports.Finding, acts []reports.Action, fixers []checks.Fixer, j *cpJob) []reports.Action {
 	// ApplyFixes gives one action per fixable finding, in order; several
 	// findings share an ID (one per bind mount), so pair them by order.
-	known := map[string]bool{}
+	known := map[checks.FixerID]bool{}
 	for _, fx := range fixers {
 		known[fx.ID] = true
 	}
@@ -58,15 +58,15 @@ func describeActions(fs []reports.Finding, acts []reports.Action, fixers []check
 		}
 		f := fixable[i]
 		switch a.Fixer {
-		case checks.FixerLoadModule:
+		case checks.FixerIDLoadModule:
 			if m := moduleName.FindStringSubmatch(f.Fix.Description); m != nil {
 				acts[i].Command = []string{"modprobe", m[1]}
 			}
-		case checks.FixerLoopbackUp:
+		case checks.FixerIDLoopbackUp:
 			acts[i].Command = []string{"ip", "link", "set", "lo", "up"}
-		case checks.FixerMountDevpts:
+		case checks.FixerIDMountDevpts:
 			acts[i].Command = []string{"mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666", "devpts", "/dev/pts"}
-		case fixerCRIUOption:
+		case checks.FixerIDCRIUOption:
 			if f.Fix != nil {
 				acts[i].Command = append([]string{"criu", "dump"}, f.Fix.CRIU.DumpArgs()...)
 				acts[i].Summary = "would dump with " + f.Fix.CRIU.DumpLine()
@@ -74,7 +74,7 @@ func describeActions(fs []reports.Finding, acts []reports.Action, fixers []check
 					acts[i].Summary += " and restore with " + f.Fix.Restore.RestoreLine()
 				}
 			}
-		case fixerRestartSetsid:
+		case checks.FixerIDRestartSetsid:
 			acts[i].Summary = fmt.Sprintf("would restart the workload (%s) with the runtime making its init a session leader (setsid() before exec, as runc does): its in-memory state since the start would be lost", strings.Join(j.w.Args, " "))
 			if j.opts.NoRestart {
 				acts[i].Summary = "would refuse to restart the workload (--no-restart): the dump fails"

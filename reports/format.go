@@ -178,7 +178,7 @@ func actionOutcome(a Action) string {
 func autoFixLine(f *Fix) string {
 	if f.AutoFixable {
 		if f.Fixer != "" {
-			return "kata-cr can apply this fix (fixer " + f.Fixer + ")"
+			return "kata-cr can apply this fix (fixer " + string(f.Fixer) + ")"
 		}
 		return "kata-cr can apply this fix"
 	}

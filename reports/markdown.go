@@ -71,7 +71,7 @@ func renderMarkdown(w io.Writer, r *Report) error {
 				cmd = mdCode(strings.Join(a.Command, " "))
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n",
-				actionOutcome(a), mdCode(a.Fixer), mdCodeOrEmpty(a.Finding), summary, cmd)
+				actionOutcome(a), mdCode(string(a.Fixer)), mdCodeOrEmpty(a.Finding), summary, cmd)
 		}
 	}
 

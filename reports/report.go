@@ -50,7 +50,7 @@ type Fix struct {
 	// AutoFixable is true when kata-cr can apply the fix itself.
 	AutoFixable bool `json:"auto_fixable"`
 	// Fixer names the kata-cr fixer that applies it, when AutoFixable.
-	Fixer string `json:"fixer,omitempty"`
+	Fixer FixerID `json:"fixer,omitempty"`
 }
 
 // Finding is the result of one check, or one item of a check that looks at
@@ -109,7 +109,7 @@ type Prediction struct {
 
 // Action is something kata-cr changed, or would change, to fix a finding.
 type Action struct {
-	Fixer   string   `json:"fixer"`
+	Fixer   FixerID  `json:"fixer"`
 	Finding string   `json:"finding,omitempty"`
 	Applied bool     `json:"applied"`
 	Summary string   `json:"summary"`
@@ -213,3 +213,8 @@ func (r *Report) Finish() {
 		}
 	}
 }
+
+// FixerID names a kata-cr fixer (checks holds the constants): a finding's
+// Fix.Fixer points at the fixer that mends it, an Action says which one
+// acted.
+type FixerID string

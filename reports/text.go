@@ -97,7 +97,7 @@ func renderText(w io.Writer, r *Report, useColor bool) error {
 		section()
 		fmt.Fprintf(&b, "%s\n", s.bold("actions:"))
 		for _, a := range r.Actions {
-			name := a.Fixer
+			name := string(a.Fixer)
 			if a.Finding != "" {
 				name += " (" + a.Finding + ")"
 			}
