@@ -561,6 +561,9 @@ func mergeRestore(r, rr *reports.Report) {
 	cp.RestoredPID = rc.RestoredPID
 	cp.Verified = rc.Verified
 	cp.Verification = rc.Verification
+	if cp.StateBefore == nil {
+		cp.StateBefore = rc.StateBefore
+	}
 	cp.StateAfter = rc.StateAfter
 	cp.SandboxFilesSeen = rc.SandboxFilesSeen
 	cp.Stage = rc.Stage

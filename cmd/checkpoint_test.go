@@ -667,3 +667,64 @@ func provedAs(t *testing.T, r *reports.Report, id, signature string) int {
 	}
 	return n
 }
+
+// TestRestoreSchema1Checkpoint restores a checkpoint that kata-cr wrote
+// before the CRIU options were typed (manifest schema 1: the options as
+// argv words; made with `kata-cr checkpoint counter --auto-fix
+// --no-restore` at commit 2fa6eac on Debian's 6.1.0-57 kernel). The
+// manifest is converted when it is read, and the counter carries on from
+// its dumped value. CRIU images are bound to the kernel they were dumped
+// on: where the cached 6.1 kernel is another release, the checkpoint must
+// be refused before any boot with the stable reason images.kernel-mismatch.
+func TestRestoreSchema1Checkpoint(t *testing.T) {
+	needGuest(t, "6.1")
+	dir := filepath.Join(t.TempDir(), "schema1")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := "testdata/schema1-counter"
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := images.Open(dir)
+	if err != nil {
+		t.Fatalf("a schema 1 checkpoint is refused: %v", err)
+	}
+	if set.Manifest.SchemaVersion != 1 || len(set.Manifest.ExternalMounts) != 3 {
+		t.Fatalf("manifest %+v: want schema 1 with the three sandbox binds", set.Manifest)
+	}
+	k, err := kernel.Find(kernel.FindOptions{Version: "6.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Release != set.Manifest.KernelRelease {
+		code, _, stderr := runKataCR("restore", "-o", "json", "--kernel-version", "6.1", "--images-dir", dir)
+		if code != ExitToolError || !strings.Contains(stderr, images.ReasonKernelMismatch) {
+			t.Fatalf("checkpoint from kernel %s on kernel %s: exit %d (%s), want %d refusing with %s",
+				set.Manifest.KernelRelease, k.Release, code, stderr, ExitToolError, images.ReasonKernelMismatch)
+		}
+		t.Logf("the cached kernel is %s, the checkpoint's %s: refused as %s", k.Release, set.Manifest.KernelRelease, images.ReasonKernelMismatch)
+		return
+	}
+	code, r := runCheckpointVM(t, "restore", "--images-dir", dir)
+	c := r.Checkpoint
+	if code != ExitOK || !c.Verified {
+		t.Fatalf("exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
+	}
+	if dumped, restored := counters(t, c); dumped != 38 || restored < dumped {
+		t.Errorf("counter %d at the dump, %d after the restore: want it to carry on from 38", dumped, restored)
+	}
+	if !slices.Contains(c.SandboxFilesSeen, "/etc/hosts") {
+		t.Errorf("sandbox files seen %q: want /etc/hosts back on its bind", c.SandboxFilesSeen)
+	}
+}
