@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 
@@ -193,6 +194,9 @@ func Predict(fs []reports.Finding) *reports.Prediction {
 		if f.Blocking() {
 			p.DumpWillSucceed = false
 			p.Reasons = append(p.Reasons, f.ID+": "+f.Summary)
+			if !slices.Contains(p.BlockedBy, f.ID) {
+				p.BlockedBy = append(p.BlockedBy, f.ID)
+			}
 			if !hasOpts {
 				p.WithOptions = false
 			}

@@ -311,13 +311,6 @@ func actionApplied(r *reports.Report, fixer reports.FixerID) bool {
 	return false
 }
 
-func predictionReasons(r *reports.Report) string {
-	if r.Prediction == nil {
-		return ""
-	}
-	return strings.Join(r.Prediction.Reasons, "\n")
-}
-
 // TestCheckpointSeedWorkload boots the seed's workload (busybox sleep 3600
 // started as the Kata agent 2.5 to 4.0 starts it). Without --auto-fix the
 // preflight predicts the failure (session leader outside the pid
@@ -331,7 +324,7 @@ func TestCheckpointSeedWorkload(t *testing.T) {
 		if code != ExitCheckFailed {
 			t.Errorf("exit %d, want %d", code, ExitCheckFailed)
 		}
-		if r.Prediction == nil || r.Prediction.DumpWillSucceed || !strings.Contains(predictionReasons(r), "process.session-leader") {
+		if r.Prediction == nil || r.Prediction.DumpWillSucceed || !slices.Contains(r.Prediction.BlockedBy, "process.session-leader") {
 			t.Errorf("prediction %+v does not fail on process.session-leader", r.Prediction)
 		}
 		if c.DumpOK {
@@ -505,8 +498,8 @@ func TestCheckpointFlock(t *testing.T) {
 	if !slices.Contains(c.DumpOptions, "--file-locks") || !slices.Contains(c.RestoreOptions, "--file-locks") {
 		t.Errorf("dump %v / restore %v options lack --file-locks", c.DumpOptions, c.RestoreOptions)
 	}
-	if !strings.Contains(c.Verification, "holds its flock") {
-		t.Errorf("verification %q", c.Verification)
+	if c.StateBefore["lock"] != "held" || c.StateAfter["lock"] != "held" {
+		t.Errorf("lock before the dump %q, after the restore %q: want held both times", c.StateBefore["lock"], c.StateAfter["lock"])
 	}
 }
 
@@ -632,8 +625,8 @@ func TestCheckpointRuntimeSetsid(t *testing.T) {
 	if f := fs["process.session-leader"]; f.Status != reports.Pass {
 		t.Errorf("process.session-leader: %s %q, want pass", f.Status, f.Summary)
 	}
-	if strings.Contains(predictionReasons(r), "process.session-leader") {
-		t.Errorf("the prediction blames the session leader: %s", predictionReasons(r))
+	if slices.Contains(r.Prediction.BlockedBy, "process.session-leader") {
+		t.Errorf("the prediction blames the session leader: %q", r.Prediction.BlockedBy)
 	}
 	for _, a := range r.Actions {
 		if a.Fixer == "restart-setsid" {
@@ -657,12 +650,17 @@ func provedAs(t *testing.T, r *reports.Report, id, signature string) int {
 	t.Helper()
 	n := 0
 	for _, f := range r.Findings {
-		if f.ID != id {
+		if f.ID == id && f.Status != reports.Pass {
+			t.Errorf("%s: %s %q, want pass", id, f.Status, f.Summary)
+		}
+	}
+	for _, p := range r.Checkpoint.Proofs {
+		if "checkpoint.proof."+p.Finding != id {
 			continue
 		}
 		n++
-		if f.Status != reports.Pass || !strings.Contains(f.Summary, "fails on "+signature) {
-			t.Errorf("%s: %s %q, want CRIU failing on %s", id, f.Status, f.Summary, signature)
+		if !p.Failed || !p.Confirmed || p.Signature != signature {
+			t.Errorf("proof of %s without %s: failed %v on %q, confirmed %v: want CRIU failing on %s", p.Finding, p.Without, p.Failed, p.Signature, p.Confirmed, signature)
 		}
 	}
 	return n

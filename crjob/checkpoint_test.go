@@ -166,7 +166,8 @@ func TestPredictionFinding(t *testing.T) {
 			{Signature: sig, Known: true, Quote: []string{"Error (criu/x.c:1): " + sig}},
 		}}
 	}
-	seed := &reports.Prediction{Reasons: []string{"process.session-leader: A session leader of 91(1) is outside of its pid namespace", "kernel.UNIX_DIAG: not loaded"}}
+	seed := &reports.Prediction{Reasons: []string{"process.session-leader: A session leader of 91(1) is outside of its pid namespace", "kernel.UNIX_DIAG: not loaded"},
+		BlockedBy: []string{"process.session-leader", "kernel.UNIX_DIAG"}}
 	tests := []struct {
 		name    string
 		p       *reports.Prediction

@@ -164,14 +164,7 @@ func predictionLine(p *reports.Prediction) string {
 	case p.WithOptions:
 		return fmt.Sprintf("a plain dump is predicted to fail; with %s it should succeed", p.CRIU.DumpLine())
 	}
-	var ids []string
-	for _, r := range p.Reasons {
-		id, _, _ := strings.Cut(r, ":")
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	return fmt.Sprintf("the dump is predicted to fail (%s)", strings.Join(ids, ", "))
+	return fmt.Sprintf("the dump is predicted to fail (%s)", strings.Join(p.BlockedBy, ", "))
 }
 
 // predictionFinding compares the prediction of the dump that ran with what
@@ -218,13 +211,8 @@ func predictedCause(p *reports.Prediction, dumpErr error) (signature string, pre
 	if sig == "" || p == nil {
 		return sig, nil
 	}
-	predicted := map[string]bool{}
-	for _, r := range p.Reasons {
-		id, _, _ := strings.Cut(r, ":")
-		predicted[id] = true
-	}
 	for _, id := range ids {
-		if predicted[id] {
+		if slices.Contains(p.BlockedBy, id) {
 			predictedBy = append(predictedBy, id)
 		}
 	}

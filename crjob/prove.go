@@ -44,6 +44,8 @@ func (j *cpJob) prove(ctx context.Context, cr CRIU, fs []reports.Finding, planne
 		cancel()
 		_ = os.RemoveAll(dir)
 		sig, ids, quote := causeOf(err)
+		j.cp.Proofs = append(j.cp.Proofs, reports.Proof{Finding: f.ID, Without: opts, Failed: err != nil,
+			Signature: sig, Confirmed: err != nil && slices.Contains(ids, f.ID)})
 		switch {
 		case err == nil:
 			p.Status = reports.Fail

@@ -41,6 +41,8 @@ type Checkpoint struct {
 	// that predicted it.
 	FailureSignature string   `json:"failure_signature,omitempty"`
 	PredictedBy      []string `json:"predicted_by,omitempty"`
+	// Proofs are the dumps --prove ran without one finding's options.
+	Proofs []Proof `json:"proofs,omitempty"`
 	// InitExit is how the container init ended when the workload died
 	// before it could be checkpointed.
 	InitExit *ExitStatus `json:"init_exit,omitempty"`
@@ -62,4 +64,18 @@ func (c *Checkpoint) OK() bool {
 		return c.RestoreOK && c.Verified
 	}
 	return true
+}
+
+// Proof is CRIU's own answer to one prediction: a dump without the options
+// that work around Finding.
+type Proof struct {
+	Finding string `json:"finding"`
+	// Without are the options left out, as criu words.
+	Without string `json:"without"`
+	// Failed says whether that dump failed; Signature is the cause CRIU's
+	// log names (a criulog signature ID), empty when none is known.
+	Failed    bool   `json:"failed"`
+	Signature string `json:"signature,omitempty"`
+	// Confirmed is true when the dump failed on a cause the finding names.
+	Confirmed bool `json:"confirmed"`
 }

@@ -98,8 +98,10 @@ type Prediction struct {
 	// A dump succeeds only when both hold.
 	TreeDumpable     bool `json:"tree_dumpable"`
 	EnvironmentReady bool `json:"environment_ready"`
-	// Reasons lists the blocking findings, one line each.
-	Reasons []string `json:"reasons,omitempty"`
+	// Reasons lists the blocking findings, one line each; BlockedBy their
+	// IDs, each once, in the same order.
+	Reasons   []string `json:"reasons,omitempty"`
+	BlockedBy []string `json:"blocked_by,omitempty"`
 	// CRIU holds the options the dump needs to succeed: the fixes' options
 	// of the findings that CRIU options can work around, merged.
 	CRIU criuopt.Set `json:"criu,omitzero"`

@@ -166,7 +166,7 @@ var Workloads = []Workload{
 		Args:        []string{"sh", "-c", "exec 9>" + lockFile + " && flock -x 9 && exec sleep 3600"},
 		Binaries:    []Binary{{Name: "flock", Package: "util-linux"}},
 		Ready:       readyLock,
-		Snapshot:    snapshotCmdline,
+		Snapshot:    snapshotLock,
 		Verify:      verifyLock,
 	},
 	{
@@ -324,6 +324,20 @@ func snapshotCmdline(_ context.Context, p Probe) (State, error) {
 		return nil, fmt.Errorf("read the init's command line: %w", err)
 	}
 	return State{"cmdline": strings.Join(argv, "\x00")}, nil
+}
+
+// snapshotLock records the command line and whether the lock on lockFile
+// is held (it must be, before the dump and after the restore).
+func snapshotLock(ctx context.Context, p Probe) (State, error) {
+	st, err := snapshotCmdline(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	st["lock"] = "held"
+	if err := p.lockHeld(); err != nil {
+		st["lock"] = "not held: " + err.Error()
+	}
+	return st, nil
 }
 
 func verifyCmdline(ctx context.Context, p Probe, before State) (string, error) {
