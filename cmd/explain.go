@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kata-cr/kata-cr/criulog"
+	"github.com/kata-cr/kata-cr/internal/safefile"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -96,18 +96,18 @@ func runExplain(deps *Deps, g *globalOptions, o *explainOptions, stdin io.Reader
 func readLog(path string, stdin io.Reader) ([]reports.Explanation, int64, error) {
 	name, in := "stdin", stdin
 	if path != "-" {
-		f, err := os.Open(path)
+		f, err := safefile.Open(path)
 		if err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
+			if errors.Is(err, safefile.ErrNotRegular) {
+				return nil, 0, fmt.Errorf("read CRIU log %w (give the log file criu wrote with --log-file, or - for stdin)", err)
+			}
 			return nil, 0, fmt.Errorf("read CRIU log %s: %w (give the log criu wrote with --log-file, or - for stdin)", path, err)
 		}
 		defer f.Close()
-		if st, err := f.Stat(); err == nil && st.IsDir() {
-			return nil, 0, fmt.Errorf("read CRIU log %s: is a directory (give the log file criu wrote with --log-file)", path)
-		}
 		name, in = path, f
 	}
 	cr := &countingReader{r: in}

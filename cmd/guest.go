@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-cr/kata-cr/guestimage"
+	"github.com/kata-cr/kata-cr/internal/safefile"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
@@ -129,11 +131,27 @@ func (o *guestOptions) validate() error {
 		return usagef("--cpus %d: give at least 1", o.CPUs)
 	}
 	for _, inc := range o.Include.List() {
-		if _, err := guestimage.ParseInclude(inc); err != nil {
+		e, err := guestimage.ParseInclude(inc)
+		if err != nil {
 			return usageError{err}
 		}
+		f, err := safefile.Open(e.Host)
+		if err != nil {
+			return usagef("--include %s: %v: give a readable regular file", inc, unwrapPath(err))
+		}
+		f.Close()
 	}
 	return nil
+}
+
+// unwrapPath drops the operation and path an *fs.PathError repeats, for
+// messages that name the path already.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // guest is a guest ready to boot: its kernel, its image and the

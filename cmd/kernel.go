@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-cr/kata-cr/checks"
+	"github.com/kata-cr/kata-cr/internal/safefile"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -223,13 +223,10 @@ func writeFragment(deps *Deps, path string, configs []*kernel.Config) error {
 		have = configs[0]
 	}
 	data := kernel.EmitFragment(have, missing...)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return fmt.Errorf("write fragment: %w", err)
-	}
-	// WriteFile's mode passes through the umask and leaves an existing
-	// file's mode alone; the fragment is meant to be shared.
-	if err := os.Chmod(path, 0o644); err != nil {
-		return fmt.Errorf("write fragment: %w", err)
+	// The fragment is meant to be shared: 0644 whatever the umask. A
+	// device or FIFO in its place is refused, never written through.
+	if err := safefile.Write(path, data, 0o644); err != nil {
+		return fmt.Errorf("write fragment: %w: give the path of a new or regular file", err)
 	}
 	names := make([]string, 0, len(missing))
 	for _, m := range missing {

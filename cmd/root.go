@@ -6,9 +6,11 @@ package cmd
 import (
 	"io"
 	"os"
+	"slices"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -51,9 +53,10 @@ fixes what it can, and checkpoints and restores workloads to prove it.
 Exit codes: 0 nothing required failed, 1 tool error, 2 usage error,
 3 a required check failed (a CRIU log shows an error, a checkpoint did not
 succeed); kata-cr COMMAND --help says what each means for that command.`,
-		Version:       Version,
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Version:           Version,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error { return emptyFlag(c) },
 	}
 	root.SetOut(deps.Stdout)
 	root.SetErr(deps.Stderr)
@@ -65,6 +68,34 @@ succeed); kata-cr COMMAND --help says what each means for that command.`,
 		root.AddCommand(c(deps, g))
 	}
 	return root
+}
+
+// emptyFlag refuses a flag given with an empty value (--pid ”, --criu ”):
+// it would otherwise read as the flag left out, silently.
+func emptyFlag(c *cobra.Command) error {
+	var err error
+	c.Flags().Visit(func(f *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		empty := f.Value.String() == ""
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			empty = slices.Contains(sv.GetSlice(), "")
+		}
+		if empty && f.Value.Type() != "bool" {
+			err = usagef("--%s '': empty value: give a %s, or leave the flag out", f.Name, flagNoun(f))
+		}
+	})
+	return err
+}
+
+// flagNoun is what a flag's value is, for the message: its usage's
+// back-quoted name, else its type.
+func flagNoun(f *pflag.Flag) string {
+	if name, _ := pflag.UnquoteUsage(f); name != "" {
+		return name
+	}
+	return f.Value.Type()
 }
 
 // commandConstructors lists the subcommands; each file adds its own.

@@ -110,11 +110,21 @@ func match(kind lineKind, msg string) (*Signature, []string) {
 	return nil, nil
 }
 
+// MaxLogSize bounds what Explain reads: a dump log at CRIU's most verbose
+// level is a few megabytes; more than this is not a CRIU log.
+const MaxLogSize = 256 << 20
+
+// ErrTooLarge is returned for a log over MaxLogSize.
+var ErrTooLarge = fmt.Errorf("larger than %d MiB: not a CRIU log", MaxLogSize>>20)
+
 // Explain reads a CRIU log from r and explains its errors. source names the
-// log in the explanations. It fails only when r cannot be read or holds
-// binary data.
+// log in the explanations. It fails only when r cannot be read, holds
+// binary data or is larger than MaxLogSize.
 func Explain(source string, r io.Reader) ([]reports.Explanation, error) {
-	data, err := io.ReadAll(r)
+	data, err := io.ReadAll(io.LimitReader(r, MaxLogSize+1))
+	if err == nil && len(data) > MaxLogSize {
+		err = ErrTooLarge
+	}
 	if err != nil {
 		// A *fs.PathError repeats the operation and path that we name.
 		var pe *fs.PathError

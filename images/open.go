@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/kata-cr/kata-cr/internal/safefile"
 )
 
 // The reasons a checkpoint is refused. They are stable: reports and tests
@@ -104,11 +106,17 @@ func Open(dir string) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open images %s: %w", dir, err)
 	}
+	if !mfi.Mode().IsRegular() {
+		return nil, refuse(dir, ReasonManifest, "%s is %s, not a regular file", ManifestName, safefile.Kind(mfi.Mode()))
+	}
 	if mfi.Size() > manifestSizeLimit {
 		return nil, refuse(dir, ReasonManifest, "%s is %d bytes, larger than any manifest", ManifestName, mfi.Size())
 	}
-	data, err := os.ReadFile(p)
-	if err != nil {
+	data, err := safefile.Read(p, manifestSizeLimit)
+	switch {
+	case errors.Is(err, safefile.ErrNotRegular), errors.Is(err, safefile.ErrTooLarge):
+		return nil, refuse(dir, ReasonManifest, "%s: %v", ManifestName, err)
+	case err != nil:
 		return nil, fmt.Errorf("open images %s: %w", dir, err)
 	}
 	var m Manifest

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kata-cr/kata-cr/internal/safefile"
 	"golang.org/x/sys/unix"
 )
 
@@ -211,7 +212,7 @@ func seal(dir string) ([]File, error) {
 }
 
 func sumFile(p string, sync bool) (File, error) {
-	f, err := os.Open(p)
+	f, err := safefile.Open(p)
 	if err != nil {
 		return File{}, err
 	}
