@@ -219,9 +219,13 @@ func (o *guestOptions) includes(p string) bool {
 }
 
 // checkCommandInImage refuses, before any boot, a command that the
-// container cannot run: it must be a busybox applet or a file added with
-// --include (by its guest path, or by its name when it lands in PATH).
+// container cannot run: it must be a busybox applet, a program every guest
+// image ships (kata-cr-testload) or a file added with --include (by its
+// guest path, or by its name when it lands in PATH).
 func (o *checkpointOptions) checkCommandInImage(name string) error {
+	if _, ok := container.ImageBinary(name); ok {
+		return nil
+	}
 	var guestPaths []string
 	for _, inc := range o.guest.Include.List() {
 		if e, err := guestimage.ParseInclude(inc); err == nil {

@@ -41,6 +41,7 @@ import (
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/vm"
+	"github.com/kata-cr/kata-cr/testload"
 )
 
 // layoutVersion changes whenever the image's layout or the way it is built
@@ -567,20 +568,22 @@ func (in *inputs) agentVersion(key string) string {
 }
 
 // baseArchive holds u-root's default layout (directories, the console
-// and null device nodes) and the links: /bin/uinit to the agent, busybox's
+// and null device nodes) and the links: /bin/uinit and
+// /bin/kata-cr-testload (the test workloads) to the agent, busybox's
 // applets in /bin. GNU tar stays the only tar.
 func (in *inputs) baseArchive() (*cpio.Archive, error) {
 	recs := []cpio.Record{
 		cpio.Directory("root", 0o700),
 		cpio.Directory("etc/kata-cr", 0o755),
 		cpio.Symlink("bin/uinit", "kata-cr-agent"),
+		cpio.Symlink(strings.TrimPrefix(testload.Path, "/"), "kata-cr-agent"),
 		cpio.StaticFile("bin/defaultsh", agentGone, 0o755),
 	}
 	applets, err := busyboxApplets(in.busybox)
 	if err != nil {
 		return nil, err
 	}
-	skip := map[string]bool{"tar": true, "init": true, "uinit": true, "busybox": true, "kata-cr-agent": true, "defaultsh": true}
+	skip := map[string]bool{"tar": true, "init": true, "uinit": true, "busybox": true, "kata-cr-agent": true, "defaultsh": true, testload.Name: true}
 	for _, a := range applets {
 		if !skip[a] {
 			recs = append(recs, cpio.Symlink("bin/"+a, "busybox"))

@@ -306,8 +306,10 @@ func TestBuild(t *testing.T) {
 	if m := mode("bin/kata-cr-agent"); m&0o111 == 0 {
 		t.Errorf("agent mode %v is not executable", m)
 	}
-	if r := recs["bin/uinit"]; string(recordBytes(t, r)) != "kata-cr-agent" {
-		t.Errorf("bin/uinit does not link to the agent")
+	for _, link := range []string{"bin/uinit", "bin/kata-cr-testload"} {
+		if r := recs[link]; string(recordBytes(t, r)) != "kata-cr-agent" {
+			t.Errorf("%s does not link to the agent", link)
+		}
 	}
 	if r, ok := recs["bin/tar"]; ok {
 		t.Errorf("bin/tar is in the image (%s): busybox's tar must not shadow GNU tar", recordBytes(t, r))

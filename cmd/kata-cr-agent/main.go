@@ -24,6 +24,7 @@ import (
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/container"
 	"github.com/kata-cr/kata-cr/runtime/guest"
+	"github.com/kata-cr/kata-cr/testload"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -89,6 +90,11 @@ func main() {
 	// A container init helper re-executed by container.Start: it never
 	// returns from here.
 	container.Init()
+	// A test workload in a container: the image links
+	// /bin/kata-cr-testload to the agent.
+	if testload.Invoked(os.Args[0]) {
+		os.Exit(testload.Main(os.Args, os.Stderr))
+	}
 	log.SetFlags(0)
 	log.SetPrefix("kata-cr-agent: ")
 	// The agent powers the machine off when it is done: refuse to run

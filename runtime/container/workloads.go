@@ -26,11 +26,17 @@ type State map[string]string
 
 // Binary is a program a workload needs beyond busybox. It is looked up by
 // Name in PATH and copied, with its shared libraries, to the same path in
-// the rootfs (the guest image carries it at the host's path).
+// the rootfs (the guest image carries it at the host's path). A binary
+// InImage ships in every guest image at Path instead: the host never looks
+// it up, and the guest copies it from Path.
 type Binary struct {
 	Name string
 	// Package is the Debian package that provides it, for the error.
 	Package string
+	// InImage says every guest image has the program at Path
+	// (RegisterImageBinary).
+	InImage bool
+	Path    string
 }
 
 // File is a file a workload needs in its rootfs.
@@ -235,7 +241,7 @@ func LookupWorkload(name string, command []string) (Workload, error) {
 // Command is the workload for a user's own command: it is ready when
 // running and verified when the restored init runs the same argv.
 func Command(args []string) Workload {
-	return Workload{
+	w := Workload{
 		Name:        CommandWorkload,
 		Description: "the command " + strings.Join(args, " "),
 		Args:        append([]string(nil), args...),
@@ -243,6 +249,12 @@ func Command(args []string) Workload {
 		Snapshot:    snapshotCmdline,
 		Verify:      verifyCmdline,
 	}
+	if len(args) > 0 {
+		if b, ok := ImageBinary(args[0]); ok {
+			w.Binaries = []Binary{b}
+		}
+	}
+	return w
 }
 
 // HostFiles resolves the workload's binaries in PATH and returns them as
@@ -250,6 +262,9 @@ func Command(args []string) Workload {
 func (w Workload) HostFiles() (map[string]string, error) {
 	out := map[string]string{}
 	for _, b := range w.Binaries {
+		if b.InImage {
+			continue
+		}
 		p, err := exec.LookPath(b.Name)
 		if err != nil {
 			return nil, fmt.Errorf("workload %s needs %s, which is not in PATH: install it (apt-get install %s)", w.Name, b.Name, b.Package)
@@ -288,12 +303,16 @@ func (w Workload) Install(rootfs string) error {
 }
 
 // PrepareWorkload prepares rootfs for w: PrepareRootfs with the workload's
-// binaries plus extra (container path to source path, the --include
+// binaries (run it in the guest: the InImage ones come from the image)
+// plus extra (container path to source path, the --include
 // files), then Install.
 func PrepareWorkload(rootfs string, w Workload, extra map[string]string) error {
 	files, err := w.HostFiles()
 	if err != nil {
 		return err
+	}
+	for k, v := range w.ImageFiles() {
+		files[k] = v
 	}
 	for k, v := range extra {
 		files[k] = v

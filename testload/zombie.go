@@ -1,0 +1,86 @@
+package testload
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kata-cr/kata-cr/proc"
+	"github.com/kata-cr/kata-cr/runtime/container"
+)
+
+// Modes and workload of the zombie scenario.
+const (
+	ModeZombie = "zombie"
+	// ModeExit exits at once: the zombie mode's child.
+	ModeExit = "exit"
+	// KeyZombie is the zombie child's pid in the container.
+	KeyZombie = "zombie"
+)
+
+func init() {
+	Register(Mode{Name: ModeZombie, Description: "starts a child that exits and never reaps it: the tree keeps a zombie", Run: runZombie})
+	Register(Mode{Name: ModeExit, Description: "exits at once", Helper: true, Run: func(context.Context, *State, []string) error { return nil }})
+	container.Register(NewWorkload("zombie", "a process that keeps an unreaped zombie child ("+Name+" "+ModeZombie+")", ModeZombie, nil, verifyZombie))
+}
+
+func runZombie(ctx context.Context, s *State, _ []string) error {
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{Name, ModeExit}}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the child: %w", err)
+	}
+	// Never waited for: it stays a zombie.
+	pid := cmd.Process.Pid
+	if err := waitState(ctx, proc.New("/proc"), pid, "Z"); err != nil {
+		return err
+	}
+	if err := s.Ready(KeyZombie, strconv.Itoa(pid)); err != nil {
+		return err
+	}
+	return Hold(ctx)
+}
+
+// waitState waits until process pid is in the state whose letter is
+// state (Z, D, S, ...).
+func waitState(ctx context.Context, fs proc.FS, pid int, state string) error {
+	for {
+		st, err := fs.ReadStatus(pid)
+		if err != nil {
+			return fmt.Errorf("wait for process %d to be in state %s: %w", pid, state, err)
+		}
+		if strings.HasPrefix(st.State, state) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for process %d to be in state %s (it is %s): %w", pid, state, st.State, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// verifyZombie checks that the restored init still has its zombie child.
+func verifyZombie(_ context.Context, p container.Probe, _, _ container.State) (string, error) {
+	fs := proc.New(procRoot(p))
+	kids, err := fs.Children(p.PID)
+	if err != nil {
+		return "", fmt.Errorf("list the restored init's children: %w", err)
+	}
+	for _, k := range kids {
+		if st, err := fs.ReadStatus(k); err == nil && strings.HasPrefix(st.State, "Z") {
+			return fmt.Sprintf("its child %d is still a zombie", k), nil
+		}
+	}
+	return "", fmt.Errorf("the restored init %d has no zombie child (children %v)", p.PID, kids)
+}
+
+// procRoot is where the probe's proc is mounted.
+func procRoot(p container.Probe) string {
+	if p.ProcRoot == "" {
+		return "/proc"
+	}
+	return p.ProcRoot
+}
