@@ -67,7 +67,7 @@ func (s *State) Set(kv ...string) error {
 
 // Ready records kv, marks the mode ready and starts the heartbeat.
 func (s *State) Ready(kv ...string) error {
-	if err := s.Set(append(kv, KeyReady, "yes")...); err != nil {
+	if err := s.Set(append(kv, KeyReady, "yes", KeyBeat, "0")...); err != nil {
 		return err
 	}
 	go s.heartbeat()
