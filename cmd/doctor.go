@@ -192,14 +192,12 @@ func hostEnv(ctx context.Context, o *doctorOptions) (*checks.Env, reports.Target
 		target.Sources = append(target.Sources, "kernel config "+env.ConfigSource)
 	}
 
-	bin, err := criu.Find(o.CRIUPath)
+	bin, v, err := criu.Open(ctx, o.CRIUPath)
 	switch {
 	case err == nil:
 		env.CRIU = bin
 		target.Sources = append(target.Sources, "criu "+bin.Path)
-		if v, err := bin.Version(ctx); err == nil {
-			target.CRIUVersion = v.String()
-		}
+		target.CRIUVersion = v.String()
 	case o.CRIUPath != "":
 		return nil, target, fmt.Errorf("--criu: %w", err)
 	default:

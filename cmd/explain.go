@@ -103,7 +103,7 @@ func readLog(path string, stdin io.Reader) ([]reports.Explanation, int64, error)
 				err = pe.Err
 			}
 			if errors.Is(err, safefile.ErrNotRegular) {
-				return nil, 0, fmt.Errorf("read CRIU log %w (give the log file criu wrote with --log-file, or - for stdin)", err)
+				return nil, 0, fmt.Errorf("read CRIU log: %w (give the log file criu wrote with --log-file, or - for stdin)", err)
 			}
 			return nil, 0, fmt.Errorf("read CRIU log %s: %w (give the log criu wrote with --log-file, or - for stdin)", path, err)
 		}

@@ -209,7 +209,10 @@ func (p *progress) event(ev agentapi.Event) {
 
 // prepareGuest finds the kernel, builds (or finds cached) the image and
 // picks the accelerator.
-func prepareGuest(ctx context.Context, o *guestOptions, p *progress) (*guest, error) {
+// resolveGuest finds the guest kernel and the CRIU it will run, without
+// building anything: enough to refuse a checkpoint from another kernel or
+// CRIU before the image is built.
+func resolveGuest(ctx context.Context, o *guestOptions, p *progress) (*guest, error) {
 	g := &guest{cacheDir: kernel.CacheDir()}
 	k, err := kernel.Find(kernel.FindOptions{
 		Kernel: o.Kernel, Config: o.KernelConfig, Modules: o.Modules,
@@ -233,32 +236,47 @@ func prepareGuest(ctx context.Context, o *guestOptions, p *progress) (*guest, er
 	if err != nil {
 		return nil, err
 	}
+	return g, nil
+}
+
+// prepareGuest resolves the guest (resolveGuest), then builds its image
+// and picks the accelerator.
+func prepareGuest(ctx context.Context, o *guestOptions, p *progress) (*guest, error) {
+	g, err := resolveGuest(ctx, o, p)
+	if err != nil {
+		return nil, err
+	}
+	return g, g.build(ctx, o, p)
+}
+
+// build builds (or takes from the cache) the guest image and picks the
+// accelerator.
+func (g *guest) build(ctx context.Context, o *guestOptions, p *progress) error {
+	k := g.kernel
 	var extra []guestimage.ExtraFile
 	for _, inc := range o.Include.List() {
 		e, err := guestimage.ParseInclude(inc)
 		if err != nil {
-			return nil, usageError{err}
+			return usageError{err}
 		}
 		extra = append(extra, e)
 	}
 	start := time.Now()
+	var err error
 	g.image, g.imageCached, err = guestimage.Build(ctx, guestimage.Spec{
 		CacheDir: g.cacheDir, Version: Version,
 		KernelRelease: k.Release, ModulesDir: k.ModulesDir, KernelConfig: k.Config,
 		CRIU: g.criu, Extra: extra, Logf: p.printf,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	g.imageTime = time.Since(start)
 	if g.imageCached {
 		p.printf("guest image %s (cached)", g.image)
 	}
 	g.accel, err = pickAccel(ctx, o.Accel, k, g.cacheDir, p)
-	if err != nil {
-		return nil, err
-	}
-	return g, nil
+	return err
 }
 
 // pickAccel decides between KVM and TCG, probing unless --accel says.

@@ -96,12 +96,17 @@ func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmd
 	ctx, cancel := context.WithTimeout(ctx, o.guest.Timeout)
 	defer cancel()
 	p := newProgress(deps, o.guest.Verbose)
-	gst, err := prepareGuest(ctx, &o.guest, p)
+	gst, err := resolveGuest(ctx, &o.guest, p)
 	if err != nil {
 		return err
 	}
-	if probs := images.CheckCompat(set.Manifest, gst.compat()); len(probs) > 0 {
-		return &images.RefusedError{Dir: set.Dir, Problems: probs}
+	// Everything that can refuse the checkpoint does so before the image
+	// is built and a guest boots: kernel, CRIU, architecture, checksums.
+	if err := set.Verify(gst.compat()); err != nil {
+		return err
+	}
+	if err := gst.build(ctx, &o.guest, p); err != nil {
+		return err
 	}
 	m := set.Manifest
 	r := reports.New("restore", Version)

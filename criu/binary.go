@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kata-cr/kata-cr/internal/excerpt"
+	"github.com/kata-cr/kata-cr/internal/execgroup"
 )
 
 // DefaultPath is where Debian's criu package installs the binary. It is
@@ -78,6 +79,28 @@ func Find(path string) (*Binary, error) {
 	}
 	return nil, ErrNotFound
 }
+
+// ErrNotCRIU says a binary does not answer like CRIU.
+var ErrNotCRIU = errors.New("does not answer like CRIU")
+
+// Open finds the criu binary as Find does and believes it only when it
+// answers like CRIU: its version over the swrk RPC, or a `criu --version`
+// in CRIU's own words, each within versionTimeout.
+func Open(ctx context.Context, path string) (*Binary, Version, error) {
+	b, err := Find(path)
+	if err != nil {
+		return nil, Version{}, err
+	}
+	v, err := b.Version(ctx)
+	if err != nil {
+		return nil, Version{}, fmt.Errorf("criu binary %s %w: %v", b.Path, ErrNotCRIU, err)
+	}
+	return b, v, nil
+}
+
+// versionTimeout bounds each way of asking criu for its version: a real
+// criu answers in milliseconds.
+const versionTimeout = 5 * time.Second
 
 func newBinary(path string) *Binary {
 	return &Binary{Path: path, cache: &binaryCache{}}
@@ -198,9 +221,9 @@ func (b *Binary) rpcVersion(ctx context.Context) (Version, error) {
 }
 
 func (b *Binary) execVersion(ctx context.Context) (Version, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, b.Path, "--version").CombinedOutput()
+	out, err := execgroup.Command(ctx, b.Path, "--version").CombinedOutput()
 	if err != nil {
 		return Version{}, fmt.Errorf("run %s --version: %w: %s", b.Path, err, excerpt.FirstLine(strings.TrimSpace(string(out))))
 	}
@@ -210,7 +233,7 @@ func (b *Binary) execVersion(ctx context.Context) (Version, error) {
 // swrk runs `criu swrk` for one request and returns its answer. The
 // service's stderr is captured and quoted when the request fails.
 func (b *Binary) swrk(ctx context.Context, req *rpc.CriuReq) (*rpc.CriuResp, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
 	defer cancel()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -222,10 +245,9 @@ func (b *Binary) swrk(ctx context.Context, req *rpc.CriuReq) (*rpc.CriuResp, err
 
 	var stderr bytes.Buffer
 	// The child's end becomes fd 3 (the first of ExtraFiles).
-	cmd := exec.CommandContext(ctx, b.Path, "swrk", "3")
+	cmd := execgroup.Command(ctx, b.Path, "swrk", "3")
 	cmd.ExtraFiles = []*os.File{remote}
 	cmd.Stderr = &stderr
-	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
 		remote.Close()
 		return nil, fmt.Errorf("start criu swrk: %w", err)
@@ -409,11 +431,10 @@ func (b *Binary) runCheck(ctx context.Context, args []string) (CheckResult, erro
 	full := append(append([]string{}, args...), "-v4", "--log-file", logPath)
 
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, b.Path, full...)
+	cmd := execgroup.Command(ctx, b.Path, full...)
 	cmd.Dir = dir
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	cmd.WaitDelay = time.Second
 	start := time.Now()
 	runErr := cmd.Run()
 	res := CheckResult{Args: args, Duration: time.Since(start)}
@@ -433,9 +454,14 @@ func (b *Binary) runCheck(ctx context.Context, args []string) (CheckResult, erro
 	}
 	res.OK = res.ExitCode == 0
 	res.Lines = splitLines(out.Bytes())
-	if logData, err := os.ReadFile(logPath); err == nil {
-		res.Lines = append(res.Lines, splitLines(logData)...)
+	logData, err := os.ReadFile(logPath)
+	if err != nil && res.OK {
+		// CRIU opens its --log-file before it checks anything (only a bad
+		// argument fails before that): a passing check without a log is
+		// not CRIU's.
+		return res, fmt.Errorf("criu %s wrote no log (%v): its output %q is not CRIU's", strings.Join(args, " "), err, excerpt.Clip(strings.Join(res.Lines, " | "), 200))
 	}
+	res.Lines = append(res.Lines, splitLines(logData)...)
 	for _, l := range res.Lines {
 		body := StripLogPrefix(l)
 		switch {

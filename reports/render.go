@@ -40,10 +40,11 @@ func Render(w io.Writer, r *Report, opts Options) error {
 	case JSON:
 		return renderJSON(w, r)
 	case JUnit:
-		return renderJUnit(w, r)
+		// XML 1.0 has no control characters but tab and newline.
+		return renderJUnit(w, terminalSafe(r))
 	case Markdown:
-		return renderMarkdown(w, r)
+		return renderMarkdown(w, terminalSafe(r))
 	default:
-		return renderText(w, r, opts.Color)
+		return renderText(w, terminalSafe(r), opts.Color)
 	}
 }

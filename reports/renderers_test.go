@@ -306,3 +306,31 @@ func TestMarkdownEscapes(t *testing.T) {
 		t.Errorf("raw HTML from report text reached the Markdown:\n%s", out)
 	}
 }
+
+// TestTerminalSafe: an escape sequence quoted from a CRIU log reaches the
+// terminal as visible text, in every renderer for people; JSON keeps the
+// string as it was (escaped by encoding/json).
+func TestTerminalSafe(t *testing.T) {
+	evil := "Error (criu/x.c:1): \x1b]0;pwned\x07\x1b[2J\u202eevil\u009b31m"
+	r := New("explain", "test")
+	r.Findings = []Finding{{ID: "criu-log", Category: "criu", Level: Required, Status: Fail, Summary: evil, Evidence: []string{evil}}}
+	r.Explanations = []Explanation{{Signature: "x", Quote: []string{evil}}}
+	r.Checkpoint = &Checkpoint{Workload: "w", StateBefore: map[string]string{"k": evil}}
+	r.Finish()
+	for _, f := range []Format{Text, Markdown, JUnit} {
+		var b bytes.Buffer
+		if err := Render(&b, r, Options{Format: f}); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		if strings.ContainsAny(out, "\x1b\x07\u009b\u202e") {
+			t.Errorf("%s output carries control characters: %q", f, out)
+		}
+		if !strings.Contains(out, `\x1b]0;pwned`) {
+			t.Errorf("%s output does not show the escape as text", f)
+		}
+	}
+	if r.Findings[0].Summary != evil {
+		t.Error("rendering changed the report")
+	}
+}

@@ -98,7 +98,12 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return err
+		// The temporary name means nothing to the caller: name path.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	done := false
 	defer func() {

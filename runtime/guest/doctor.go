@@ -72,15 +72,13 @@ func (s *Session) Env(ctx context.Context) (*checks.Env, reports.Target) {
 	} else {
 		env.ConfigSource = err.Error() + ": pass --kernel-config FILE when building the guest"
 	}
-	bin, err := criu.Find(m.CRIU)
+	bin, v, err := criu.Open(ctx, m.CRIU)
 	if err != nil {
 		env.CRIUMissing = err.Error()
 	} else {
 		env.CRIU = bin
 		target.Sources = append(target.Sources, "criu "+bin.Path)
-		if v, err := bin.Version(ctx); err == nil {
-			target.CRIUVersion = v.String()
-		}
+		target.CRIUVersion = v.String()
 	}
 	return env, target
 }
