@@ -28,7 +28,15 @@ type Process struct {
 	SID     int    `json:"sid"`
 	Threads []int  `json:"threads"`
 	Comm    string `json:"comm,omitempty"`
+	// Zombie says the process has exited and waits for its parent to
+	// reap it. CRIU records a zombie with its ids and exit code but
+	// without threads: it restores it by having it exit again.
+	Zombie bool `json:"zombie,omitempty"`
 }
+
+// taskDead is CRIU's task_state of a zombie in core-PID.img (compel's
+// TASK_DEAD; an alive task is 1).
+const taskDead = 2
 
 // ReadPstree decodes the process tree of an images directory: pstree.img
 // and, for each process, the command name from core-PID.img. It decodes
@@ -62,6 +70,7 @@ func ReadPstree(dir string) ([]Process, error) {
 		if len(core.Entries) > 0 {
 			if ce, ok := core.Entries[0].Message.(*criucore.CoreEntry); ok {
 				p.Comm = ce.GetTc().GetComm()
+				p.Zombie = ce.GetTc().GetTaskState() == taskDead
 			}
 		}
 		out = append(out, p)
@@ -137,6 +146,7 @@ func liveProcess(fs proc.FS, pid int) (liveProc, error) {
 	p.SID = nsID(st.NSsid)
 	p.PPID = st.PPid
 	p.Comm = st.Name
+	p.Zombie = strings.HasPrefix(st.State, "Z")
 	tids, err := fs.Tasks(pid)
 	if err != nil {
 		return liveProc{}, err
@@ -188,7 +198,12 @@ func CompareTrees(dumped, live []Process) error {
 			diffs = append(diffs, fmt.Sprintf("pid %d: images have ppid %d pgid %d sid %d, live %d %d %d",
 				lp.PID, dp.PPID, dp.PGID, dp.SID, lp.PPID, lp.PGID, lp.SID))
 		}
-		if !slices.Equal(dp.Threads, lp.Threads) {
+		switch {
+		case dp.Zombie != lp.Zombie:
+			diffs = append(diffs, fmt.Sprintf("pid %d: images have it %s, live %s", lp.PID, zombieWord(dp.Zombie), zombieWord(lp.Zombie)))
+		case lp.Zombie:
+			// CRIU records no threads for a zombie.
+		case !slices.Equal(dp.Threads, lp.Threads):
 			diffs = append(diffs, fmt.Sprintf("pid %d: images have threads %v, live %v", lp.PID, dp.Threads, lp.Threads))
 		}
 	}
@@ -201,6 +216,13 @@ func CompareTrees(dumped, live []Process) error {
 		return fmt.Errorf("dumped tree (%d processes) differs from the live one (%d): %s", len(dumped), len(live), strings.Join(diffs, "; "))
 	}
 	return nil
+}
+
+func zombieWord(z bool) string {
+	if z {
+		return "a zombie"
+	}
+	return "alive"
 }
 
 // DumpStats are CRIU's statistics of one dump (stats-dump).

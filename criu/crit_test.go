@@ -173,9 +173,20 @@ func TestCompareTrees(t *testing.T) {
 		{"extra", append(append([]Process(nil), same...), Process{PID: 3, PPID: 1, Comm: "x"}), "pid 3 (x) is in the images but not in the live tree"},
 		{"session", []Process{same[0], {PID: 2, PPID: 1, SID: 0, PGID: 1, Threads: []int{2}}}, "pid 2: images have ppid 1 pgid 1 sid 0, live 1 1 1"},
 		{"threads", []Process{same[0], {PID: 2, PPID: 1, SID: 1, PGID: 1, Threads: []int{2, 3}}}, "pid 2: images have threads [2 3], live [2]"},
+		{"zombie dumped alive", []Process{same[0], {PID: 2, PPID: 1, SID: 1, PGID: 1, Threads: []int{2}}}, "pid 2: images have it alive, live a zombie"},
+		{"alive dumped as a zombie", []Process{same[0], {PID: 2, PPID: 1, SID: 1, PGID: 1, Zombie: true}}, "pid 2: images have it a zombie, live alive"},
+	}
+	zombie := []Process{live[0], {PID: 2, PPID: 1, SID: 1, PGID: 1, Threads: []int{2}, Comm: "exit", Zombie: true}}
+	// CRIU records a zombie without threads.
+	if err := CompareTrees([]Process{same[0], {PID: 2, PPID: 1, SID: 1, PGID: 1, Zombie: true}}, zombie); err != nil {
+		t.Errorf("a zombie as CRIU records it: %v", err)
 	}
 	for _, tt := range tests {
-		err := CompareTrees(tt.dumped, live)
+		l := live
+		if strings.Contains(tt.name, "zombie dumped") {
+			l = zombie
+		}
+		err := CompareTrees(tt.dumped, l)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: CompareTrees = %v, want %q", tt.name, err, tt.want)
 		}

@@ -3,9 +3,9 @@ package testload
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kata-cr/kata-cr/proc"
@@ -28,12 +28,13 @@ func init() {
 }
 
 func runZombie(ctx context.Context, s *State, _ []string) error {
-	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{Name, ModeExit}}
-	if err := cmd.Start(); err != nil {
+	// syscall.ForkExec rather than os/exec: an os.Process holds a pidfd,
+	// a file of its own that the scenario is not about. Never waited for,
+	// the child stays a zombie.
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{Name, ModeExit}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+	if err != nil {
 		return fmt.Errorf("start the child: %w", err)
 	}
-	// Never waited for: it stays a zombie.
-	pid := cmd.Process.Pid
 	if err := waitState(ctx, proc.New("/proc"), pid, "Z"); err != nil {
 		return err
 	}
