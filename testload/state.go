@@ -29,6 +29,8 @@ const (
 	KeyRun = "run"
 	// KeyBeat counts, in memory, the heartbeats since Ready.
 	KeyBeat = "beat"
+	// KeyError is why the mode failed.
+	KeyError = "error"
 )
 
 // beatInterval is how often a ready mode writes its heartbeat.

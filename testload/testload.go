@@ -104,6 +104,11 @@ func Main(args []string, stderr io.Writer) int {
 	defer s.stop()
 	if err := m.Run(ctx, s, args[2:]); err != nil {
 		fmt.Fprintf(stderr, "%s %s: %v\n", Name, m.Name, err)
+		if !m.Helper {
+			// The probes read why: a container's stdio goes nowhere.
+			s.stop()
+			_ = s.Set(KeyError, err.Error())
+		}
 		return 1
 	}
 	return 0

@@ -26,10 +26,17 @@ func NewWorkload(name, description, mode string, args []string, verify Verifier)
 		Args:        append([]string{Path, mode}, args...),
 		Binaries:    []container.Binary{Binary},
 		Ready: func(ctx context.Context, p container.Probe) error {
-			return p.Poll(ctx, "wait for "+Name+" "+mode+" to be ready", func() error {
+			err := p.Poll(ctx, "wait for "+Name+" "+mode+" to be ready", func() error {
 				_, err := readyState(p, mode)
 				return err
 			})
+			if err != nil {
+				// A mode that failed wrote why before its init exited.
+				if st, rerr := ReadState(p); rerr == nil && st[KeyError] != "" {
+					return fmt.Errorf("%s %s failed: %s", Name, mode, st[KeyError])
+				}
+			}
+			return err
 		},
 		Snapshot: func(ctx context.Context, p container.Probe) (container.State, error) {
 			var st container.State
@@ -56,6 +63,11 @@ func NewWorkload(name, description, mode string, args []string, verify Verifier)
 			return msg + "; " + more, nil
 		},
 	}
+}
+
+// registerWorkload adds w to the container's workload table.
+func registerWorkload(w container.Workload) {
+	container.Register(w)
 }
 
 // ReadState reads the state file of the container p looks at.
@@ -86,6 +98,9 @@ func readyState(p container.Probe, mode string) (container.State, error) {
 	}
 	if st[KeyMode] != mode {
 		return nil, fmt.Errorf("%s is written by mode %q, not %q", StatePath, st[KeyMode], mode)
+	}
+	if st[KeyError] != "" {
+		return nil, fmt.Errorf("%s %s failed: %s", Name, mode, st[KeyError])
 	}
 	if st[KeyReady] != "yes" {
 		return nil, container.NotYet("%s %s is not ready yet", Name, mode)

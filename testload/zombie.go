@@ -24,7 +24,7 @@ const (
 func init() {
 	Register(Mode{Name: ModeZombie, Description: "starts a child that exits and never reaps it: the tree keeps a zombie", Run: runZombie})
 	Register(Mode{Name: ModeExit, Description: "exits at once", Helper: true, Run: func(context.Context, *State, []string) error { return nil }})
-	container.Register(NewWorkload("zombie", "a process that keeps an unreaped zombie child ("+Name+" "+ModeZombie+")", ModeZombie, nil, verifyZombie))
+	registerWorkload(NewWorkload("zombie", "a process that keeps an unreaped zombie child ("+Name+" "+ModeZombie+")", ModeZombie, nil, verifyZombie))
 }
 
 func runZombie(ctx context.Context, s *State, _ []string) error {
@@ -44,23 +44,40 @@ func runZombie(ctx context.Context, s *State, _ []string) error {
 	return Hold(ctx)
 }
 
-// waitState waits until process pid is in the state whose letter is
-// state (Z, D, S, ...).
+// waitState waits until a thread of process pid is in the state whose
+// letter is state (Z, D, S, ...).
 func waitState(ctx context.Context, fs proc.FS, pid int, state string) error {
 	for {
-		st, err := fs.ReadStatus(pid)
+		states, err := threadStates(fs, pid)
 		if err != nil {
 			return fmt.Errorf("wait for process %d to be in state %s: %w", pid, state, err)
 		}
-		if strings.HasPrefix(st.State, state) {
-			return nil
+		for _, st := range states {
+			if strings.HasPrefix(st, state) {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("wait for process %d to be in state %s (it is %s): %w", pid, state, st.State, ctx.Err())
+			return fmt.Errorf("wait for process %d to be in state %s (its threads are %q): %w", pid, state, states, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// threadStates lists the states of the threads of process pid.
+func threadStates(fs proc.FS, pid int) ([]string, error) {
+	tids, err := fs.Tasks(pid)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, tid := range tids {
+		if st, err := fs.ReadTaskStatus(pid, tid); err == nil {
+			out = append(out, st.State)
+		}
+	}
+	return out, nil
 }
 
 // verifyZombie checks that the restored init still has its zombie child.

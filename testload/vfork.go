@@ -1,0 +1,82 @@
+package testload
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+
+	"github.com/kata-cr/kata-cr/proc"
+)
+
+// Modes of the pending vfork scenario.
+const (
+	ModeVfork = "vfork"
+	// ModeVforkHold vforks a child that never execs, so that it waits in
+	// vfork for good: the vfork mode's child.
+	ModeVforkHold = "vfork-hold"
+	// KeyVforkParent is the pid, in the container, of the process that
+	// waits in vfork.
+	KeyVforkParent = "vfork_parent"
+)
+
+func init() {
+	Register(Mode{Name: ModeVfork, Description: "starts a child that waits for good in vfork(): its own child never execs (CRIU cannot seize a task in state D)", Run: runVfork})
+	Register(Mode{Name: ModeVforkHold, Description: "vforks a child that pauses instead of exec", Helper: true, Run: runVforkHold})
+	registerWorkload(NewWorkload("vfork", "a process with a child waiting in vfork() ("+Name+" "+ModeVfork+")", ModeVfork, nil, nil))
+}
+
+func runVfork(ctx context.Context, s *State, _ []string) error {
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{Name, ModeVforkHold}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+	if err != nil {
+		return fmt.Errorf("start the vfork child: %w", err)
+	}
+	if err := waitState(ctx, proc.New("/proc"), pid, "D"); err != nil {
+		return err
+	}
+	if err := s.Ready(KeyVforkParent, strconv.Itoa(pid)); err != nil {
+		return err
+	}
+	return Hold(ctx)
+}
+
+// vforkFlags clone the way vfork(2) does: the child shares the memory and
+// the parent sleeps until the child execs or exits.
+const vforkFlags = syscall.CLONE_VFORK | syscall.CLONE_VM | uintptr(syscall.SIGCHLD)
+
+// runVforkHold vforks a child that pauses forever instead of exec. The
+// parent sleeps in the kernel (state D) until the child is killed; it is a
+// process of its own, as nothing else of the Go runtime may run meanwhile:
+// the garbage collector is off, since stopping the world would wait for a
+// thread that never comes back.
+func runVforkHold(context.Context, *State, []string) error {
+	debug.SetGCPercent(-1)
+	runtime.LockOSThread()
+	pid := vforkPause()
+	if pid < 0 {
+		return fmt.Errorf("vfork: %w", syscall.Errno(-pid))
+	}
+	return nil
+}
+
+// vforkPause clones with vforkFlags; the child, on the parent's stack,
+// only makes raw system calls, which touch no memory of the runtime: it
+// pauses until it is killed. The parent returns the child's pid (or minus
+// the errno) once the child is gone.
+//
+//go:nosplit
+//go:norace
+func vforkPause() int {
+	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, vforkFlags, 0, 0, 0, 0, 0)
+	if errno != 0 {
+		return -int(errno)
+	}
+	if pid == 0 {
+		for {
+			syscall.RawSyscall(syscall.SYS_PAUSE, 0, 0, 0)
+		}
+	}
+	return int(pid)
+}
