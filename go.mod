@@ -8,6 +8,7 @@ require (
 	github.com/fatih/color v1.19.0
 	github.com/klauspost/compress v1.18.0
 	github.com/mattn/go-isatty v0.0.20
+	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/pierrec/lz4/v4 v4.1.22
 	github.com/prometheus/procfs v0.23.0
 	github.com/spf13/cobra v1.10.2

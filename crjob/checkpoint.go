@@ -137,7 +137,7 @@ func (j *cpJob) startContainer(ctx context.Context) (ok bool, err error) {
 	}
 	j.sb = sb
 	j.spec = container.Spec{
-		Rootfs: j.paths.rootfs, Args: j.w.Args, Terminal: j.opts.Terminal || j.w.Terminal,
+		Rootfs: j.paths.rootfs, ID: j.w.Name, Args: j.w.Args, Terminal: j.opts.Terminal || j.w.Terminal,
 		Setsid: j.opts.RuntimeSetsid, Sandbox: sb, Hostname: SandboxHostname,
 	}
 	how := "as the Kata agent 2.5.0 to 4.0.0 does: the init is not a session leader"

@@ -63,20 +63,35 @@ type Runtime interface {
 }
 
 // Kata is the container runtime of runtime/container.
-type Kata struct{}
+type Kata struct {
+	// CgroupRoot is where the guest has cgroup v2 (container.
+	// GuestCgroupRoot); PrepareSandbox mounts it there when it is not yet,
+	// and each container started gets its cgroup below it. Empty: no
+	// cgroups.
+	CgroupRoot string
+}
 
 // PrepareRootfs builds the workload's rootfs.
 func (Kata) PrepareRootfs(rootfs string, w container.Workload, extra map[string]string) error {
 	return container.PrepareWorkload(rootfs, w, extra)
 }
 
-// PrepareSandbox writes the sandbox's /etc files.
-func (Kata) PrepareSandbox(dir, hostname string) (container.SandboxFiles, error) {
+// PrepareSandbox writes the sandbox's /etc files and mounts the guest's
+// cgroup v2, as Kata's agent does when it starts.
+func (k Kata) PrepareSandbox(dir, hostname string) (container.SandboxFiles, error) {
+	if k.CgroupRoot != "" {
+		if err := container.EnsureCgroup2(k.CgroupRoot); err != nil {
+			return container.SandboxFiles{}, err
+		}
+	}
 	return container.PrepareSandbox(dir, hostname)
 }
 
-// Start starts a container.
-func (Kata) Start(spec container.Spec) (Container, error) {
+// Start starts a container, in a cgroup of its own below CgroupRoot.
+func (k Kata) Start(spec container.Spec) (Container, error) {
+	if spec.CgroupRoot == "" {
+		spec.CgroupRoot = k.CgroupRoot
+	}
 	c, err := container.Start(spec)
 	if err != nil {
 		return nil, err

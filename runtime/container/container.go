@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,6 +30,9 @@ type Container struct {
 	// container Start launched, pidfd for one Adopt took over.
 	cmd   *exec.Cmd
 	pidfd int
+	// cg is the cgroup Start created for the container, removed once the
+	// init is reaped; nil for an adopted process or without a cgroup root.
+	cg *cgroup
 
 	done   chan struct{}
 	mu     sync.Mutex
@@ -61,6 +66,30 @@ func Start(spec Spec) (*Container, error) {
 	if err := spec.validate(); err != nil {
 		return nil, err
 	}
+	oci, err := spec.resolve()
+	if err != nil {
+		return nil, err
+	}
+	var flags uintptr
+	for _, ns := range oci.Linux.Namespaces {
+		flags |= namespaceFlags[ns.Type]
+	}
+	var cg *cgroup
+	if spec.CgroupRoot != "" && oci.Linux.CgroupsPath != "" {
+		if cg, err = createCgroup(spec.CgroupRoot, oci.Linux.CgroupsPath, oci.Linux.Resources); err != nil {
+			return nil, err
+		}
+	} else if limits := cgroupFiles(oci.Linux.Resources); len(limits) > 0 {
+		return nil, fmt.Errorf("container cgroup: linux.resources sets %s, but the launcher has no cgroup v2 root to apply it", strings.Join(sortedKeys(limits), ", "))
+	}
+	c, err := start(spec, oci, flags, cg)
+	if err != nil && cg != nil {
+		cg.remove()
+	}
+	return c, err
+}
+
+func start(spec Spec, oci *specs.Spec, flags uintptr, cg *cgroup) (*Container, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("start container: socketpair: %w", err)
@@ -73,33 +102,35 @@ func Start(spec Spec) (*Container, error) {
 	cmd.Args = []string{"kata-cr-container-init"}
 	cmd.Env = []string{initEnv + "=" + strconv.Itoa(initFD)}
 	cmd.ExtraFiles = []*os.File{child}
-	setsid := spec.Setsid || spec.Terminal
+	setsid := spec.Setsid || oci.Process.Terminal
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		Cloneflags: flags,
 		Setsid:     setsid,
 		// Without a session of its own the init still leads its own
 		// process group, as under the Kata agent (ps shows PGID = PID,
 		// SID outside the container).
 		Setpgid: !setsid,
 	}
+	if cg != nil {
+		// Born in its cgroup, so that its cgroup namespace is rooted
+		// there, as under Kata's agent.
+		fd, err := cg.open()
+		if err != nil {
+			child.Close()
+			return nil, err
+		}
+		defer unix.Close(fd)
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
 	err = cmd.Start()
 	child.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
-	c := &Container{pid: cmd.Process.Pid, dir: spec.Rootfs, cmd: cmd, pidfd: -1, done: make(chan struct{})}
+	c := &Container{pid: cmd.Process.Pid, dir: spec.Rootfs, cmd: cmd, pidfd: -1, cg: cg, done: make(chan struct{})}
 	go c.reapCmd()
 
-	cfg := initConfig{
-		Rootfs:   spec.Rootfs,
-		Args:     spec.Args,
-		Env:      spec.env(),
-		Cwd:      spec.Cwd,
-		Terminal: spec.Terminal,
-		Binds:    spec.Sandbox.Binds(),
-		ShmSize:  spec.ShmSize,
-		Hostname: spec.Hostname,
-	}
+	cfg := initConfig{Rootfs: spec.Rootfs, Spec: oci, Binds: spec.Sandbox.Binds()}
 	if err := c.handshake(parent, cfg); err != nil {
 		_ = c.cmd.Process.Kill()
 		<-c.done
@@ -191,6 +222,9 @@ func (c *Container) reapCmd() {
 		// A non-zero status is a result, not an error of Wait.
 		err = nil
 	}
+	if c.cg != nil {
+		c.cg.remove()
+	}
 	c.finish(st, err)
 }
 
@@ -267,6 +301,16 @@ func (c *Container) finish(st ExitStatus, err error) {
 // PID is the container init's pid as the launcher (the guest agent) sees
 // it; inside the container it is 1.
 func (c *Container) PID() int { return c.pid }
+
+// Cgroup is the container's cgroup below the cgroup v2 root, as
+// /proc/PID/cgroup shows it from the launcher, with the limits written
+// into it; "" when the container has no cgroup of its own.
+func (c *Container) Cgroup() (path string, limits map[string]string) {
+	if c.cg == nil {
+		return "", nil
+	}
+	return c.cg.rel, c.cg.limits
+}
 
 // Dir is the container's rootfs directory.
 func (c *Container) Dir() string { return c.dir }

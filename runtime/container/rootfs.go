@@ -30,7 +30,7 @@ var rootfsDirs = []struct {
 	mode os.FileMode
 }{
 	{"bin", 0o755}, {"sbin", 0o755}, {"usr/bin", 0o755}, {"usr/sbin", 0o755},
-	{"etc", 0o755}, {"dev", 0o755}, {"proc", 0o555}, {"root", 0o700},
+	{"etc", 0o755}, {"dev", 0o755}, {"proc", 0o555}, {"sys", 0o555}, {"root", 0o700},
 	{"run", 0o755}, {"run/lock", os.ModeSticky | 0o777}, {"tmp", os.ModeSticky | 0o777}, {"var", 0o755},
 	{"var/log", 0o755}, {"var/lib", 0o755},
 }

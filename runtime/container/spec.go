@@ -1,13 +1,19 @@
 // Package container starts a workload the way the Kata agent starts a
-// container inside its guest: new pid, mount, uts and ipc namespaces, a
-// pivot_root into the container's rootfs, the sandbox's /etc/hosts,
-// /etc/hostname and /etc/resolv.conf bind-mounted onto the rootfs, private
-// tmpfs mounts on /dev and /dev/shm, and stdio opened inside the container.
+// container inside its guest, from an OCI runtime spec (a user's bundle, or
+// the spec containerd's CRI plugin would write, generated for a named
+// workload): new pid, mount, uts, ipc and cgroup namespaces, a cgroup v2 of
+// its own with the spec's limits, the spec's mounts (proc, a /dev tmpfs with
+// the default devices, a devpts instance, /dev/shm, /dev/mqueue, a read-only
+// sysfs and cgroup), the sandbox's /etc/hosts, /etc/hostname and
+// /etc/resolv.conf bind-mounted onto the rootfs, a pivot_root, masked and
+// read-only paths, rlimits, capabilities and no_new_privs, and stdio opened
+// inside the container. Exec runs a command in a running container's
+// namespaces, as the agent's exec does.
 //
-// It also prepares rootfs and sandbox directories, records what changed in a
-// rootfs (the rootfs-diff that travels with a checkpoint), and holds the
-// table of named workloads with the checks that prove a restored workload
-// carried on.
+// It also prepares rootfs and sandbox directories, reads OCI bundles,
+// records what changed in a rootfs (the rootfs-diff that travels with a
+// checkpoint), and holds the table of named workloads with the checks that
+// prove a restored workload carried on.
 //
 // Go cannot fork without exec, so Start re-executes the running binary as a
 // small init helper that sets the mounts up and then execve()s the workload.
@@ -16,11 +22,14 @@
 package container
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // DefaultPath is the PATH a container gets when its Env sets none; it is the
@@ -33,8 +42,18 @@ const DefaultShmSize = 64 << 20
 
 // Spec describes one container.
 type Spec struct {
-	// Rootfs is the absolute path of the container's root directory.
+	// Rootfs is the absolute path of the container's root directory in
+	// the launcher's mount namespace (a bundle's root.path, resolved).
 	Rootfs string
+	// OCI is the container's runtime spec, a user's bundle's config.json.
+	// When it is nil, Start generates the spec containerd's CRI plugin
+	// would write (GenerateSpec) from ID, Args, Env, Cwd, Terminal,
+	// Hostname and ShmSize: a named workload is a generated bundle, run
+	// through the same code. When it is set, those fields must be empty.
+	OCI *specs.Spec
+	// ID names a generated spec's cgroup (DefaultCgroupParent/ID);
+	// "container" when empty.
+	ID string
 	// Args is the workload's argv; Args[0] is looked up in the container's
 	// PATH when it has no slash.
 	Args []string
@@ -61,6 +80,20 @@ type Spec struct {
 	ShmSize int64
 	// Hostname is set in the container's uts namespace when not empty.
 	Hostname string
+	// CgroupRoot is where cgroup v2 is mounted in the launcher's mount
+	// namespace (GuestCgroupRoot in the guest). The container starts in a
+	// cgroup of its own below it (linux.cgroupsPath) with the limits of
+	// linux.resources. Empty: it stays in the launcher's cgroup, and a
+	// spec with limits is refused.
+	CgroupRoot string
+}
+
+// HasTerminal reports whether the container's process gets a pty.
+func (s *Spec) HasTerminal() bool {
+	if s.OCI != nil && s.OCI.Process != nil {
+		return s.OCI.Process.Terminal
+	}
+	return s.Terminal
 }
 
 // SandboxFiles are the sandbox's files that Kata bind-mounts into every
@@ -107,18 +140,27 @@ func (s *Spec) validate() error {
 	if !fi.IsDir() {
 		return fmt.Errorf("container rootfs %s: not a directory", s.Rootfs)
 	}
-	if len(s.Args) == 0 || s.Args[0] == "" {
-		return errors.New("container args: empty: give the command to run")
-	}
-	if s.Cwd != "" && !filepath.IsAbs(s.Cwd) {
-		return fmt.Errorf("container cwd %q: must be an absolute path", s.Cwd)
-	}
-	if s.ShmSize < 0 {
-		return fmt.Errorf("container shm size %d: must not be negative", s.ShmSize)
-	}
-	for _, e := range s.Env {
-		if !strings.Contains(e, "=") {
-			return fmt.Errorf("container env %q: want NAME=VALUE", e)
+	if s.OCI != nil {
+		if len(s.Args) > 0 || len(s.Env) > 0 || s.Cwd != "" || s.Terminal || s.Hostname != "" || s.ShmSize != 0 {
+			return errors.New("container spec: the runtime spec (OCI) gives the process, hostname and mounts: leave Args, Env, Cwd, Terminal, Hostname and ShmSize empty")
+		}
+		if err := CheckSpec(s.OCI); err != nil {
+			return err
+		}
+	} else {
+		if len(s.Args) == 0 || s.Args[0] == "" {
+			return errors.New("container args: empty: give the command to run")
+		}
+		if s.Cwd != "" && !filepath.IsAbs(s.Cwd) {
+			return fmt.Errorf("container cwd %q: must be an absolute path", s.Cwd)
+		}
+		if s.ShmSize < 0 {
+			return fmt.Errorf("container shm size %d: must not be negative", s.ShmSize)
+		}
+		for _, e := range s.Env {
+			if !strings.Contains(e, "=") {
+				return fmt.Errorf("container env %q: want NAME=VALUE", e)
+			}
 		}
 	}
 	for _, b := range s.Sandbox.Binds() {
@@ -133,12 +175,39 @@ func (s *Spec) validate() error {
 	return nil
 }
 
-// env returns the workload's environment with PATH (and TERM for a
-// terminal) filled in when the spec leaves them out.
-func (s *Spec) env() []string {
-	env := append([]string(nil), s.Env...)
+// resolve returns the runtime spec the container runs: a copy of OCI, or
+// the generated one, with PATH, HOME (and TERM for a terminal) filled in
+// when the spec leaves them out.
+func (s *Spec) resolve() (*specs.Spec, error) {
+	var out *specs.Spec
+	if s.OCI != nil {
+		data, err := json.Marshal(s.OCI)
+		if err != nil {
+			return nil, fmt.Errorf("container spec: %w", err)
+		}
+		if err := json.Unmarshal(data, &out); err != nil {
+			return nil, fmt.Errorf("container spec: %w", err)
+		}
+	} else {
+		id := s.ID
+		if id == "" {
+			id = "container"
+		}
+		out = GenerateSpec(id, s.Args)
+		out.Process.Env = append(append([]string(nil), s.Env...), out.Process.Env...)
+		if s.Cwd != "" {
+			out.Process.Cwd = s.Cwd
+		}
+		out.Process.Terminal = s.Terminal
+		out.Hostname = s.Hostname
+		out.Mounts = DefaultMounts(s.ShmSize)
+	}
+	p := out.Process
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
 	has := func(name string) bool {
-		for _, e := range env {
+		for _, e := range p.Env {
 			if strings.HasPrefix(e, name+"=") {
 				return true
 			}
@@ -146,13 +215,16 @@ func (s *Spec) env() []string {
 		return false
 	}
 	if !has("PATH") {
-		env = append(env, "PATH="+DefaultPath)
+		p.Env = append(p.Env, "PATH="+DefaultPath)
 	}
-	if s.Terminal && !has("TERM") {
-		env = append(env, "TERM=xterm")
+	if p.Terminal && !has("TERM") {
+		p.Env = append(p.Env, "TERM=xterm")
 	}
 	if !has("HOME") {
-		env = append(env, "HOME=/root")
+		p.Env = append(p.Env, "HOME=/root")
 	}
-	return env
+	if out.Linux == nil {
+		out.Linux = &specs.Linux{}
+	}
+	return out, nil
 }
