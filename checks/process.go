@@ -66,6 +66,7 @@ func ProcessChecks() []Check {
 		mk("process.fd-mounts", reports.Required, "open files on mounts of the process's mount namespace", checkProcFDMounts),
 		mk("process.files", reports.Required, "file descriptors CRIU cannot dump", checkProcFiles),
 		mk("process.ghost-files", reports.Required, "deleted files held open (--ghost-limit)", checkProcGhosts),
+		mk("process.vfork", reports.Required, "tasks waiting in vfork() for their child", checkProcVfork),
 	}
 }
 
