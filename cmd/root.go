@@ -32,6 +32,9 @@ type Deps struct {
 type globalOptions struct {
 	Output string
 	Color  string
+	// All lists every finding in text output; Quiet prints the verdict
+	// only.
+	All, Quiet bool
 }
 
 // Main runs kata-cr with args and returns the exit code.
@@ -64,6 +67,8 @@ succeed); kata-cr COMMAND --help says what each means for that command.`,
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text, json, junit, markdown")
 	pf.StringVar(&g.Color, "color", "auto", "colour: auto, always, never (NO_COLOR is honoured)")
+	pf.BoolVar(&g.All, "all", false, "text output: list every finding (by default passes are counted per category)")
+	pf.BoolVarP(&g.Quiet, "quiet", "q", false, "text output: print the verdict only")
 	for _, c := range commandConstructors {
 		root.AddCommand(c(deps, g))
 	}
@@ -136,7 +141,10 @@ func renderOptions(deps *Deps, g *globalOptions) (reports.Options, error) {
 	default:
 		return reports.Options{}, usagef("--color %q: use auto, always or never", g.Color)
 	}
-	return reports.Options{Format: f, Color: color}, nil
+	if g.All && g.Quiet {
+		return reports.Options{}, usagef("--all and --quiet both given: use one")
+	}
+	return reports.Options{Format: f, Color: color, All: g.All, Quiet: g.Quiet}, nil
 }
 
 func isTerminal(w io.Writer) bool {

@@ -21,6 +21,11 @@ type Options struct {
 	Format Format
 	// Color is decided once by the caller (flag, NO_COLOR, terminal).
 	Color bool
+	// All shows every finding in text; by default passes are counted per
+	// category on one line each, and a skip is one line with its reason.
+	All bool
+	// Quiet prints only the verdict in text.
+	Quiet bool
 }
 
 // ParseFormat checks a format name given by the user.
@@ -45,6 +50,6 @@ func Render(w io.Writer, r *Report, opts Options) error {
 	case Markdown:
 		return renderMarkdown(w, terminalSafe(r))
 	default:
-		return renderText(w, terminalSafe(r), opts.Color)
+		return renderText(w, terminalSafe(r), opts)
 	}
 }

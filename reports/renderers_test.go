@@ -148,6 +148,8 @@ func TestGolden(t *testing.T) {
 	}{
 		{"rich.text.golden", richReport, Options{Format: Text}},
 		{"rich.color.golden", richReport, Options{Format: Text, Color: true}},
+		{"rich.all.text.golden", richReport, Options{Format: Text, All: true}},
+		{"rich.quiet.text.golden", richReport, Options{Format: Text, Quiet: true}},
 		{"rich.json.golden", richReport, Options{Format: JSON}},
 		{"rich.junit.golden", richReport, Options{Format: JUnit}},
 		{"rich.markdown.golden", richReport, Options{Format: Markdown}},

@@ -64,18 +64,32 @@ func (s textStyle) outcome(word string) string {
 
 // renderText writes r for people. Sections appear only when they have
 // content; the verdict is always the last line.
-func renderText(w io.Writer, r *Report, useColor bool) error {
-	s := textStyle{color: useColor}
+func renderText(w io.Writer, r *Report, opts Options) error {
+	s := textStyle{color: opts.Color}
 	var b bytes.Buffer
+	if opts.Quiet {
+		writeVerdict(&b, s, r)
+		return writeOut(w, b.Bytes())
+	}
 	section := func() {
 		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
 	}
 
+	var passed []Finding
 	for _, f := range r.Findings {
-		writeFinding(&b, s, f)
+		switch {
+		case opts.All || (f.Status != Pass && f.Status != Skip):
+			writeFinding(&b, s, f)
+		case f.Status == Skip:
+			// A skip keeps its reason, on its own line.
+			fmt.Fprintf(&b, "%s %s  %s: %s\n", s.status(f.Status), s.bold(f.ID), f.Summary, f.Reason)
+		default:
+			passed = append(passed, f)
+		}
 	}
+	writeCounts(&b, s, passed)
 
 	if p := r.Prediction; p != nil {
 		section()
@@ -128,16 +142,43 @@ func renderText(w io.Writer, r *Report, useColor bool) error {
 		fmt.Fprintf(&b, "%s %s\n", s.bold("sources:"), strings.Join(r.Target.Sources, ", "))
 	}
 	fmt.Fprintf(&b, "%s %s\n", s.bold("tally:"), tallyLine(r.Tally))
+	writeVerdict(&b, s, r)
+	return writeOut(w, b.Bytes())
+}
+
+func writeVerdict(b *bytes.Buffer, s textStyle, r *Report) {
 	verdict := s.paint(r.Verdict, color.FgGreen, color.Bold)
 	if r.Failed {
 		verdict = s.paint(r.Verdict, color.FgRed, color.Bold)
 	}
-	fmt.Fprintf(&b, "%s %s\n", s.bold("verdict:"), verdict)
+	fmt.Fprintf(b, "%s %s\n", s.bold("verdict:"), verdict)
+}
 
-	if _, err := w.Write(b.Bytes()); err != nil {
+func writeOut(w io.Writer, data []byte) error {
+	if _, err := w.Write(data); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// writeCounts sums up the passing findings fs in one line per category,
+// in the order the categories first appear.
+func writeCounts(b *bytes.Buffer, s textStyle, fs []Finding) {
+	var order []string
+	counts := map[string]int{}
+	for _, f := range fs {
+		if _, ok := counts[f.Category]; !ok {
+			order = append(order, f.Category)
+		}
+		counts[f.Category]++
+	}
+	for _, cat := range order {
+		name := cat
+		if name == "" {
+			name = "other"
+		}
+		fmt.Fprintf(b, "%s %s  %d passed %s\n", s.status(Pass), s.bold(name), counts[cat], s.faint("(--all lists them)"))
+	}
 }
 
 func writeFinding(b *bytes.Buffer, s textStyle, f Finding) {
