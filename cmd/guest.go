@@ -172,23 +172,31 @@ type progress struct {
 	w       io.Writer
 	on      bool
 	verbose bool
+	start   time.Time
 }
 
 func newProgress(deps *Deps, verbose bool) *progress {
-	return &progress{w: deps.Stderr, on: verbose || deps.IsTerminal(deps.Stderr), verbose: verbose}
+	return &progress{w: deps.Stderr, on: verbose || deps.IsTerminal(deps.Stderr), verbose: verbose, start: time.Now()}
 }
 
 func (p *progress) printf(format string, args ...any) {
 	if p.on {
-		fmt.Fprintf(p.w, "kata-cr: "+format+"\n", args...)
+		p.line(format, args...)
 	}
 }
 
 // debugf prints only with --verbose (the qemu command line).
 func (p *progress) debugf(format string, args ...any) {
 	if p.verbose {
-		fmt.Fprintf(p.w, "kata-cr: "+format+"\n", args...)
+		p.line(format, args...)
 	}
+}
+
+// line prints one progress line with the time since the command started;
+// text from the guest cannot drive the terminal.
+func (p *progress) line(format string, args ...any) {
+	msg := reports.TerminalText(fmt.Sprintf(format, args...))
+	fmt.Fprintf(p.w, "kata-cr: [%6.1fs] %s\n", time.Since(p.start).Seconds(), msg)
 }
 
 // event shows an agent event.
@@ -207,8 +215,6 @@ func (p *progress) event(ev agentapi.Event) {
 	}
 }
 
-// prepareGuest finds the kernel, builds (or finds cached) the image and
-// picks the accelerator.
 // resolveGuest finds the guest kernel and the CRIU it will run, without
 // building anything: enough to refuse a checkpoint from another kernel or
 // CRIU before the image is built.

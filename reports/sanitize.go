@@ -57,6 +57,11 @@ func cleanValue(v reflect.Value) {
 	}
 }
 
+// TerminalText returns s with its control characters (but tab and
+// newline) and bidirectional overrides shown as text, for a line printed
+// on a terminal outside a report.
+func TerminalText(s string) string { return cleanString(s) }
+
 // cleanString replaces the control characters of s, but tab and newline.
 func cleanString(s string) string {
 	if !strings.ContainsFunc(s, isUnsafe) {
