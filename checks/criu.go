@@ -97,6 +97,8 @@ func checkCRIUBinary(ctx context.Context, env *Env) []reports.Finding {
 // kernel.CompatIssues, by issue ID; the table's own fix is quoted beside.
 var compatRemedies = map[string]string{
 	"compat.vdso-6.13": "use CRIU 4.1 or later (e.g. kata-cr --criu-suite trixie)",
+	// Only a tree with inet sockets is hit: criu.inet-sockets judges it.
+	"compat.inet-sockopt-6.16": inetRemedy,
 }
 
 // checkCRIUKernelCompat asks the compatibility table what no criu check

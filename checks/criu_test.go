@@ -67,7 +67,11 @@ func runCRIUChecks(env *Env) map[string]reports.Finding {
 	fs := Runner{Checks: CRIUChecks()}.Run(context.Background(), env)
 	m := map[string]reports.Finding{}
 	for _, f := range fs {
-		m[f.ID] = f
+		// A check's first finding: criu.kernel-compat gives one per
+		// issue, in the table's order (the vDSO row before the inet one).
+		if _, ok := m[f.ID]; !ok {
+			m[f.ID] = f
+		}
 	}
 	return m
 }

@@ -67,6 +67,7 @@ func ProcessChecks() []Check {
 		mk("process.files", reports.Required, "file descriptors CRIU cannot dump", checkProcFiles),
 		mk("process.ghost-files", reports.Required, "deleted files held open (--ghost-limit)", checkProcGhosts),
 		mk("process.vfork", reports.Required, "tasks waiting in vfork() for their child", checkProcVfork),
+		inetSocketsCheck(),
 	}
 }
 

@@ -64,6 +64,9 @@ type CompatIssue struct {
 	// Blocking is true when every dump or restore fails; false when only
 	// some workloads are hit.
 	Blocking bool
+	// InetSockets says the workloads hit are those with a TCP or UDP
+	// socket, listening or not.
+	InetSockets bool
 	Summary  string
 	// Signature is the error CRIU logs when it hits the issue.
 	Signature string
@@ -91,6 +94,18 @@ var compatTable = []compatRow{
 			Signature: "vdso: Unexpected rt vDSO area bounds",
 			Fix:       "use CRIU 4.1 or later (Debian trixie has 4.1.1), or a guest kernel before 6.13",
 			Source:    "seen with CRIU 3.17.1 on 6.18 and 7.3 kernels; checkpoint-restore/criu#2532",
+		},
+	},
+	{
+		KernelFrom: Release{6, 16, 0}, CRIUBefore: 40200,
+		Issue: CompatIssue{
+			ID:          "compat.inet-sockopt-6.16",
+			InetSockets: true,
+			Summary: "Linux 6.16 moved SO_PASSCRED and SO_PASSSEC to unix and netlink sockets: getsockopt() on an inet socket says EOPNOTSUPP, " +
+				"and CRIU before 4.2 fails on every TCP or UDP socket, listening ones included",
+			Signature: "sockets: Can't get 1:16 opt: Operation not supported",
+			Fix:       "use CRIU 4.2 or later (Debian forky and sid have 4.2.1), or a guest kernel before 6.16",
+			Source:    "seen: CRIU 4.1.1 (trixie) on Debian's 7.3 kernel fails on a listening TCP socket, CRIU 4.2.1 (forky) dumps and restores it",
 		},
 	},
 	{

@@ -215,13 +215,16 @@ func TestCompatIssues(t *testing.T) {
 		criu   int
 		want   []string
 	}{
-		{"6.18.44-fc-v669", 31701, []string{"compat.vdso-6.13"}},
-		{"7.3.0+deb13-amd64", 31701, []string{"compat.vdso-6.13"}},
+		{"6.18.44-fc-v669", 31701, []string{"compat.vdso-6.13", "compat.inet-sockopt-6.16"}},
+		{"7.3.0+deb13-amd64", 31701, []string{"compat.vdso-6.13", "compat.inet-sockopt-6.16"}},
 		{"6.13.0", 40000, []string{"compat.vdso-6.13"}},
 		{"6.12.9", 31701, nil},
 		{"6.1.0-56-amd64", 31701, nil},
-		{"7.3.0+deb13-amd64", 40101, nil},
-		{"6.18.44", 40100, nil},
+		{"7.3.0+deb13-amd64", 40101, []string{"compat.inet-sockopt-6.16"}},
+		{"6.18.44", 40100, []string{"compat.inet-sockopt-6.16"}},
+		{"6.15.9", 40101, nil},
+		{"6.16.0", 40101, []string{"compat.inet-sockopt-6.16"}},
+		{"7.3.0+deb13-amd64", 40201, nil},
 		{"5.10.0-30-amd64", 31701, []string{"compat.rseq-5.13"}},
 		{"5.10.0-30-amd64", 31500, []string{"compat.rseq-criu-3.17"}},
 		{"6.1.0", 0, nil},
@@ -236,5 +239,9 @@ func TestCompatIssues(t *testing.T) {
 	vdso := CompatIssues("6.18.0", 31701)[0]
 	if !vdso.Blocking || !strings.Contains(vdso.Signature, "Unexpected rt vDSO area bounds") || !strings.Contains(vdso.Fix, "4.1") {
 		t.Errorf("vdso row: %+v", vdso)
+	}
+	inet := CompatIssues("7.3.0+deb13-amd64", 40101)[0]
+	if inet.Blocking || !inet.InetSockets || !strings.Contains(inet.Signature, "Can't get 1:16 opt") || !strings.Contains(inet.Fix, "4.2") {
+		t.Errorf("inet row: %+v", inet)
 	}
 }
