@@ -67,7 +67,7 @@ type CompatIssue struct {
 	// InetSockets says the workloads hit are those with a TCP or UDP
 	// socket, listening or not.
 	InetSockets bool
-	Summary  string
+	Summary     string
 	// Signature is the error CRIU logs when it hits the issue.
 	Signature string
 	Fix       string
