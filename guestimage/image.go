@@ -146,7 +146,7 @@ func Build(ctx context.Context, spec Spec) (imagePath string, cached bool, err e
 	}
 	dir := filepath.Join(in.cacheDir, "images")
 	out := filepath.Join(dir, "guest-"+key[:20]+".cpio")
-	if _, err := os.Stat(out); err == nil {
+	if err := checkSealed(out); err == nil {
 		// Its modification time says when it was last used: pruning
 		// spares recently used images.
 		now := time.Now()
@@ -162,10 +162,17 @@ func Build(ctx context.Context, spec Spec) (imagePath string, cached bool, err e
 	}
 	defer unlock()
 	// Another kata-cr may have built it while this one waited.
-	if _, err := os.Stat(out); err == nil {
+	switch err := checkSealed(out); {
+	case err == nil:
 		return out, true, nil
+	case errors.Is(err, errDamaged):
+		in.logf("cached image %s is %v: building it again", out, err)
+		discard(out)
 	}
 	if err := in.build(ctx, out, key); err != nil {
+		return "", false, fmt.Errorf("build guest image: %w", err)
+	}
+	if err := seal(out); err != nil {
 		return "", false, fmt.Errorf("build guest image: %w", err)
 	}
 	pruneImages(dir, out, 6)
@@ -714,7 +721,7 @@ func pruneImages(dir, current string, keep int) {
 	sort.Slice(imgs, func(i, j int) bool { return imgs[i].mod.After(imgs[j].mod) })
 	for i, im := range imgs {
 		if i >= keep && im.path != current && time.Since(im.mod) > pruneGrace {
-			_ = os.Remove(im.path)
+			discard(im.path)
 		}
 	}
 }

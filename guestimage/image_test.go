@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -369,6 +370,25 @@ func TestBuild(t *testing.T) {
 	}
 	t.Logf("cached build in %s", took.Round(time.Microsecond))
 
+	// A truncated image (a build killed, a full disk) is found and built
+	// again, then used from the cache.
+	if err := os.Truncate(img, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	rebuilt, cached, err := Build(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached || rebuilt != img {
+		t.Errorf("after truncation: %s cached=%v, want %s built again", rebuilt, cached, img)
+	}
+	if fi2, err := os.Stat(img); err != nil || fi2.Size() != fi.Size() {
+		t.Errorf("the rebuilt image is %v bytes (%v), want %d", fi2.Size(), err, fi.Size())
+	}
+	if _, cached, _ := Build(ctx, spec); !cached {
+		t.Error("the rebuilt image is not taken from the cache")
+	}
+
 	// A different input is a different image.
 	spec.KernelConfig = ""
 	in1, err := resolve(spec)
@@ -469,5 +489,50 @@ func BenchmarkCachedBuild(b *testing.B) {
 		if !cached {
 			b.Fatal(errors.New("not cached"))
 		}
+	}
+}
+
+// TestSeal: a sealed entry passes; truncated, grown, changed at either end
+// or without its seal it is damaged; a missing one is not there.
+func TestSeal(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "guest-x.cpio")
+	data := make([]byte, 3*fingerprintSpan+123)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	write := func(b []byte) {
+		t.Helper()
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(data)
+	if err := seal(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkSealed(p); err != nil {
+		t.Fatalf("a sealed entry: %v", err)
+	}
+	changed := func(i int) []byte { b := append([]byte(nil), data...); b[i]++; return b }
+	for name, b := range map[string][]byte{
+		"truncated":        data[:len(data)-4096],
+		"grown":            append(append([]byte(nil), data...), 0),
+		"changed at start": changed(10),
+		"changed at end":   changed(len(data) - 10),
+	} {
+		write(b)
+		if err := checkSealed(p); !errors.Is(err, errDamaged) {
+			t.Errorf("%s: %v, want damaged", name, err)
+		}
+	}
+	write(data)
+	os.Remove(p + sealSuffix)
+	if err := checkSealed(p); !errors.Is(err, errDamaged) {
+		t.Errorf("no seal: %v, want damaged", err)
+	}
+	discard(p)
+	if err := checkSealed(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("discarded: %v, want not there", err)
 	}
 }
