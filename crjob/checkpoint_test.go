@@ -26,7 +26,9 @@ func TestPlanLeavesOutOptionsNotPassed(t *testing.T) {
 	}{
 		{criuopt.Set{}, nil, nil},
 		{criuopt.Set{FileLocks: true, ExternalMounts: hostsMount}, []string{"--file-locks", "--external", "mnt[/etc/hosts]:hosts"}, nil},
-		{criuopt.Set{NetworkLock: criuopt.NetworkLockNFTables, TCPEstablished: true}, []string{"--tcp-established"}, []string{"--network-lock", "nftables"}},
+		// The network lock goes to CRIU with the TCP connections it locks.
+		{criuopt.Set{NetworkLock: criuopt.NetworkLockNFTables, TCPEstablished: true}, []string{"--tcp-established", "--network-lock", "nftables"}, nil},
+		{criuopt.Set{Unprivileged: true, FileLocks: true}, []string{"--file-locks"}, []string{"--unprivileged"}},
 		// CRIU takes the ghost limit over RPC: it is passed.
 		{criuopt.Set{GhostLimit: 1000000}, []string{"--ghost-limit", "1000000"}, nil},
 	}

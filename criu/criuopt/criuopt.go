@@ -132,6 +132,10 @@ type Set struct {
 	// Unprivileged is --unprivileged. kata-cr does not pass it (see
 	// Passed): it runs CRIU as root.
 	Unprivileged bool `json:"unprivileged,omitempty"`
+	// LinkRemap (dump) lets CRIU save an open file whose name was removed
+	// while it keeps other links, by linking it under a new name next to
+	// the old one; the restore opens that link and removes it.
+	LinkRemap bool `json:"link_remap,omitempty"`
 
 	// ExternalMounts become `--external mnt[...]` (see Mount).
 	ExternalMounts []Mount `json:"external_mounts,omitempty"`
@@ -151,8 +155,9 @@ type Set struct {
 	// Root is --root: on dump the root of the dumped mount namespace, on
 	// restore the directory that becomes the restored one's root.
 	Root string `json:"root,omitempty"`
-	// NetworkLock is --network-lock; CRIU's default (iptables) when
-	// empty. kata-cr does not pass it (see Passed).
+	// NetworkLock (dump) is --network-lock: how CRIU keeps the dumped TCP
+	// connections quiet; CRIU's default (iptables) when empty. A restore
+	// takes the method the dump recorded in its images.
 	NetworkLock NetworkLock `json:"network_lock,omitempty"`
 	// GhostLimit (dump) is --ghost-limit, in bytes: the largest deleted
 	// file CRIU copies into the images; CRIU's default (1 MiB) when 0.
@@ -204,6 +209,7 @@ var options = []option{
 	flagOpt("--restore-sibling", Restore, false, func(s *Set) *bool { return &s.RestoreSibling }, func(o *rpc.CriuOpts) **bool { return &o.RstSibling }),
 	flagOpt("--orphan-pts-master", Dump|Restore, false, func(s *Set) *bool { return &s.OrphanPtsMaster }, func(o *rpc.CriuOpts) **bool { return &o.OrphanPtsMaster }),
 	notPassed(flagOpt("--unprivileged", Dump|Restore, false, func(s *Set) *bool { return &s.Unprivileged }, nil)),
+	flagOpt("--link-remap", Dump, false, func(s *Set) *bool { return &s.LinkRemap }, func(o *rpc.CriuOpts) **bool { return &o.LinkRemap }),
 
 	listOpt("--external", Dump|Restore, func(s *Set) *[]Mount { return &s.ExternalMounts }, mountWord, parseMount, rpcExternal),
 	listOpt("--external", Dump|Restore, func(s *Set) *[]uint32 { return &s.UnixSockets },
@@ -226,8 +232,13 @@ var options = []option{
 	valueOpt("--root", Dump|Restore, func(s *Set) *string { return &s.Root },
 		func(v string) string { return v }, func(v string) (string, error) { return v, nil },
 		func(o *rpc.CriuOpts, v string) error { o.Root = proto.String(v); return nil }),
-	notPassed(valueOpt("--network-lock", Dump|Restore, func(s *Set) *NetworkLock { return &s.NetworkLock },
-		func(n NetworkLock) string { return string(n) }, parseNetworkLock, nil)),
+	valueOpt("--network-lock", Dump, func(s *Set) *NetworkLock { return &s.NetworkLock },
+		func(n NetworkLock) string { return string(n) }, parseNetworkLock,
+		func(o *rpc.CriuOpts, n NetworkLock) error {
+			m := networkLocks[n]
+			o.NetworkLock = &m
+			return nil
+		}),
 	largestWins(valueOpt("--ghost-limit", Dump, func(s *Set) *uint64 { return &s.GhostLimit },
 		func(n uint64) string { return strconv.FormatUint(n, 10) },
 		func(v string) (uint64, error) { return strconv.ParseUint(v, 10, 64) },
@@ -517,7 +528,7 @@ func (s Set) Contains(d Set) bool {
 func (s Set) Equal(d Set) bool { return s.Contains(d) && d.Contains(s) }
 
 // Passed splits s into the options kata-cr passes to CRIU and those it
-// does not (--network-lock, --unprivileged).
+// does not (--unprivileged).
 func (s Set) Passed() (passed, not Set) {
 	passed = s.Clone()
 	for _, o := range options {

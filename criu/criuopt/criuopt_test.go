@@ -25,8 +25,8 @@ func TestDumpArgsRoundTrip(t *testing.T) {
 				"--external", "tty[8800:27]", "--external", "veth[eth0]:vethX"}},
 		{"skip, cgroups, root", Set{SkipMounts: []string{"/etc/hosts"}, ManageCgroups: CgroupSoft, Root: "/run/c/rootfs"},
 			[]string{"--skip-mnt", "/etc/hosts", "--manage-cgroups=soft", "--root", "/run/c/rootfs"}},
-		{"not passed, ghost limit", Set{Unprivileged: true, NetworkLock: NetworkLockNFTables, GhostLimit: 2 << 20},
-			[]string{"--unprivileged", "--network-lock", "nftables", "--ghost-limit", "2097152"}},
+		{"not passed, link remap, network lock, ghost limit", Set{Unprivileged: true, LinkRemap: true, NetworkLock: NetworkLockNFTables, GhostLimit: 2 << 20},
+			[]string{"--unprivileged", "--link-remap", "--network-lock", "nftables", "--ghost-limit", "2097152"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +77,9 @@ func TestParseErrors(t *testing.T) {
 		{Restore, []string{"--skip-mnt", "/etc/hosts"}, `criu option "--skip-mnt": not one kata-cr passes to criu`},
 		{Restore, []string{"--leave-running"}, `criu option "--leave-running": not one kata-cr passes to criu`},
 		{Restore, []string{"--ghost-limit", "1"}, `criu option "--ghost-limit": not one kata-cr passes to criu`},
+		// A restore takes the dump's network lock from the images.
+		{Restore, []string{"--network-lock", "nftables"}, `criu option "--network-lock": not one kata-cr passes to criu`},
+		{Restore, []string{"--link-remap"}, `criu option "--link-remap": not one kata-cr passes to criu`},
 		{Restore, []string{"--root"}, "criu option --root: missing its value"},
 	}
 	for _, tt := range tests {
@@ -109,7 +112,7 @@ func TestRestoreArgsRoundTrip(t *testing.T) {
 		t.Errorf("round trip: %+v, want %+v", back, o)
 	}
 	// The options of the other operation are left out.
-	if got := (Set{LeaveRunning: true, GhostLimit: 5, SkipMounts: []string{"/x"}, FileLocks: true}).RestoreArgs(); !slices.Equal(got, []string{"--file-locks"}) {
+	if got := (Set{LeaveRunning: true, GhostLimit: 5, SkipMounts: []string{"/x"}, FileLocks: true, LinkRemap: true, NetworkLock: NetworkLockNFTables}).RestoreArgs(); !slices.Equal(got, []string{"--file-locks"}) {
 		t.Errorf("restore args of dump options: %q", got)
 	}
 	if got := (Set{RestoreSibling: true}).DumpArgs(); got != nil {
@@ -121,7 +124,7 @@ func TestRestoreArgsRoundTrip(t *testing.T) {
 func full() Set {
 	return Set{
 		LeaveRunning: true, ShellJob: true, FileLocks: true, TCPEstablished: true, ExtUnixSk: true,
-		RestoreSibling: true, OrphanPtsMaster: true, Unprivileged: true,
+		RestoreSibling: true, OrphanPtsMaster: true, Unprivileged: true, LinkRemap: true,
 		ExternalMounts: []Mount{{Key: "hosts", Path: "/etc/hosts"}}, UnixSockets: []uint32{7},
 		TTYs: []TTY{{Rdev: 0x8801, Dev: 0x27}}, External: []string{"veth[eth0]:vethX"}, SkipMounts: []string{"/x"},
 		ManageCgroups: CgroupSoft, Root: "/rootfs", NetworkLock: NetworkLockNFTables, GhostLimit: 1 << 21,
@@ -205,10 +208,10 @@ func TestMergeWithoutContains(t *testing.T) {
 
 func TestPassedAndRestoreNeeds(t *testing.T) {
 	passed, not := full().Passed()
-	if !reflect.DeepEqual(not, Set{Unprivileged: true, NetworkLock: NetworkLockNFTables}) {
+	if !reflect.DeepEqual(not, Set{Unprivileged: true}) {
 		t.Errorf("not passed: %+v", not)
 	}
-	if !reflect.DeepEqual(passed.Merge(not), full()) || passed.Unprivileged || passed.NetworkLock != "" {
+	if !reflect.DeepEqual(passed.Merge(not), full()) || passed.Unprivileged || passed.NetworkLock != NetworkLockNFTables || !passed.LinkRemap {
 		t.Errorf("passed: %+v", passed)
 	}
 	want := Set{ShellJob: true, FileLocks: true, TCPEstablished: true, ExtUnixSk: true}
@@ -230,6 +233,7 @@ func TestRPC(t *testing.T) {
 		t.Errorf("dump external %q, want %q", d.GetExternal(), want)
 	}
 	if !slices.Equal(d.GetSkipMnt(), []string{"/x"}) || d.GetRoot() != "/rootfs" || d.GetGhostLimit() != 1<<21 ||
+		!d.GetLinkRemap() || d.NetworkLock == nil || d.GetNetworkLock() != rpc.CriuNetworkLockMethod_NFTABLES ||
 		!d.GetManageCgroups() || d.GetManageCgroupsMode() != rpc.CriuCgMode_SOFT {
 		t.Errorf("dump values: %v", &d)
 	}
@@ -237,13 +241,13 @@ func TestRPC(t *testing.T) {
 	if err := passed.RPC(Restore, &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.GetLeaveRunning() || !r.GetRstSibling() || r.SkipMnt != nil || r.GhostLimit != nil {
+	if r.GetLeaveRunning() || !r.GetRstSibling() || r.SkipMnt != nil || r.GhostLimit != nil || r.LinkRemap != nil || r.NetworkLock != nil {
 		t.Errorf("restore got dump options: %v", &r)
 	}
 	if want := []string{"mnt[hosts]:/etc/hosts", "unix[7]", "tty[8801:27]", "veth[eth0]:vethX"}; !slices.Equal(r.GetExternal(), want) {
 		t.Errorf("restore external %q, want %q", r.GetExternal(), want)
 	}
-	if err := (Set{NetworkLock: NetworkLockNFTables}).RPC(Dump, &rpc.CriuOpts{}); err == nil || !strings.Contains(err.Error(), "--network-lock") {
+	if err := (Set{Unprivileged: true}).RPC(Dump, &rpc.CriuOpts{}); err == nil || !strings.Contains(err.Error(), "--unprivileged") {
 		t.Errorf("RPC with an option kata-cr does not pass: %v", err)
 	}
 	if err := (Set{GhostLimit: 1 << 33}).RPC(Dump, &rpc.CriuOpts{}); err == nil {
