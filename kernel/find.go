@@ -2,6 +2,8 @@ package kernel
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -281,6 +283,9 @@ func cachedKernel(cache, version, why string) (*Guest, error) {
 	if _, err := os.Stat(image); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no guest kernel: %sno cached %s kernel in %s: run `%s`", why, version, dir, fetch)
 	}
+	if err := verifySums(dir); err != nil {
+		return nil, fmt.Errorf("cached kernel %s is damaged (%v): run `%s`, which fetches it again", dir, err, fetch)
+	}
 	release, err := ImageRelease(image)
 	if err != nil {
 		return nil, fmt.Errorf("cached kernel %s: %w: remove %s and run `%s`", image, err, dir, fetch)
@@ -301,6 +306,39 @@ func cachedKernel(cache, version, why string) (*Guest, error) {
 		k.Source += " (" + strings.TrimSpace(string(pkg)) + ")"
 	}
 	return k, nil
+}
+
+// verifySums checks the files a cache entry's SHA256SUMS (written by
+// scripts/fetch-kernel.sh, in sha256sum's format) lists. An entry from
+// before the seal has none and passes.
+func verifySums(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		want, name, ok := strings.Cut(line, "  ")
+		if !ok || len(want) != 64 || name == "" || !filepath.IsLocal(name) {
+			return fmt.Errorf("SHA256SUMS line %q is not sha256sum's", line)
+		}
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, notExist(err))
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if hex.EncodeToString(h.Sum(nil)) != want {
+			return fmt.Errorf("%s does not match its checksum", name)
+		}
+	}
+	return nil
 }
 
 // configBeside finds the .config installed next to a kernel image: Debian

@@ -2,7 +2,10 @@ package kernel
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -539,5 +542,48 @@ func TestCheckKernelImage(t *testing.T) {
 				t.Errorf("error is not one line: %q", err)
 			}
 		})
+	}
+}
+
+// TestCachedKernelSealed: a cached kernel whose files no longer match
+// their SHA256SUMS is refused with the command that fetches it again; one
+// without the file (fetched before the seal) is still used.
+func TestCachedKernelSealed(t *testing.T) {
+	cache := t.TempDir()
+	dir := filepath.Join(cache, "kernels", "6.1")
+	rel := "6.1.0-99-amd64"
+	files := map[string][]byte{
+		"vmlinuz":                         fakeFindVmlinux(rel),
+		"config":                          []byte("CONFIG_CHECKPOINT_RESTORE=y\n"),
+		"modules/" + rel + "/modules.dep": []byte("kernel/net/unix/unix_diag.ko:\n"),
+	}
+	var sums strings.Builder
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		fmt.Fprintf(&sums, "%s  %s\n", hex.EncodeToString(sum[:]), name)
+	}
+	if _, err := cachedKernel(cache, "6.1", ""); err != nil {
+		t.Fatalf("unsealed entry: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(sums.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cachedKernel(cache, "6.1", ""); err != nil {
+		t.Fatalf("sealed entry: %v", err)
+	}
+	img := filepath.Join(dir, "vmlinuz")
+	if err := os.Truncate(img, int64(len(files["vmlinuz"])-10)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cachedKernel(cache, "6.1", "")
+	if err == nil || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), "make guest-kernel") {
+		t.Fatalf("truncated vmlinuz: %v, want damaged with the command to fetch it again", err)
 	}
 }

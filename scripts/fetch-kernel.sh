@@ -64,8 +64,13 @@ dest=$cache/kernels/$version
 # The same files runtime.FindKernel needs: a partial tree is fetched again.
 if [[ -s $dest/release && -f $dest/vmlinuz && -f $dest/config &&
 	-f $dest/modules/$(<"$dest/release")/modules.dep ]]; then
-	echo "kernel $version already cached in $dest (release $(<"$dest/release"))"
-	exit 0
+	# SHA256SUMS seals the entry: a truncated or changed kernel is fetched
+	# again (an entry from before the seal is, too).
+	if [[ -f $dest/SHA256SUMS ]] && (cd "$dest" && sha256sum --quiet --strict -c SHA256SUMS >/dev/null 2>&1); then
+		echo "kernel $version already cached in $dest (release $(<"$dest/release"))"
+		exit 0
+	fi
+	echo "kernel $version in $dest is damaged or unsealed: fetching it again"
 fi
 
 # sources_uris prints "URI SUITE" for every deb source the system's apt
@@ -189,6 +194,7 @@ depmod -b "$work/depmod" "$release" || die "depmod failed for $release"
 
 echo "$release" >"$work/out/release"
 echo "$image $pkgver" >"$work/out/package"
+(cd "$work/out" && sha256sum vmlinuz config release "modules/$release/modules.dep" >SHA256SUMS)
 rm -rf "$dest"
 mv -T "$work/out" "$dest"
 echo "kernel $version: release $release ($image $pkgver) in $dest, $((SECONDS - start)) s"
