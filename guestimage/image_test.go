@@ -536,3 +536,39 @@ func TestSeal(t *testing.T) {
 		t.Errorf("discarded: %v, want not there", err)
 	}
 }
+
+// TestBuildConcurrent: two builds of the same image into one empty cache at
+// once (two kata-cr processes) both get the one complete, sealed image.
+func TestBuildConcurrent(t *testing.T) {
+	k := cachedKernel(t)
+	spec := Spec{CacheDir: t.TempDir(), KernelRelease: k.Release, ModulesDir: k.ModulesDir, KernelConfig: k.Config, Logf: t.Logf}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	type result struct {
+		path   string
+		cached bool
+		err    error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			p, cached, err := Build(ctx, spec)
+			results <- result{p, cached, err}
+		}()
+	}
+	a, b := <-results, <-results
+	if a.err != nil || b.err != nil {
+		t.Fatalf("builds: %v, %v", a.err, b.err)
+	}
+	if a.path != b.path || a.cached == b.cached {
+		t.Errorf("builds gave %s (cached %v) and %s (cached %v): want one image, built once", a.path, a.cached, b.path, b.cached)
+	}
+	if err := checkSealed(a.path); err != nil {
+		t.Errorf("the image is not complete: %v", err)
+	}
+	readArchive(t, a.path)
+	left, _ := filepath.Glob(filepath.Join(spec.CacheDir, "images", "*tmp*"))
+	if len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
