@@ -248,8 +248,11 @@ func procUnixState(s uint8) string {
 
 // checkProcTCP finds established TCP connections, which CRIU dumps only
 // with --tcp-established ("Connected TCP socket, consider using
-// --tcp-established option"). Listening sockets need nothing.
-func checkProcTCP(_ context.Context, t *procTree) []reports.Finding {
+// --tcp-established option"). Listening sockets need nothing. CRIU locks
+// the connections it dumps with the network lock (planNetLock); without
+// one that works the dump fails however it is asked ("Iptables
+// configuration failed").
+func checkProcTCP(ctx context.Context, env *Env, t *procTree) []reports.Finding {
 	ss, gone, done := procTreeSockets(t)
 	if done != nil {
 		return done
@@ -294,11 +297,11 @@ func checkProcTCP(_ context.Context, t *procTree) []reports.Finding {
 	}
 	ev = append(ev, gone...)
 	if connected > 0 {
-		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
-			Summary: fmt.Sprintf("%s in the tree: CRIU: \"Connected TCP socket, consider using --tcp-established option\"", procN(connected, "established TCP connection", "established TCP connections")),
-			Fix: &reports.Fix{Description: "dump and restore with --tcp-established (CRIU repairs the connections; the peer must keep them and the addresses must be the same on restore)",
-				CRIU: criuopt.Set{TCPEstablished: true}, Restore: criuopt.Set{TCPEstablished: true},
-				AutoFixable: true, Fixer: FixerIDCRIUOption}}}
+		if !t.fs.Live() {
+			// The lock is this machine's, not the fixture's.
+			return procTCPFindings(connected, ev, netLock{Evidence: []string{"network lock: not chosen for a /proc fixture"}}, false)
+		}
+		return procTCPFindings(connected, ev, planNetLock(ctx, env), true)
 	}
 	if len(unreadable) > 0 {
 		return []reports.Finding{{Status: reports.Warn, Evidence: append(ev, unreadable...),
@@ -306,4 +309,34 @@ func checkProcTCP(_ context.Context, t *procTree) []reports.Finding {
 	}
 	return []reports.Finding{{Status: reports.Pass, Evidence: ev,
 		Summary: fmt.Sprintf("no established TCP connection in the tree (%s, which CRIU dumps as they are)", procN(listening, "listening socket", "listening sockets"))}}
+}
+
+// procTCPFindings are the findings for established connections: the
+// options that dump them, with the network lock this machine has, and
+// (when judged) a second failure when it has none, which no option works
+// around.
+func procTCPFindings(connected int, ev []string, lock netLock, judged bool) []reports.Finding {
+	opts := criuopt.Set{TCPEstablished: true, NetworkLock: lock.Method}
+	how := "--network-lock " + string(lock.Method)
+	if lock.Method == criuopt.NetworkLockNFTables {
+		how += " (this CRIU supports it)"
+	}
+	f := reports.Finding{Status: reports.Fail, Evidence: append(slices.Clone(ev), lock.Evidence...),
+		Summary: fmt.Sprintf("%s in the tree: CRIU: \"Connected TCP socket, consider using --tcp-established option\"", procN(connected, "established TCP connection", "established TCP connections")),
+		Fix: &reports.Fix{Description: "dump and restore with --tcp-established, the connections locked with " + how +
+			" (CRIU repairs the connections; the peer must keep them and the addresses must be the same on restore)",
+			CRIU: opts, Restore: criuopt.Set{TCPEstablished: true},
+			AutoFixable: true, Fixer: FixerIDCRIUOption}}
+	if lock.Method != "" {
+		return []reports.Finding{f}
+	}
+	if !judged {
+		f.Fix.Description = "dump and restore with --tcp-established, with a network lock that works where CRIU runs (--network-lock nftables, or iptables)"
+		return []reports.Finding{f}
+	}
+	f.Fix.Description = "dump and restore with --tcp-established, once CRIU has a network lock (see the other process.tcp finding)"
+	return []reports.Finding{f, {Status: reports.Fail, Evidence: lock.Evidence,
+		Summary: "no network lock to dump TCP connections with: this CRIU has no nftables lock and there is no iptables-restore: CRIU: \"Iptables configuration failed\"",
+		Fix: &reports.Fix{Description: "use a CRIU built with libnftables on a kernel with nf_tables (criu check --feature " + criuFeatureNFTablesLock +
+			"), or put iptables in the guest (apt-get install iptables), or close the connections before dumping"}}}
 }

@@ -59,7 +59,7 @@ func ProcessChecks() []Check {
 		mk("process.tty", reports.Required, "terminals (--shell-job)", checkProcTTY),
 		mk("process.file-locks", reports.Required, "file locks (--file-locks)", checkProcLocks),
 		mk("process.unix-sockets", reports.Required, "unix sockets with a peer outside the tree", checkProcUnix),
-		mk("process.tcp", reports.Required, "established TCP connections (--tcp-established)", checkProcTCP),
+		procEnvCheck("process.tcp", reports.Required, "established TCP connections (--tcp-established)", checkProcTCP),
 		mk("process.inotify", reports.Recommended, "inotify watches", checkProcInotify),
 		mk("process.fanotify", reports.Recommended, "fanotify marks", checkProcFanotify),
 		mk("process.ptrace", reports.Required, "traced processes", checkProcPtrace),

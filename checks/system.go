@@ -384,6 +384,8 @@ func sysNftables(env *Env) (bool, string) {
 // Debian's criu defaults to iptables (NETWORK_LOCK_DEFAULT): it runs
 // iptables-restore when it dumps a network namespace or established TCP
 // connections; --network-lock nftables uses nf_tables through libnftables.
+// The option itself is planned by process.tcp, for a tree that holds TCP
+// connections, after asking CRIU (planNetLock).
 func checkNetworkLock(_ context.Context, env *Env) []reports.Finding {
 	ipt := sysLookTool("iptables-restore")
 	nft, nftWhy := sysNftables(env)
@@ -397,8 +399,7 @@ func checkNetworkLock(_ context.Context, env *Env) []reports.Finding {
 	if nft {
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: "no iptables-restore for criu's default network lock; the kernel has nf_tables",
-			Fix: &reports.Fix{Description: "pass --network-lock nftables to criu (needs a criu built with nftables: see criu.feature.network_lock_nftables), or install iptables (apt-get install iptables)",
-				CRIU: criuopt.Set{NetworkLock: criuopt.NetworkLockNFTables}}}}
+			Fix: &reports.Fix{Description: "pass --network-lock nftables to criu (needs a criu built with nftables: see criu.feature.network_lock_nftables; kata-cr checkpoint does it for a tree with TCP connections), or install iptables (apt-get install iptables)"}}}
 	}
 	return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 		Summary: "no network lock backend: dumping established TCP connections or a network namespace will fail",
