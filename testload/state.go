@@ -96,6 +96,13 @@ func (s *State) heartbeat() {
 	}
 }
 
+// run is the process's run id (KeyRun).
+func (s *State) run() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vals[KeyRun]
+}
+
 func (s *State) stop() {
 	s.once.Do(func() { close(s.done) })
 }

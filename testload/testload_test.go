@@ -74,6 +74,12 @@ func start(t *testing.T, w container.Workload) container.Probe {
 	return p
 }
 
+// observed are state keys the prober reads from outside, by workload.
+var observed = map[string]container.State{
+	"zombie": {KeyZombies: "1"},
+	"vfork":  {KeyVforkState: "D"},
+}
+
 // TestWorkloadsLive runs every testload workload in a real container: it
 // gets ready, and its Verify accepts the live process it snapshotted (the
 // heartbeat moves on, the scenario's own state is there) and refuses a
@@ -87,6 +93,11 @@ func TestWorkloadsLive(t *testing.T) {
 			st, err := w.Snapshot(ctx, p)
 			if err != nil {
 				t.Fatalf("Snapshot: %v", err)
+			}
+			for k, v := range observed[w.Name] {
+				if st[k] != v {
+					t.Errorf("snapshot %s=%q, want %q: %v", k, st[k], v, st)
+				}
 			}
 			msg, err := w.Verify(ctx, p, st)
 			if err != nil {

@@ -6,9 +6,11 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/kata-cr/kata-cr/proc"
+	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
 // Modes of the pending vfork scenario.
@@ -25,7 +27,7 @@ const (
 func init() {
 	Register(Mode{Name: ModeVfork, Description: "starts a child that waits for good in vfork(): its own child never execs (CRIU cannot seize a task in state D)", Run: runVfork})
 	Register(Mode{Name: ModeVforkHold, Description: "vforks a child that pauses instead of exec", Helper: true, Run: runVforkHold})
-	registerWorkload(NewWorkload("vfork", "a process with a child waiting in vfork() ("+Name+" "+ModeVfork+")", ModeVfork, nil, nil))
+	registerWorkload(WithObserver(NewWorkload("vfork", "a process with a child waiting in vfork() ("+Name+" "+ModeVfork+")", ModeVfork, nil, nil), observeVfork))
 }
 
 func runVfork(ctx context.Context, s *State, _ []string) error {
@@ -79,4 +81,29 @@ func vforkPause() int {
 		}
 	}
 	return int(pid)
+}
+
+// KeyVforkState is the state of the vfork parent's waiting thread as the
+// prober sees it ("D" while it waits).
+const KeyVforkState = "vfork_parent_state"
+
+// observeVfork reads the state of the init's child that vforked: "D" when
+// one of its threads still waits.
+func observeVfork(p container.Probe) (container.State, error) {
+	fs := proc.New(procRoot(p))
+	kids, err := fs.Children(p.PID)
+	if err != nil || len(kids) == 0 {
+		return nil, fmt.Errorf("find the vfork parent among the init's children %v: %v", kids, err)
+	}
+	states, err := threadStates(fs, kids[0])
+	if err != nil {
+		return nil, err
+	}
+	st := "none in D"
+	for _, s := range states {
+		if strings.HasPrefix(s, "D") {
+			st = "D"
+		}
+	}
+	return container.State{KeyVforkState: st}, nil
 }

@@ -65,6 +65,31 @@ func NewWorkload(name, description, mode string, args []string, verify Verifier)
 	}
 }
 
+// Observer reads what the prober sees of a scenario from outside, through
+// /proc, as state keys.
+type Observer func(p container.Probe) (container.State, error)
+
+// WithObserver adds what observe sees to w's snapshots, before the dump and
+// after the restore (the report's state_before and state_after).
+func WithObserver(w container.Workload, observe Observer) container.Workload {
+	snapshot := w.Snapshot
+	w.Snapshot = func(ctx context.Context, p container.Probe) (container.State, error) {
+		st, err := snapshot(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		seen, err := observe(p)
+		if err != nil {
+			return nil, fmt.Errorf("observe %s: %w", w.Name, err)
+		}
+		for k, v := range seen {
+			st[k] = v
+		}
+		return st, nil
+	}
+	return w
+}
+
 // registerWorkload adds w to the container's workload table.
 func registerWorkload(w container.Workload) {
 	container.Register(w)

@@ -24,7 +24,7 @@ const (
 func init() {
 	Register(Mode{Name: ModeZombie, Description: "starts a child that exits and never reaps it: the tree keeps a zombie", Run: runZombie})
 	Register(Mode{Name: ModeExit, Description: "exits at once", Helper: true, Run: func(context.Context, *State, []string) error { return nil }})
-	registerWorkload(NewWorkload("zombie", "a process that keeps an unreaped zombie child ("+Name+" "+ModeZombie+")", ModeZombie, nil, verifyZombie))
+	registerWorkload(WithObserver(NewWorkload("zombie", "a process that keeps an unreaped zombie child ("+Name+" "+ModeZombie+")", ModeZombie, nil, verifyZombie), observeZombies))
 }
 
 func runZombie(ctx context.Context, s *State, _ []string) error {
@@ -80,19 +80,43 @@ func threadStates(fs proc.FS, pid int) ([]string, error) {
 	return out, nil
 }
 
-// verifyZombie checks that the restored init still has its zombie child.
-func verifyZombie(_ context.Context, p container.Probe, _, _ container.State) (string, error) {
+// KeyZombies counts the init's zombie children, as the prober sees them.
+const KeyZombies = "zombies"
+
+// zombieChildren lists the init's children that are zombies.
+func zombieChildren(p container.Probe) ([]int, error) {
 	fs := proc.New(procRoot(p))
 	kids, err := fs.Children(p.PID)
 	if err != nil {
-		return "", fmt.Errorf("list the restored init's children: %w", err)
+		return nil, fmt.Errorf("list the init's children: %w", err)
 	}
+	var out []int
 	for _, k := range kids {
 		if st, err := fs.ReadStatus(k); err == nil && strings.HasPrefix(st.State, "Z") {
-			return fmt.Sprintf("its child %d is still a zombie", k), nil
+			out = append(out, k)
 		}
 	}
-	return "", fmt.Errorf("the restored init %d has no zombie child (children %v)", p.PID, kids)
+	return out, nil
+}
+
+func observeZombies(p container.Probe) (container.State, error) {
+	z, err := zombieChildren(p)
+	if err != nil {
+		return nil, err
+	}
+	return container.State{KeyZombies: strconv.Itoa(len(z))}, nil
+}
+
+// verifyZombie checks that the restored init still has its zombie child.
+func verifyZombie(_ context.Context, p container.Probe, _, _ container.State) (string, error) {
+	z, err := zombieChildren(p)
+	if err != nil {
+		return "", err
+	}
+	if len(z) == 0 {
+		return "", fmt.Errorf("the restored init %d has no zombie child", p.PID)
+	}
+	return fmt.Sprintf("its child %d is still a zombie", z[0]), nil
 }
 
 // procRoot is where the probe's proc is mounted.
