@@ -52,6 +52,8 @@ func TestFixtures(t *testing.T) {
 			[]string{"unix_diag inet_diag tcp_diag udp_diag af_packet_diag netlink_diag"}},
 		{"dump-sl-plain.log", []string{"session-leader-outside-pidns"}, 214,
 			[]string{"Process 206 (pid 1 inside the container)", "setsid", "Wrapping a child", "4.1.0"}},
+		// kata-cr checkpoint nested-pidns --runtime-setsid --auto-fix, Debian 6.1, CRIU 3.17.1.
+		{"dump-nested-pidns.log", []string{"nested-pidns"}, 4, []string{"Process 197", "CLONE_NEWPID", "refuses to restart"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.log, func(t *testing.T) {
@@ -88,6 +90,9 @@ var signatureCases = []struct {
 	{"Error (criu/cr-dump.c:1350): A session leader of zombie process 17(3) is outside of its pid namespace", "session-leader-outside-pidns", "Process 17"},
 	{"Error (criu/cr-restore.c:2146): The root process 42 is not a session leader. Consider using --shell-job option", "not-session-leader-on-restore", "--shell-job"},
 	{"Error (criu/namespaces.c:1071): Can't dump a pid namespace without the process init", "pidns-without-init", "pid 1"},
+	{"Error (criu/namespaces.c:463): Can't dump nested pid namespace for 197", "nested-pidns", "Process 197 lives in a pid namespace of its own"},
+	{"Error (compel/src/lib/infect.c:300): Unseizable non-zombie 211 found, state D, err -1/4", "unseizable-task", "task 211"},
+	{"Error (criu/sockets.c:540): sockets: Can't get 1:16 opt: Operation not supported", "inet-sockopt-6.16", "socket option 1:16"},
 	{"Error (criu/sockets.c:209): sockets: Diag module missing (-2)", "sock-diag-missing", "netlink_diag"},
 	{"Error: Could not process rule: Operation not supported", "nftables-missing", "nf_tables"},
 	{"create table inet CRIU", "nftables-missing", "nf_tables"},

@@ -61,6 +61,36 @@ var Signatures = []Signature{
 		Findings: []string{"process.pidns"},
 	},
 	{
+		ID:      "nested-pidns",
+		Pattern: regexp.MustCompile(`Can't dump nested pid namespace for (?P<pid>\d+)`),
+		Cause: "Process ${pid} lives in a pid namespace of its own, nested in the container's: it or an ancestor " +
+			"was created with CLONE_NEWPID (unshare -p, a sandbox or a container runtime inside the container). " +
+			"CRIU dumps the one pid namespace of the tree's root and cannot dump nested ones.",
+		Fix: "Checkpoint a workload that creates no pid namespace inside its container; no CRIU option helps. " +
+			"A restart does not help either, so kata-cr --auto-fix refuses to restart such a workload.",
+		Findings: []string{"process.pidns"},
+	},
+	{
+		ID:      "unseizable-task",
+		Pattern: regexp.MustCompile(`Unseizable non-zombie (?P<pid>\d+) found, state (?P<state>\S+), err`),
+		Cause: "CRIU could not stop (seize) task ${pid} before its --timeout ran out: the task is in state ${state}. " +
+			"A task in state D sleeps uninterruptibly: a parent waiting in vfork() for a child that has not exec'd " +
+			"or exited stays so until the child does, and so does a task stuck on I/O (a hung NFS or FUSE server).",
+		Fix: "Checkpoint once the task has left state D: let the vfork child exec or exit. CRIU waits its whole " +
+			"--timeout before it says so; kata-cr predicts a pending vfork (process.vfork) and does not start that dump.",
+		Findings: []string{"process.vfork"},
+	},
+	{
+		ID:      "inet-sockopt-6.16",
+		Pattern: regexp.MustCompile(`sockets: Can't get (?P<level>\d+):(?P<opt>\d+) opt: Operation not supported`),
+		Cause: "CRIU reads every socket option of each socket it dumps, and socket option ${level}:${opt} of a TCP or " +
+			"UDP socket is refused: Linux 6.16 moved SO_PASSCRED (1:16) and SO_PASSSEC (1:34) to unix and netlink " +
+			"sockets, and CRIU before 4.2 takes the refusal for an error. Every TCP or UDP socket, listening ones " +
+			"included, fails so.",
+		Fix:      "Use CRIU 4.2 or later (kata-cr --criu-suite forky or sid ships 4.2.1), or a guest kernel before 6.16.",
+		Findings: []string{"criu.inet-sockets", "criu.kernel-compat"},
+	},
+	{
 		ID:      "sock-diag-missing",
 		Pattern: regexp.MustCompile(`Diag module missing`),
 		Cause: "The kernel cannot report sockets of some family over sock_diag: the diag modules are not loaded " +
@@ -321,6 +351,12 @@ var Signatures = []Signature{
 		ID:       "child-exited",
 		Pattern:  regexp.MustCompile(`exited, status=\d+|Can't wait or bad status`),
 		Cause:    "A helper process that CRIU started failed; the cause is an earlier error line.",
+		FollowOn: true,
+	},
+	{
+		ID:       "pidns-id",
+		Pattern:  regexp.MustCompile(`Can't make pidns id`),
+		Cause:    "CRIU could not record a process's pid namespace; the cause is the error line before it.",
 		FollowOn: true,
 	},
 	{
