@@ -20,6 +20,9 @@ import (
 // restores it on a freshly prepared rootfs in another guest.
 type Baseline struct {
 	entries map[string]entryState
+	// upper is the upper layer of an overlay root (a bundle's): what the
+	// container changed is there, and the shared tree is not walked.
+	upper string
 }
 
 type entryState struct {
@@ -33,6 +36,9 @@ type entryState struct {
 // TakeBaseline records every entry of rootfs; take it after PrepareRootfs
 // and before Start.
 func TakeBaseline(rootfs string) (*Baseline, error) {
+	if up := overlayUpper(rootfs); up != "" {
+		return &Baseline{upper: up}, nil
+	}
 	entries, err := scanRootfs(rootfs)
 	if err != nil {
 		return nil, fmt.Errorf("record rootfs %s: %w", rootfs, err)
@@ -91,6 +97,9 @@ type RootfsDiff struct {
 // when its size, inode or ctime moved (a workload cannot forge ctime), a
 // directory only when it is new or its mode changed.
 func (b *Baseline) Diff(rootfs string) (*RootfsDiff, error) {
+	if b.upper != "" {
+		return scanUpper(b.upper)
+	}
 	now, err := scanRootfs(rootfs)
 	if err != nil {
 		return nil, fmt.Errorf("diff rootfs %s: %w", rootfs, err)

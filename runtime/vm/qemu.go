@@ -75,6 +75,17 @@ type BootSpec struct {
 	TempDir string
 	// Logf, when set, receives the qemu command line and milestones.
 	Logf func(format string, args ...any)
+	// Shares are host directories the guest mounts over virtio-9p.
+	Shares []Share
+}
+
+// Share is a host directory shared with the guest over virtio-9p, the way
+// Kata shares a container's rootfs with its guest (shared_fs =
+// "virtio-9p"). The guest mounts it by Tag.
+type Share struct {
+	Tag      string
+	Path     string
+	ReadOnly bool
 }
 
 // Sentinel errors for the ways a guest can fail; a *GuestError wraps one.
@@ -325,6 +336,17 @@ func qemuArgs(spec BootSpec, console, ctlSock, dataSock string) []string {
 		"-chardev", "socket,id=data,path="+dataSock,
 		"-device", "virtserialport,bus=vser0.0,chardev=data,name="+agentapi.DataPort,
 	)
+	for i, sh := range spec.Shares {
+		// security_model=none shows the guest the host's owners and
+		// modes; multidevs=remap keeps inode numbers unique when the
+		// directory spans several host file systems. A comma in a
+		// qemu option value is written twice.
+		fsdev := fmt.Sprintf("local,id=fs%d,path=%s,security_model=none,multidevs=remap", i, strings.ReplaceAll(sh.Path, ",", ",,"))
+		if sh.ReadOnly {
+			fsdev += ",readonly=on"
+		}
+		a = append(a, "-fsdev", fsdev, "-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, sh.Tag))
+	}
 	return a
 }
 
@@ -388,6 +410,14 @@ func (vm *VM) logf(format string, args ...any) {
 
 // Args returns qemu's arguments (without the binary).
 func (vm *VM) Args() []string { return append([]string(nil), vm.args...) }
+
+// PID is qemu's process ID, 0 before it started.
+func (vm *VM) PID() int {
+	if vm.cmd == nil || vm.cmd.Process == nil {
+		return 0
+	}
+	return vm.cmd.Process.Pid
+}
 
 // CommandLine returns the qemu command, quoted for reading.
 func (vm *VM) CommandLine() string { return quoteArgs(append([]string{vm.cmd.Path}, vm.args...)) }

@@ -47,6 +47,13 @@ func TestQEMUArgs(t *testing.T) {
 		{"interactive console on stdio, still logged", func(s BootSpec) BootSpec { s.Interactive = true; return s },
 			[][]string{{"-chardev", "stdio,id=con,mux=on,signal=off,logfile=/tmp/c.log"}, {"-mon", "chardev=con,mode=readline"}},
 			[]string{"-monitor"}},
+		{"a read-only 9p share, with a comma in its path", func(s BootSpec) BootSpec {
+			s.Shares = []Share{{Tag: "kata-cr.rootfs", Path: "/b/root,fs", ReadOnly: true}}
+			return s
+		}, [][]string{
+			{"-fsdev", "local,id=fs0,path=/b/root,,fs,security_model=none,multidevs=remap,readonly=on"},
+			{"-device", "virtio-9p-pci,fsdev=fs0,mount_tag=kata-cr.rootfs"},
+		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
