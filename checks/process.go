@@ -240,7 +240,15 @@ func checkProcSession(_ context.Context, t *procTree) []reports.Finding {
 	var ev, outside []string
 	var firstBad *treeProc
 	pgidOutside := 0
+	rootNS, _ := t.nsLink(r.PID, "pid")
 	for _, p := range t.Procs {
+		// A process of a nested pid namespace has its session leader
+		// outside its namespace whatever the init does: no restart
+		// changes that, and process.pidns reports the namespace.
+		if ns, err := t.nsLink(p.PID, "pid"); err == nil && rootNS != "" && ns != rootNS {
+			ev = append(ev, fmt.Sprintf("%s: in a nested pid namespace %s (see process.pidns): not judged here", p.label(), ns))
+			continue
+		}
 		vsid, vpgid := proc.Last(p.Status.NSsid), proc.Last(p.Status.NSpgid)
 		line := fmt.Sprintf("%s: NSpid %s, NSsid %s, NSpgid %s (stat: session %d, pgrp %d)",
 			p.label(), procInts(p.Status.NSpid), procInts(p.Status.NSsid), procInts(p.Status.NSpgid), p.Session, p.PGRP)
