@@ -34,6 +34,9 @@ type DoctorResult struct {
 // Doctor is the one doctor flow, shared by the host doctor, the guest
 // doctor and a checkpoint's preflight: run every check, apply the fixers
 // (or only list them), check again when anything was applied, predict.
+// Destructive fixers come last: the others are applied and the checks run
+// again, so that a destructive fix is judged on what they left (Unmended)
+// and made only when nothing else would still block the dump.
 func Doctor(ctx context.Context, env *Env, runner Runner, fixers []Fixer, o DoctorOptions) DoctorResult {
 	var res DoctorResult
 	res.Before = runner.Run(ctx, env)
@@ -42,15 +45,35 @@ func Doctor(ctx context.Context, env *Env, runner Runner, fixers []Fixer, o Doct
 		res.Prediction = Predict(res.Before)
 		res.Plan = res.Prediction
 	}
-	dry := !o.Fix || o.DryRun
-	res.Actions = ApplyFixes(ctx, env, res.Before, fixers, dry)
-	if dry || len(res.Actions) == 0 {
+	if !o.Fix || o.DryRun {
+		res.Actions = ApplyFixes(ctx, env, res.Before, fixers, true)
 		return res
 	}
-	if o.BeforeRecheck != nil {
-		o.BeforeRecheck(env)
+	recheck := func() {
+		if o.BeforeRecheck != nil {
+			o.BeforeRecheck(env)
+		}
+		res.Findings = runner.Run(ctx, env)
 	}
-	res.Findings = runner.Run(ctx, env)
+	var safe, destructive []Fixer
+	for _, fx := range fixers {
+		if fx.Destructive {
+			destructive = append(destructive, fx)
+		} else {
+			safe = append(safe, fx)
+		}
+	}
+	res.Actions = ApplyFixes(ctx, env, res.Before, safe, false)
+	if len(ApplyFixes(ctx, env, res.Before, destructive, true)) > 0 {
+		if len(res.Actions) > 0 {
+			recheck()
+		}
+		res.Actions = append(res.Actions, ApplyFixes(ctx, env, res.Findings, destructive, false)...)
+	}
+	if len(res.Actions) == 0 {
+		return res
+	}
+	recheck()
 	if o.Predict {
 		res.Plan = Predict(res.Findings)
 	}

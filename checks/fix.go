@@ -3,6 +3,8 @@ package checks
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/kata-cr/kata-cr/reports"
 )
@@ -34,6 +36,33 @@ type Fixer struct {
 	// Apply mends finding f and returns what it did. It returns an error
 	// when the change could not be made; the finding then stays as it is.
 	Apply func(ctx context.Context, env *Env, f reports.Finding) (reports.Action, error)
+	// Destructive says the fix loses the workload's state (a restart): it
+	// is applied only when the whole plan is predicted to succeed, that
+	// is, when every other blocker of the dump is mended by a fix too
+	// (Unmended); otherwise its action says which would still block.
+	Destructive bool
+}
+
+// Unmended returns the IDs of the blocking findings among fs that no fix
+// mends: a finding is mended by its CRIU options, or by its fixer when
+// that is among fixers. A destructive fix is judged as if it had been
+// made: a restart that cannot help with the rest would only lose state.
+func Unmended(fs []reports.Finding, fixers []Fixer) []string {
+	known := map[FixerID]bool{}
+	for _, fx := range fixers {
+		known[fx.ID] = true
+	}
+	var out []string
+	for _, f := range fs {
+		if !f.Blocking() || slices.Contains(out, f.ID) {
+			continue
+		}
+		if f.Fix != nil && (!f.Fix.CRIU.IsZero() || (f.Fix.AutoFixable && known[f.Fix.Fixer])) {
+			continue
+		}
+		out = append(out, f.ID)
+	}
+	return out
 }
 
 // ApplyFixes runs, for each failing or warning finding whose fix names a
@@ -45,6 +74,7 @@ func ApplyFixes(ctx context.Context, env *Env, fs []reports.Finding, fixers []Fi
 		byID[fx.ID] = fx
 	}
 	var out []reports.Action
+	unmended := Unmended(fs, fixers)
 	for _, f := range fs {
 		if f.Status != reports.Fail && f.Status != reports.Warn && f.Status != reports.Error {
 			continue
@@ -54,6 +84,12 @@ func ApplyFixes(ctx context.Context, env *Env, fs []reports.Finding, fixers []Fi
 		}
 		fx, ok := byID[f.Fix.Fixer]
 		if !ok {
+			continue
+		}
+		if fx.Destructive && !dryRun && len(unmended) > 0 {
+			out = append(out, reports.Action{Fixer: fx.ID, Finding: f.ID, BlockedBy: unmended,
+				Summary: "not applied: it loses the workload's state, and the dump would still fail on " + strings.Join(unmended, ", "),
+				Error:   "refused: no fix mends " + strings.Join(unmended, ", ")})
 			continue
 		}
 		if dryRun {

@@ -117,6 +117,9 @@ type Action struct {
 	Summary string   `json:"summary"`
 	Command []string `json:"command,omitempty"`
 	Error   string   `json:"error,omitempty"`
+	// BlockedBy, for a destructive fix that was not applied, are the
+	// findings that no fix mends: the dump would fail on them anyway.
+	BlockedBy []string `json:"blocked_by,omitempty"`
 }
 
 // Explanation maps one error in a CRIU log to its cause and fix.
