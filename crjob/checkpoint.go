@@ -3,7 +3,6 @@ package crjob
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -46,7 +45,7 @@ type cpJob struct {
 // manifest, and sends the report. A failure of the workload or of CRIU is
 // a result in the report; only a failure of the job itself is an error.
 func Checkpoint(ctx context.Context, d *Deps, o agentapi.CheckpointOptions, fix bool) error {
-	w, err := container.LookupWorkload(o.Workload, o.Command)
+	w, err := checkpointWorkload(o)
 	if err != nil {
 		return err
 	}
@@ -84,7 +83,18 @@ func (j *cpJob) run(ctx context.Context) error {
 		return err
 	}
 	probe := container.Probe{PID: j.ctr.PID()}
+	j.cp.Container = containerInfo(j.ctr.PID(), specSource(j.bundleDir()), j.d.cgroupRoot(), j.notes())
 	sctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	if len(j.opts.VerifyExecBefore) > 0 {
+		j.d.Host.Progress("probe", "running %d command(s) in the container to record its state", len(j.opts.VerifyExecBefore))
+		j.cp.Probes = runProbes(sctx, j.ctr.PID(), j.w.Spec, j.d.cgroupRoot(), reports.ProbeBefore, j.opts.VerifyExecBefore, true)
+	}
+	if err := probesFailed(j.cp.Probes); err != nil {
+		cancel()
+		j.cp.Error = fmt.Sprintf("record the workload's state before the dump: %v", err)
+		j.r.Findings = append(j.r.Findings, res.Findings...)
+		return nil
+	}
 	state, err := j.w.Snapshot(sctx, probe)
 	cancel()
 	if err != nil {
@@ -136,12 +146,16 @@ func (j *cpJob) startContainer(ctx context.Context) (ok bool, err error) {
 		return false, err
 	}
 	j.sb = sb
-	j.spec = container.Spec{
-		Rootfs: j.paths.rootfs, ID: j.w.Name, Args: j.w.Args, Terminal: j.opts.Terminal || j.w.Terminal,
-		Setsid: j.opts.RuntimeSetsid, Sandbox: sb, Hostname: SandboxHostname,
+	j.spec = container.Spec{Rootfs: j.paths.rootfs, Setsid: j.opts.RuntimeSetsid, Sandbox: sb}
+	if j.w.Spec != nil {
+		// A bundle's spec says everything about its process.
+		j.spec.OCI = j.w.Spec
+	} else {
+		j.spec.ID, j.spec.Args, j.spec.Hostname = j.w.Name, j.w.Args, SandboxHostname
+		j.spec.Terminal = j.opts.Terminal || j.w.Terminal
 	}
 	how := "as the Kata agent 2.5.0 to 4.0.0 does: the init is not a session leader"
-	if j.spec.Setsid || j.spec.Terminal {
+	if j.spec.Setsid || j.spec.HasTerminal() {
 		how = "with the init a session leader, as runc and the Kata agent 4.1.0 do"
 	}
 	h.Progress("start", "starting %s (%s) %s", j.w.Name, strings.Join(j.w.Args, " "), how)
@@ -160,8 +174,8 @@ func (j *cpJob) startContainer(ctx context.Context) (ok bool, err error) {
 // baseline of the rootfs diff: a restarted workload must find it as a new
 // container would, without the sockets and pid files of its first run.
 func (j *cpJob) prepareRootfs() error {
-	if err := os.RemoveAll(j.paths.rootfs); err != nil {
-		return fmt.Errorf("clear the rootfs: %w", err)
+	if err := container.ClearRootfs(j.paths.rootfs); err != nil {
+		return err
 	}
 	if err := j.d.Runtime.PrepareRootfs(j.paths.rootfs, j.w, j.d.Guest.ExtraFiles); err != nil {
 		return err
@@ -229,7 +243,7 @@ func (j *cpJob) dumpOpts(res checks.DoctorResult) (criu.DumpOpts, criuopt.Set, e
 	do.PID = j.ctr.PID()
 	do.ImagesDir = j.paths.images
 	do.LeaveRunning = j.opts.LeaveRunning
-	if j.spec.Terminal {
+	if j.spec.HasTerminal() {
 		// The pty's master stays with the agent: the slave is an external
 		// tty, handed back on restore with --inherit-fd; --shell-job would
 		// look for a session outside the container instead.
@@ -298,8 +312,13 @@ func (j *cpJob) leftRunning(probe container.Probe) reports.Finding {
 func (j *cpJob) manifest(do criu.DumpOpts, state container.State) images.Manifest {
 	m := images.Manifest{
 		KernelRelease: j.d.Guest.Release, CRIUVersion: j.target.CRIUVersion, Arch: j.d.Guest.Machine,
-		Workload: j.w.Name, Command: j.w.Args, Terminal: j.spec.Terminal, Setsid: j.spec.Setsid || j.spec.Terminal,
+		Workload: j.w.Name, Command: j.w.Args, Terminal: j.spec.HasTerminal(), Setsid: j.spec.Setsid || j.spec.HasTerminal(),
 		WorkloadState: state, DumpOptions: do.Set, RestoreOptions: do.RestoreNeeds(),
+		VerifyExec: j.opts.VerifyExec,
+	}
+	if b := j.opts.Bundle; b != nil {
+		// The host adds where the rootfs is and its fingerprint.
+		m.Bundle = &images.Bundle{Dir: b.Dir, Spec: b.Spec}
 	}
 	for _, em := range do.ExternalMounts {
 		m.ExternalMounts = append(m.ExternalMounts, images.ExternalMount{Key: em.Key, Target: em.Path})

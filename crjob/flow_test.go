@@ -86,6 +86,7 @@ func (r *fakeRuntime) Start(container.Spec) (Container, error) {
 	}
 	return r.ctr, nil
 }
+func (r *fakeRuntime) CgroupRoot() string { return "" }
 func (r *fakeRuntime) Adopt(pid int, _ string) (Container, error) {
 	r.adopted = append(r.adopted, pid)
 	return r.ctr, nil

@@ -60,27 +60,41 @@ type Runtime interface {
 	PrepareSandbox(dir, hostname string) (container.SandboxFiles, error)
 	Start(spec container.Spec) (Container, error)
 	Adopt(pid int, rootfs string) (Container, error)
+	// CgroupRoot is where the guest has cgroup v2, "" without cgroups.
+	CgroupRoot() string
 }
 
 // Kata is the container runtime of runtime/container.
 type Kata struct {
-	// CgroupRoot is where the guest has cgroup v2 (container.
+	// Cgroups is where the guest has cgroup v2 (container.
 	// GuestCgroupRoot); PrepareSandbox mounts it there when it is not yet,
 	// and each container started gets its cgroup below it. Empty: no
 	// cgroups.
-	CgroupRoot string
+	Cgroups string
+	// LoadModules loads the modules a bundle's container needs (9p,
+	// overlay); nil when they are built in.
+	LoadModules func() error
 }
 
-// PrepareRootfs builds the workload's rootfs.
-func (Kata) PrepareRootfs(rootfs string, w container.Workload, extra map[string]string) error {
+// CgroupRoot is where the guest has cgroup v2.
+func (k Kata) CgroupRoot() string { return k.Cgroups }
+
+// PrepareRootfs builds the workload's rootfs, or for a bundle mounts its
+// shared rootfs, after loading the modules that takes.
+func (k Kata) PrepareRootfs(rootfs string, w container.Workload, extra map[string]string) error {
+	if w.RootfsTag != "" && k.LoadModules != nil {
+		if err := k.LoadModules(); err != nil {
+			return err
+		}
+	}
 	return container.PrepareWorkload(rootfs, w, extra)
 }
 
 // PrepareSandbox writes the sandbox's /etc files and mounts the guest's
 // cgroup v2, as Kata's agent does when it starts.
 func (k Kata) PrepareSandbox(dir, hostname string) (container.SandboxFiles, error) {
-	if k.CgroupRoot != "" {
-		if err := container.EnsureCgroup2(k.CgroupRoot); err != nil {
+	if k.Cgroups != "" {
+		if err := container.EnsureCgroup2(k.Cgroups); err != nil {
 			return container.SandboxFiles{}, err
 		}
 	}
@@ -90,7 +104,7 @@ func (k Kata) PrepareSandbox(dir, hostname string) (container.SandboxFiles, erro
 // Start starts a container, in a cgroup of its own below CgroupRoot.
 func (k Kata) Start(spec container.Spec) (Container, error) {
 	if spec.CgroupRoot == "" {
-		spec.CgroupRoot = k.CgroupRoot
+		spec.CgroupRoot = k.Cgroups
 	}
 	c, err := container.Start(spec)
 	if err != nil {

@@ -24,9 +24,13 @@ import (
 // verifies that the workload carried on.
 func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModules bool) error {
 	m := o.Manifest
-	w, err := container.LookupWorkload(m.Workload, m.Command)
+	w, err := restoreWorkloadOf(m, o.RootfsTag)
 	if err != nil {
 		return err
+	}
+	probes := m.VerifyExec
+	if len(o.VerifyExec) > 0 {
+		probes = o.VerifyExec
 	}
 	r := reports.New("restore", d.Version)
 	cp := &reports.Checkpoint{Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true,
@@ -72,7 +76,13 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 	defer rw.ctr.Kill()
 	cp.Stage = "verify"
 	cp.StateBefore = m.WorkloadState
-	v, err := verifyRestored(ctx, w, rw.res.PID, m.WorkloadState, rw.mapped)
+	bundleDir := ""
+	if m.Bundle != nil {
+		bundleDir = m.Bundle.Dir
+	}
+	cp.RestoredContainer = containerInfo(rw.res.PID, specSource(bundleDir), d.cgroupRoot(), nil)
+	v, err := d.verifyRestored(ctx, w, rw.res.PID, m.WorkloadState, rw.mapped, probes)
+	cp.Probes = append(cp.Probes, v.probes...)
 	if err != nil {
 		cp.Error = err.Error()
 		cp.Verification = err.Error()
@@ -230,12 +240,16 @@ type verified struct {
 	after container.State
 	// seen are the sandbox's files the restored container sees.
 	seen []string
+	// probes are the results of the user's commands (--verify-exec).
+	probes []reports.ExecProbe
 }
 
 // verifyRestored runs the workload's own verification against the state
-// recorded before the dump, records the state it carries on with, then
-// checks that the sandbox's files came back on their mount points.
-func verifyRestored(ctx context.Context, w container.Workload, pid int, state container.State, mapped container.SandboxFiles) (verified, error) {
+// recorded before the dump, records the state it carries on with, checks
+// that the sandbox's files came back on their mount points, and runs the
+// user's commands in the restored container (probes, --verify-exec): it is
+// verified only when every one exits 0.
+func (d *Deps) verifyRestored(ctx context.Context, w container.Workload, pid int, state container.State, mapped container.SandboxFiles, probes [][]string) (verified, error) {
 	vctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	probe := container.Probe{PID: pid}
@@ -244,6 +258,14 @@ func verifyRestored(ctx context.Context, w container.Workload, pid int, state co
 		return verified{}, err
 	}
 	v := verified{msg: msg}
+	if len(probes) > 0 {
+		d.Host.Progress("verify", "running %d command(s) in the restored container", len(probes))
+		v.probes = runProbes(vctx, pid, w.Spec, d.cgroupRoot(), reports.ProbeAfter, probes, false)
+		if err := probesFailed(v.probes); err != nil {
+			return v, err
+		}
+		v.msg += fmt.Sprintf("; %d command(s) exited 0 in the restored container", len(probes))
+	}
 	if after, err := w.Snapshot(vctx, probe); err == nil {
 		v.after = after
 	}

@@ -43,8 +43,9 @@ func (j *cpJob) restoreInPlace(ctx context.Context, cr CRIU, m images.Manifest, 
 		// The job's end kills it as it would have killed the original.
 		j.ctr = rw.ctr
 		var v verified
-		v, err = verifyRestored(ctx, j.w, rw.res.PID, m.WorkloadState, rw.mapped)
+		v, err = j.d.verifyRestored(ctx, j.w, rw.res.PID, m.WorkloadState, rw.mapped, j.opts.VerifyExec)
 		msg = v.msg
+		j.cp.Probes = append(j.cp.Probes, v.probes...)
 		cp.StateAfter, cp.SandboxFilesSeen = v.after, v.seen
 	}
 	if rw != nil {

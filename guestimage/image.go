@@ -498,6 +498,7 @@ func (in *inputs) build(ctx context.Context, out, key string) error {
 		m.ModulesDir = guestDir
 		m.AgentModules, m.MissingModules = mods.Agent, mods.Missing
 		m.CRIUModules = append(append([]string{}, mods.CRIU...), mods.Optional...)
+		m.ContainerModules = mods.Container
 		in.logf("shipping %d kernel modules for %s: %s", len(mods.Files), release, strings.Join(mods.Names(), " "))
 	}
 	for _, e := range in.spec.Extra {

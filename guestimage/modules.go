@@ -17,6 +17,12 @@ import (
 // builds both as modules; Kata builds them in.
 var AgentModules = []string{"virtio_pci", "virtio_console"}
 
+// ContainerModules are what a bundle's container needs in the guest: the
+// virtio-9p transport and file system that share the bundle's rootfs, and
+// overlay for the container's writable root over it. Debian builds them as
+// modules; the agent loads them only for a bundle.
+var ContainerModules = []string{"9pnet_virtio", "9p", "overlay"}
+
 // Modules is the set of kernel modules an image ships for one kernel.
 type Modules struct {
 	// HostDir is the kernel's modules directory on the host.
@@ -31,6 +37,9 @@ type Modules struct {
 	// Optional are the modules of optional requirements (macvlan, bridge,
 	// binfmt_misc), shipped so that the fixers can load them too.
 	Optional []string
+	// Container are the ContainerModules this kernel has as loadable
+	// modules.
+	Container []string
 	// Missing are required or recommended CRIU modules this kernel
 	// neither ships nor builds in.
 	Missing []string
@@ -75,7 +84,12 @@ func ResolveModules(modulesDir string) (*Modules, error) {
 			m.Optional = append(m.Optional, r.Module)
 		}
 	}
-	m.Files, err = dep.Closure(append(append(append([]string{}, m.Agent...), m.CRIU...), m.Optional...)...)
+	for _, n := range ContainerModules {
+		if !dep.Builtin(n) && dep.Has(n) {
+			m.Container = append(m.Container, n)
+		}
+	}
+	m.Files, err = dep.Closure(append(append(append(append([]string{}, m.Agent...), m.CRIU...), m.Optional...), m.Container...)...)
 	if err != nil {
 		return nil, err
 	}

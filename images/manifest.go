@@ -69,6 +69,13 @@ type Manifest struct {
 	// WorkloadState is what the workload's verification needs after the
 	// restore, such as the counter's value at dump time.
 	WorkloadState map[string]string `json:"workload_state,omitempty"`
+	// Bundle is the user's OCI bundle the container ran from (--bundle),
+	// so that a restore shares the same rootfs again; nil for a named
+	// workload or a command.
+	Bundle *Bundle `json:"bundle,omitempty"`
+	// VerifyExec are the commands that verify the restored container
+	// (--verify-exec); a later kata-cr restore runs them again.
+	VerifyExec [][]string `json:"verify_exec,omitempty"`
 
 	// How it was dumped: the dump's CRIU options, and those its restore
 	// needs too (besides the root and the external mounts, which depend

@@ -46,6 +46,13 @@ type Checkpoint struct {
 	// InitExit is how the container init ended when the workload died
 	// before it could be checkpointed.
 	InitExit *ExitStatus `json:"init_exit,omitempty"`
+	// Container is the container as it ran before the dump (its mount
+	// table and cgroup); RestoredContainer the restored one.
+	Container         *ContainerInfo `json:"container,omitempty"`
+	RestoredContainer *ContainerInfo `json:"restored_container,omitempty"`
+	// Probes are the commands run inside the container to record its
+	// state before the dump and to verify it after the restore.
+	Probes []ExecProbe `json:"probes,omitempty"`
 }
 
 // ExitStatus is how a process ended: its exit code, or -1 and the signal

@@ -71,7 +71,7 @@ func deps(s *guest.Session) *crjob.Deps {
 			Checks: guest.Checks(), Fixers: guest.Fixers(), ExtraFiles: s.ExtraFiles(),
 			CRIUModules: s.Manifest.CRIUModules, LoadCRIUModules: s.LoadCRIUModules,
 		},
-		Runtime: crjob.Kata{CgroupRoot: container.GuestCgroupRoot},
+		Runtime: crjob.Kata{Cgroups: container.GuestCgroupRoot, LoadModules: s.LoadContainerModules},
 		Version: version,
 	}
 }

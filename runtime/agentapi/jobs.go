@@ -1,6 +1,8 @@
 package agentapi
 
 import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/kata-cr/kata-cr/images"
 )
 
@@ -28,6 +30,23 @@ type CheckpointOptions struct {
 	// Prove dumps once without each CRIU option the plan adds, so that
 	// CRIU itself confirms each prediction it works around.
 	Prove bool `json:"prove,omitempty"`
+	// Bundle is the user's OCI bundle (--bundle) to run instead of a
+	// named workload.
+	Bundle *BundleOptions `json:"bundle,omitempty"`
+	// VerifyExecBefore are the commands run in the container to record
+	// its state before the dump (--verify-exec-before), VerifyExec those
+	// that verify the restored container (--verify-exec), each an argv.
+	VerifyExecBefore [][]string `json:"verify_exec_before,omitempty"`
+	VerifyExec       [][]string `json:"verify_exec,omitempty"`
+}
+
+// BundleOptions are a user's OCI bundle as the guest needs it: its
+// runtime spec, and the tag of the virtio-9p share that holds its rootfs.
+type BundleOptions struct {
+	// Dir is the bundle's directory on the host, for the report.
+	Dir       string      `json:"dir"`
+	Spec      *specs.Spec `json:"spec"`
+	RootfsTag string      `json:"rootfs_tag"`
 }
 
 // RestoreOptions are the Options of a restore job. The images follow on
@@ -35,6 +54,11 @@ type CheckpointOptions struct {
 // progress event of stage StageReceiveImages.
 type RestoreOptions struct {
 	Manifest images.Manifest `json:"manifest"`
+	// RootfsTag is the tag of the share of the bundle's rootfs, for a
+	// checkpoint of a bundle.
+	RootfsTag string `json:"rootfs_tag,omitempty"`
+	// VerifyExec are the commands that verify the restored container.
+	VerifyExec [][]string `json:"verify_exec,omitempty"`
 }
 
 // ImagesReady is the Data of the result event a checkpoint job sends after

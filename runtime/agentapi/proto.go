@@ -236,6 +236,10 @@ type Manifest struct {
 	// MissingModules are modules CRIU wants that this kernel neither
 	// builds in nor ships.
 	MissingModules []string `json:"missing_modules,omitempty"`
+	// ContainerModules are the modules a bundle's container needs (the
+	// 9p share of its rootfs, the overlay over it), in load order; loaded
+	// only for a bundle.
+	ContainerModules []string `json:"container_modules,omitempty"`
 	// KernelConfig is the config of the kernel, shipped beside it.
 	KernelConfig string `json:"kernel_config,omitempty"`
 	// CRIU is the criu binary; the agent asks it for its version.

@@ -16,6 +16,31 @@ import (
 // BundleConfig is the name of a bundle's runtime spec.
 const BundleConfig = "config.json"
 
+// BundleWorkload is the workload name of a user's bundle in reports and
+// manifests.
+const BundleWorkload = "bundle"
+
+// FromBundle is the workload of a bundle whose rootfs is the virtio-9p
+// share tagged tag: its process is the spec's, it is ready when running
+// and verified when the restored init runs the same argv (its own probes
+// are the user's --verify-exec commands).
+func FromBundle(spec *specs.Spec, tag string) Workload {
+	var args []string
+	if spec.Process != nil {
+		args = append(args, spec.Process.Args...)
+	}
+	return Workload{
+		Name:        BundleWorkload,
+		Description: "the OCI bundle's " + strings.Join(args, " "),
+		Args:        args,
+		Spec:        spec,
+		RootfsTag:   tag,
+		Ready:       readyRunning,
+		Snapshot:    snapshotCmdline,
+		Verify:      verifyCmdline,
+	}
+}
+
 // Bundle is a user's OCI bundle: its runtime spec and the absolute path of
 // its rootfs on this machine.
 type Bundle struct {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-cr/kata-cr/proc"
@@ -73,6 +74,12 @@ type Workload struct {
 	// Verify checks the restored workload against the snapshot and says
 	// in one line what it saw.
 	Verify func(ctx context.Context, p Probe, before State) (string, error)
+	// Spec is a bundle's runtime spec (FromBundle); nil for a named
+	// workload or a command, whose spec is generated.
+	Spec *specs.Spec
+	// RootfsTag is the tag of the virtio-9p share that holds a bundle's
+	// rootfs; PrepareWorkload mounts it instead of building a rootfs.
+	RootfsTag string
 }
 
 // DefaultWorkload is the workload kata-cr checkpoints when none is named:
@@ -302,11 +309,15 @@ func (w Workload) Install(rootfs string) error {
 	return nil
 }
 
-// PrepareWorkload prepares rootfs for w: PrepareRootfs with the workload's
+// PrepareWorkload prepares rootfs for w: for a bundle, the overlay over the
+// share of its rootfs (MountBundleRootfs); otherwise PrepareRootfs with the workload's
 // binaries (run it in the guest: the InImage ones come from the image)
 // plus extra (container path to source path, the --include
 // files), then Install.
 func PrepareWorkload(rootfs string, w Workload, extra map[string]string) error {
+	if w.RootfsTag != "" {
+		return MountBundleRootfs(rootfs, w.RootfsTag)
+	}
 	files, err := w.HostFiles()
 	if err != nil {
 		return err

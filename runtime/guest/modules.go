@@ -33,3 +33,19 @@ func (s *Session) LoadCRIUModules() error {
 	s.Logf("loaded %d modules: %s", len(loaded), strings.Join(loaded, " "))
 	return nil
 }
+
+// LoadContainerModules loads the modules the image ships for a bundle's
+// container: 9p for the share of its rootfs, overlay for its root.
+func (s *Session) LoadContainerModules() error {
+	m := s.Manifest
+	if len(m.ContainerModules) == 0 {
+		return nil
+	}
+	s.Progress("modules", "loading %s", strings.Join(m.ContainerModules, " "))
+	loaded, err := LoadModules(m.ModulesDir, m.ContainerModules)
+	if err != nil {
+		return fmt.Errorf("load the container's modules: %w", err)
+	}
+	s.Logf("loaded %d modules: %s", len(loaded), strings.Join(loaded, " "))
+	return nil
+}
