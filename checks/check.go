@@ -186,6 +186,9 @@ func Predict(fs []reports.Finding) *reports.Prediction {
 		if f.Status != reports.Fail && f.Status != reports.Error && f.Status != reports.Warn {
 			continue
 		}
+		if f.Loses != "" && !slices.Contains(p.Losses, f.ID) {
+			p.Losses = append(p.Losses, f.ID)
+		}
 		hasOpts := f.Fix != nil && !f.Fix.CRIU.IsZero()
 		if hasOpts {
 			p.CRIU = p.CRIU.Merge(f.Fix.CRIU)

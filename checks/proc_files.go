@@ -8,7 +8,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
+	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
@@ -160,7 +162,7 @@ func procNotify(t *procTree, kind string) []reports.Finding {
 	}
 	mids := &procMountIDs{t: t, cache: map[string]map[int]procMount{}}
 	var ev []string
-	groups, marks, unmounted := 0, 0, 0
+	groups, marks, unmounted, removed := 0, 0, 0, 0
 	for _, p := range t.Procs {
 		for _, fd := range fdsOf[p] {
 			if typ, ok := proc.AnonType(fd.Target); !ok || typ != kind {
@@ -176,7 +178,8 @@ func procNotify(t *procTree, kind string) []reports.Finding {
 				lines = fi.Fanotify
 			}
 			devs := map[string]bool{}
-			if _, ids, err := mids.of(p.PID); err == nil {
+			_, ids, err := mids.of(p.PID)
+			if err == nil {
 				for _, m := range ids {
 					devs[m.MajMin] = true
 				}
@@ -192,6 +195,12 @@ func procNotify(t *procTree, kind string) []reports.Finding {
 				if mm := procSDevMajMin(sdev); mm != "" && len(devs) > 0 && !devs[mm] {
 					unmounted++
 					line += fmt.Sprintf(" (device %s is not mounted in the process's mount namespace: CRIU cannot find a path to it)", mm)
+				} else if kind == "inotify" && t.fs.Live() && ids != nil {
+					note, gone := procWatchNote(t, p.PID, ids, l)
+					line += note
+					if gone {
+						removed++
+					}
 				}
 				ev = append(ev, line)
 			}
@@ -205,12 +214,37 @@ func procNotify(t *procTree, kind string) []reports.Finding {
 	if kind == "fanotify" {
 		what = "marks"
 	}
+	if removed > 0 {
+		// Blocking: CRIU fails the dump, whatever it is asked.
+		return []reports.Finding{{Status: reports.Fail, Level: reports.Required, Evidence: ev,
+			Summary: fmt.Sprintf("%s on removed files on tmpfs: CRIU: \"Can't find suitable path for handle\"", procN(removed, "inotify watch", "inotify watches")),
+			Fix: &reports.Fix{Description: "keep the watched file's name (or another hard link to it) until the dump, or remove the watch (inotify_rm_watch) before dumping: " +
+				"CRIU saves a watch by the watched file's path, and tmpfs inodes cannot be found again by handle after a restore"}}}
+	}
 	s := fmt.Sprintf("the tree has %d %s instances with %d %s: CRIU re-creates them from the watched inodes' paths, which must still exist on dump and restore", groups, kind, marks, what)
 	if unmounted > 0 {
 		s = fmt.Sprintf("%d of %d %s %s are on filesystems not mounted in the process's namespace: CRIU will not find their paths", unmounted, marks, kind, what)
 	}
 	return []reports.Finding{{Status: reports.Warn, Evidence: ev, Summary: s,
 		Fix: &reports.Fix{Description: "keep the watched files in place (not deleted, on a filesystem mounted in the container) or close the " + kind + " descriptors before dumping"}}}
+}
+
+// procWatchNote says, for the evidence, where an inotify watch leads when
+// its handle is opened as CRIU opens it; gone is true when the watched
+// file has no name left on a tmpfs, where CRIU cannot dump the watch.
+func procWatchNote(t *procTree, pid int, ids map[int]procMount, line string) (note string, gone bool) {
+	w, err := procOpenWatch(t, pid, ids, line)
+	switch {
+	case err != nil:
+		return " (its handle does not open here: " + err.Error() + "; CRIU then scans the filesystem for the inode)", false
+	case !w.Removed():
+		return " (watches " + w.Path + ")", false
+	case w.Nlink > 0:
+		return fmt.Sprintf(" (watches %s, whose name was removed; %d other link(s) keep it, through which CRIU finds it, or through the link --link-remap makes for a descriptor open on it)", w.Path, w.Nlink), false
+	case w.FSType == "tmpfs" || w.FSType == "devtmpfs":
+		return fmt.Sprintf(" (watches %s on %s: removed, with no other link: CRIU: \"Can't find suitable path for handle\")", w.Path, w.FSType), true
+	}
+	return fmt.Sprintf(" (watches %s on %s: removed; CRIU saves the watch by its handle alone, which only the same filesystem opens again)", w.Path, w.FSType), false
 }
 
 // checkProcPtrace finds traced processes: CRIU has to seize every task
@@ -375,39 +409,54 @@ func checkProcFiles(_ context.Context, t *procTree) []reports.Finding {
 		Summary: fmt.Sprintf("every file descriptor of the tree (%d) is of a kind CRIU can dump", total)}}
 }
 
-// checkProcGhosts finds deleted files held open (and deleted executables):
-// CRIU copies each into the images, but only up to --ghost-limit (1 MiB by
-// default): "Can't dump ghost file F of N size, increase limit".
-func checkProcGhosts(_ context.Context, t *procTree) []reports.Finding {
-	var vanished []string
-	fdsOf, err := procFDsOf(t, &vanished)
-	if err != nil {
-		return procFDError(err)
+// procGhostBlocksFrom is the first CRIU release that measures a ghost
+// file against --ghost-limit by the blocks it occupies (st_blocks * 512)
+// rather than by its size, so that a large sparse file fits.
+var procGhostBlocksFrom = criu.Version{Major: 3, Minor: 18}
+
+// procGhostMeasure is a ghost file's size as CRIU v measures it against
+// --ghost-limit, and how; for an unknown version, the larger of the two.
+func procGhostMeasure(v criu.Version, size, allocated int64) (int64, string) {
+	switch {
+	case v.IsZero():
+		return max(size, allocated), "the larger of its size and its allocated bytes (the CRIU version is unknown)"
+	case v.Int() >= procGhostBlocksFrom.Int():
+		return allocated, fmt.Sprintf("its allocated bytes, as CRIU %s counts them (st_blocks, from %s on)", v, procGhostBlocksFrom)
 	}
+	return size, fmt.Sprintf("its size, as CRIU %s counts it (before %s)", v, procGhostBlocksFrom)
+}
+
+// procDeleted is a deleted file the tree holds open (or runs).
+type procDeleted struct {
+	Where, Name string
+	Size        int64
+	Allocated   int64
+	Nlink       uint64
+}
+
+// procDeletedFiles lists the deleted files the tree holds, with their
+// sizes and link counts on a live tree; unknown counts those a /proc
+// fixture does not size.
+func procDeletedFiles(t *procTree, fdsOf map[*treeProc][]proc.FD) (files []procDeleted, unknown []string) {
 	live := t.fs.Live()
-	var ev []string
-	var largest int64
-	var largestName string
-	unknown, sized := 0, 0
 	consider := func(where, target, statPath string) {
 		name, deleted := strings.CutSuffix(target, " (deleted)")
 		if !deleted || !procHasPath(target) || strings.HasPrefix(name, "/dev/zero") || strings.HasPrefix(name, "/SYSV") {
 			return
 		}
 		if !live {
-			unknown++
-			ev = append(ev, fmt.Sprintf("%s: deleted file %s of unknown size", where, name))
+			unknown = append(unknown, fmt.Sprintf("%s: deleted file %s of unknown size", where, name))
 			return
 		}
 		fi, err := os.Stat(statPath)
 		if err != nil || !fi.Mode().IsRegular() {
 			return
 		}
-		sized++
-		ev = append(ev, fmt.Sprintf("%s: deleted file %s, %d bytes", where, name, fi.Size()))
-		if fi.Size() > largest {
-			largest, largestName = fi.Size(), name
+		d := procDeleted{Where: where, Name: name, Size: fi.Size()}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			d.Allocated, d.Nlink = st.Blocks*512, uint64(st.Nlink)
 		}
+		files = append(files, d)
 	}
 	for _, p := range t.Procs {
 		if exe, err := os.Readlink(t.fs.Path(p.PID, "exe")); err == nil {
@@ -417,20 +466,92 @@ func checkProcGhosts(_ context.Context, t *procTree) []reports.Finding {
 			consider(fmt.Sprintf("%s fd %d", p.label(), fd.FD), fd.Target, t.fs.Path(p.PID, "fd", strconv.Itoa(fd.FD)))
 		}
 	}
+	return files, unknown
+}
+
+// checkProcGhosts finds deleted files held open (and deleted executables)
+// that have no link left: CRIU copies each into the images, but only up to
+// --ghost-limit (1 MiB by default): "Can't dump ghost file F of N size,
+// increase limit". CRIU before 3.18 measures a file by its size, later
+// ones by the blocks it occupies: a sparse file differs.
+func checkProcGhosts(ctx context.Context, env *Env, t *procTree) []reports.Finding {
+	var vanished []string
+	fdsOf, err := procFDsOf(t, &vanished)
+	if err != nil {
+		return procFDError(err)
+	}
+	files, unknown := procDeletedFiles(t, fdsOf)
+	v, vline := procCRIUVersion(ctx, env)
+	ev := append([]string(nil), unknown...)
+	var largest int64
+	var largestName, how string
+	sized := 0
+	for _, d := range files {
+		if d.Nlink > 0 {
+			// Linked elsewhere: CRIU links it back (process.link-remap).
+			continue
+		}
+		sized++
+		m, h := procGhostMeasure(v, d.Size, d.Allocated)
+		ev = append(ev, fmt.Sprintf("%s: deleted file %s, %d bytes, %d allocated", d.Where, d.Name, d.Size, d.Allocated))
+		if m > largest || largestName == "" {
+			largest, largestName, how = m, d.Name, h
+		}
+	}
+	if sized > 0 {
+		ev = append(ev, vline, "measured by "+how)
+	}
 	ev = append(ev, procVanished(t, vanished)...)
 	switch {
 	case largest > procGhostLimit:
 		limit := (largest + procGhostLimit - 1) / procGhostLimit * procGhostLimit
 		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
-			Summary: fmt.Sprintf("deleted file %s is held open and is %d bytes, over CRIU's ghost limit of %d: CRIU: \"Can't dump ghost file %s of %d size, increase limit\"", largestName, largest, procGhostLimit, largestName, largest),
+			Summary: fmt.Sprintf("deleted file %s is held open and counts %d bytes, over CRIU's ghost limit of %d: CRIU: \"Can't dump ghost file %s of %d size, increase limit\"", largestName, largest, procGhostLimit, largestName, largest),
 			Fix: &reports.Fix{Description: fmt.Sprintf("dump with --ghost-limit %d so CRIU copies the deleted files into the images", limit),
 				CRIU: criuopt.Set{GhostLimit: uint64(limit)}, AutoFixable: true, Fixer: FixerIDCRIUOption}}}
-	case unknown > 0:
+	case len(unknown) > 0:
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
-			Summary: fmt.Sprintf("%s held open, of sizes a /proc fixture does not show (CRIU copies up to %d bytes each)", procN(unknown, "deleted file", "deleted files"), procGhostLimit)}}
+			Summary: fmt.Sprintf("%s held open, of sizes a /proc fixture does not show (CRIU copies up to %d bytes each)", procN(len(unknown), "deleted file", "deleted files"), procGhostLimit)}}
 	case sized > 0:
 		return []reports.Finding{{Status: reports.Pass, Evidence: ev,
 			Summary: fmt.Sprintf("deleted files held open are within CRIU's ghost limit (largest %d bytes): CRIU copies them into the images", largest)}}
 	}
 	return []reports.Finding{{Status: reports.Pass, Evidence: ev, Summary: "the tree holds no deleted files open"}}
+}
+
+// checkProcLinkRemap finds files the tree holds open whose name was
+// removed while other hard links keep them: CRIU saves such a file by
+// linking it back under a new name next to the old one, and only with
+// --link-remap ("Can't create link remap for P. Use link-remap option.").
+// An inotify watch on the file then finds it through that link too.
+func checkProcLinkRemap(_ context.Context, t *procTree) []reports.Finding {
+	var vanished []string
+	fdsOf, err := procFDsOf(t, &vanished)
+	if err != nil {
+		return procFDError(err)
+	}
+	files, unknown := procDeletedFiles(t, fdsOf)
+	gone := procVanished(t, vanished)
+	var ev []string
+	first := ""
+	for _, d := range files {
+		if d.Nlink == 0 {
+			continue
+		}
+		if first == "" {
+			first = d.Name
+		}
+		ev = append(ev, fmt.Sprintf("%s: %s was removed, and %d other link(s) keep the file", d.Where, d.Name, d.Nlink))
+	}
+	if len(ev) > 0 {
+		return []reports.Finding{{Status: reports.Fail, Evidence: append(ev, gone...),
+			Summary: fmt.Sprintf("%s open under a removed name, still linked elsewhere: CRIU: \"Can't create link remap for %s. Use link-remap option.\"", procN(len(ev), "file", "files"), first),
+			Fix: &reports.Fix{Description: "dump with --link-remap: CRIU links each file back under a new name next to the old one (link_remap.N), which travels with the container's files, and the restore opens and removes it",
+				CRIU: criuopt.Set{LinkRemap: true}, AutoFixable: true, Fixer: FixerIDCRIUOption}}}
+	}
+	if len(unknown) > 0 {
+		return []reports.Finding{{Status: reports.Skip, Evidence: unknown, Summary: "links of deleted files not checked",
+			Reason: "a /proc fixture does not show whether a deleted file has other links: that is read from the live file"}}
+	}
+	return []reports.Finding{{Status: reports.Pass, Evidence: gone, Summary: "no open file of the tree has a removed name and other links"}}
 }

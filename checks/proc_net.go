@@ -101,7 +101,7 @@ func procJudgeUnix(held map[uint64][]string, socks map[uint32]procUnixSock) (ext
 // unix connection") unless the socket is declared external and a
 // replacement is passed on restore. The peers come from the kernel's
 // unix_diag (NETLINK_SOCK_DIAG, UDIAG_SHOW_PEER): /proc has no peers.
-func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
+func checkProcUnix(ctx context.Context, t *procTree) []reports.Finding {
 	ss, gone, done := procTreeSockets(t)
 	if done != nil {
 		return done
@@ -137,34 +137,7 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 		return []reports.Finding{{Status: reports.Skip, Summary: "unix socket peers not checked",
 			Reason: fmt.Sprintf("the tree holds %d unix sockets; their peers come from the kernel's unix_diag, which cannot be asked about a /proc fixture at %s", len(isUnix), t.fs.Root())}}
 	}
-	socks := map[uint32]procUnixSock{}
-	selfNet, _ := t.fs.SelfNS("net")
-	asked := map[string]bool{}
-	var diagErr error
-	ask := func(ns, path string) {
-		if asked[ns] {
-			return
-		}
-		asked[ns] = true
-		m, err := procUnixDiag(path)
-		if err != nil {
-			diagErr = errors.Join(diagErr, err)
-			return
-		}
-		for k, v := range m {
-			socks[k] = v
-		}
-	}
-	for _, ns := range ss.order {
-		path := t.fs.Path(ss.netns[ns], "ns", "net")
-		if ns == selfNet {
-			path = ""
-		}
-		ask(ns, path)
-	}
-	// A socket lives in the namespace it was created in, which need not be
-	// its holder's: look in kata-cr's own namespace for the rest.
-	ask(selfNet, "")
+	socks, diagErr := procTreeUnixDiag(ctx, t, ss)
 	if errors.Is(diagErr, errNoUnixDiag) || (diagErr != nil && len(socks) == 0) {
 		reason := diagErr.Error()
 		if len(isUnix) == 0 {
@@ -237,6 +210,44 @@ func checkProcUnix(_ context.Context, t *procTree) []reports.Finding {
 	}
 	return []reports.Finding{{Status: reports.Pass, Evidence: ev,
 		Summary: fmt.Sprintf("no unix socket of the tree has a peer outside it (%s)", procN(len(heldUnix), "unix socket", "unix sockets"))}}
+}
+
+type procUnixDiagKey struct{}
+
+// procTreeUnixDiag asks unix_diag, once per Runner.Run, about the unix
+// sockets of every network namespace the tree uses and of kata-cr's own:
+// a socket lives in the namespace it was created in, which need not be its
+// holder's. The error joins what went wrong with some namespaces.
+func procTreeUnixDiag(ctx context.Context, t *procTree, ss procSockets) (map[uint32]procUnixSock, error) {
+	return memoize(ctx, procUnixDiagKey{}, func() (map[uint32]procUnixSock, error) {
+		socks := map[uint32]procUnixSock{}
+		selfNet, _ := t.fs.SelfNS("net")
+		asked := map[string]bool{}
+		var diagErr error
+		ask := func(ns, path string) {
+			if asked[ns] {
+				return
+			}
+			asked[ns] = true
+			m, err := procUnixDiag(path)
+			if err != nil {
+				diagErr = errors.Join(diagErr, err)
+				return
+			}
+			for k, v := range m {
+				socks[k] = v
+			}
+		}
+		for _, ns := range ss.order {
+			path := t.fs.Path(ss.netns[ns], "ns", "net")
+			if ns == selfNet {
+				path = ""
+			}
+			ask(ns, path)
+		}
+		ask(selfNet, "")
+		return socks, diagErr
+	})
 }
 
 func procUnixState(s uint8) string {

@@ -22,14 +22,27 @@ type procUnixSock struct {
 	Peer uint32
 	// Name is the bound path (abstract names start with "@").
 	Name string
+	// Icons are, for a listening socket, the inodes of the clients whose
+	// connections wait to be accepted (0 for a client that closed).
+	Icons []uint32
+	// RQueue and WQueue are, for a listening socket, the connections
+	// waiting and the backlog; otherwise the bytes waiting to be read and
+	// the bytes written and not yet read by the peer.
+	RQueue, WQueue uint32
+	// HasQueues says whether the kernel sent RQueue and WQueue.
+	HasQueues bool
 }
 
 // Constants of linux/unix_diag.h, which x/sys/unix does not carry.
 const (
-	procUDiagShowName = 0x1
-	procUDiagShowPeer = 0x4
-	procUnixDiagName  = 0
-	procUnixDiagPeer  = 2
+	procUDiagShowName  = 0x1
+	procUDiagShowPeer  = 0x4
+	procUDiagShowIcons = 0x8
+	procUDiagShowRQLen = 0x10
+	procUnixDiagName   = 0
+	procUnixDiagPeer   = 2
+	procUnixDiagIcons  = 3
+	procUnixDiagRQLen  = 4
 	// sizes of struct unix_diag_req and struct unix_diag_msg
 	procSizeofUnixDiagReq = 24
 	procSizeofUnixDiagMsg = 16
@@ -110,7 +123,7 @@ func procUnixDiagHere() (map[uint32]procUnixSock, error) {
 	b := req[unix.NLMSG_HDRLEN:]
 	b[0] = unix.AF_UNIX
 	ne.PutUint32(b[4:], 0xffffffff) // every state
-	ne.PutUint32(b[12:], procUDiagShowPeer|procUDiagShowName)
+	ne.PutUint32(b[12:], procUDiagShowPeer|procUDiagShowName|procUDiagShowIcons|procUDiagShowRQLen)
 	ne.PutUint32(b[16:], 0xffffffff) // no cookie
 	ne.PutUint32(b[20:], 0xffffffff)
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
@@ -180,6 +193,14 @@ func procParseUnixDiag(b []byte, out map[uint32]procUnixSock) (bool, error) {
 				case procUnixDiagPeer:
 					if len(data) >= 4 {
 						s.Peer = ne.Uint32(data)
+					}
+				case procUnixDiagIcons:
+					for i := 0; i+4 <= len(data); i += 4 {
+						s.Icons = append(s.Icons, ne.Uint32(data[i:]))
+					}
+				case procUnixDiagRQLen:
+					if len(data) >= 8 {
+						s.RQueue, s.WQueue, s.HasQueues = ne.Uint32(data), ne.Uint32(data[4:]), true
 					}
 				case procUnixDiagName:
 					// A path name comes with its terminating NUL; an

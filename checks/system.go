@@ -399,7 +399,7 @@ func checkNetworkLock(_ context.Context, env *Env) []reports.Finding {
 	if nft {
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: "no iptables-restore for criu's default network lock; the kernel has nf_tables",
-			Fix: &reports.Fix{Description: "pass --network-lock nftables to criu (needs a criu built with nftables: see criu.feature.network_lock_nftables; kata-cr checkpoint does it for a tree with TCP connections), or install iptables (apt-get install iptables)"}}}
+			Fix:     &reports.Fix{Description: "pass --network-lock nftables to criu (needs a criu built with nftables: see criu.feature.network_lock_nftables; kata-cr checkpoint does it for a tree with TCP connections), or install iptables (apt-get install iptables)"}}}
 	}
 	return []reports.Finding{{Status: reports.Fail, Evidence: ev,
 		Summary: "no network lock backend: dumping established TCP connections or a network namespace will fail",

@@ -65,6 +65,9 @@ type Finding struct {
 	// Reason explains a skip or an error.
 	Reason string `json:"reason,omitempty"`
 	Fix    *Fix   `json:"fix,omitempty"`
+	// Loses says what the restored workload will lack when CRIU dumps
+	// the tree as it is (a dump that succeeds and drops state).
+	Loses string `json:"loses,omitempty"`
 }
 
 // Blocking reports whether the finding makes the whole run fail.
@@ -107,6 +110,10 @@ type Prediction struct {
 	CRIU criuopt.Set `json:"criu,omitzero"`
 	// Restore holds the matching restore options, merged.
 	Restore criuopt.Set `json:"restore,omitzero"`
+	// Losses are the findings that say a dump CRIU accepts will lose
+	// state of the workload (Finding.Loses): the restore may succeed and
+	// the workload still not carry on.
+	Losses []string `json:"losses,omitempty"`
 }
 
 // Action is something kata-cr changed, or would change, to fix a finding.

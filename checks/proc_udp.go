@@ -1,0 +1,155 @@
+package checks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kata-cr/kata-cr/proc"
+	"github.com/kata-cr/kata-cr/reports"
+)
+
+// procUDPTables are the /proc/PID/net tables of UDP sockets; their lines
+// have the layout of the TCP tables.
+var procUDPTables = []string{"udp", "udp6", "udplite", "udplite6"}
+
+// procUDPSock is a UDP socket of the tree and the first fd that holds it.
+type procUDPSock struct {
+	Conn  procTCPConn
+	Table string
+	PID   int
+	FD    int
+	Label string
+}
+
+// procTreeUDP lists the UDP sockets the tree holds, from the UDP tables of
+// its network namespaces.
+func procTreeUDP(t *procTree, fdsOf map[*treeProc][]proc.FD) ([]procUDPSock, []string) {
+	type holder struct {
+		pid, fd int
+		label   string
+	}
+	held := map[uint64]holder{}
+	ss := procSocketsOf(t, fdsOf)
+	for _, p := range t.Procs {
+		for _, fd := range fdsOf[p] {
+			if ino, ok := proc.SocketInode(fd.Target); ok {
+				if _, seen := held[ino]; !seen {
+					held[ino] = holder{p.PID, fd.FD, fmt.Sprintf("%s fd %d", p.label(), fd.FD)}
+				}
+			}
+		}
+	}
+	var out []procUDPSock
+	var unreadable []string
+	for _, ns := range ss.order {
+		for _, table := range procUDPTables {
+			p := t.fs.Path(ss.netns[ns], "net", table)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					unreadable = append(unreadable, fmt.Sprintf("%s: %v", p, err))
+				}
+				continue
+			}
+			conns, err := procParseTCP(data)
+			if err != nil {
+				unreadable = append(unreadable, err.Error())
+				continue
+			}
+			for _, c := range conns {
+				if h, ok := held[c.Inode]; ok && c.Inode != 0 {
+					out = append(out, procUDPSock{Conn: c, Table: table, PID: h.pid, FD: h.fd, Label: h.label})
+				}
+			}
+		}
+	}
+	return out, unreadable
+}
+
+// procUDPCorked reads UDP_CORK of a socket that process pid holds as fd,
+// from a copy of the fd (pidfd_getfd): the socket itself is untouched.
+func procUDPCorked(pid, fd int) (bool, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return false, fmt.Errorf("pidfd_getfd %d fd %d: %w", pid, fd, err)
+	}
+	defer unix.Close(dup)
+	v, err := unix.GetsockoptInt(dup, unix.IPPROTO_UDP, unix.UDP_CORK)
+	if err != nil {
+		return false, fmt.Errorf("getsockopt UDP_CORK of pid %d fd %d: %w", pid, fd, err)
+	}
+	return v != 0, nil
+}
+
+// checkProcUDPCork finds UDP sockets with UDP_CORK set. CRIU refuses every
+// one of them, whether data waits in it or not ("Can't dump corked dgram
+// socket"). The cork is a socket option only the socket answers for, so
+// the check reads it from a copy of the holder's fd.
+func checkProcUDPCork(_ context.Context, t *procTree) []reports.Finding {
+	var vanished []string
+	fdsOf, err := procFDsOf(t, &vanished)
+	if err != nil {
+		return procFDError(err)
+	}
+	socks, unreadable := procTreeUDP(t, fdsOf)
+	gone := procVanished(t, vanished)
+	if len(socks) == 0 {
+		if len(unreadable) > 0 {
+			return []reports.Finding{{Status: reports.Warn, Evidence: append(unreadable, gone...),
+				Summary: "could not read every UDP table of the tree's network namespaces"}}
+		}
+		return []reports.Finding{{Status: reports.Pass, Evidence: gone, Summary: "the tree holds no UDP sockets"}}
+	}
+	if !t.fs.Live() {
+		return []reports.Finding{{Status: reports.Skip, Summary: "UDP_CORK not checked",
+			Reason: fmt.Sprintf("the tree holds %s; UDP_CORK is read from the live socket, not from a /proc fixture at %s", procN(len(socks), "UDP socket", "UDP sockets"), t.fs.Root())}}
+	}
+	var corked, ev []string
+	var failed error
+	for _, s := range socks {
+		line := fmt.Sprintf("%s: %s socket %s -> %s (inode %d)", s.Label, s.Table, s.Conn.Local, s.Conn.Remote, s.Conn.Inode)
+		c, err := procUDPCorked(s.PID, s.FD)
+		switch {
+		case err != nil:
+			failed = errors.Join(failed, err)
+			ev = append(ev, line+": "+err.Error())
+		case c:
+			corked = append(corked, fmt.Sprintf("%x", s.Conn.Inode))
+			ev = append(ev, line+": UDP_CORK set")
+		default:
+			ev = append(ev, line+": not corked")
+		}
+	}
+	ev = append(append(ev, unreadable...), gone...)
+	if len(corked) > 0 {
+		return []reports.Finding{{Status: reports.Fail, Evidence: ev,
+			Summary: fmt.Sprintf("%s with UDP_CORK set: CRIU: \"Can't dump corked dgram socket %s\"", procN(len(corked), "UDP socket", "UDP sockets"), strings.Join(corked, ", ")),
+			Fix: &reports.Fix{Description: "have the workload clear UDP_CORK (which sends what it holds) before the dump: " +
+				"CRIU refuses a corked UDP socket even with nothing queued, and no option changes that"}}}
+	}
+	if failed != nil {
+		if errors.Is(failed, unix.ENOSYS) {
+			return []reports.Finding{{Status: reports.Skip, Evidence: ev, Summary: "UDP_CORK not checked",
+				Reason: "this kernel has no pidfd_getfd (Linux 5.6 and later) to read a socket's UDP_CORK through"}}
+		}
+		if errors.Is(failed, unix.EPERM) {
+			return []reports.Finding{{Status: reports.Skip, Evidence: ev, Summary: "UDP_CORK not checked",
+				Reason: "pidfd_getfd was refused (it needs ptrace access to the tree): run kata-cr as root"}}
+		}
+		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
+			Summary: fmt.Sprintf("could not read UDP_CORK of every UDP socket of the tree (%d)", len(socks))}}
+	}
+	return []reports.Finding{{Status: reports.Pass, Evidence: ev,
+		Summary: fmt.Sprintf("no UDP socket of the tree is corked (%s)", procN(len(socks), "UDP socket", "UDP sockets"))}}
+}
