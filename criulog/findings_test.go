@@ -48,6 +48,12 @@ func TestSignatureFindings(t *testing.T) {
 		{"veth-missing", []string{"kernel.VETH"}},
 		{"membarrier", []string{"kernel.MEMBARRIER"}},
 		{"not-session-leader-on-restore", nil},
+		{"network-lock-iptables", []string{"process.tcp", "system.network-lock"}},
+		{"udp-corked", []string{"process.udp-cork"}},
+		{"link-remap", []string{"process.link-remap", "process.inotify"}},
+		{"inotify-no-path", []string{"process.inotify"}},
+		{"unix-inflight-data", []string{"process.unix-queued"}},
+		{"fifo-missing", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sig, func(t *testing.T) {

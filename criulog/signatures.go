@@ -266,6 +266,56 @@ var Signatures = []Signature{
 		Findings: []string{"process.ghost-files"},
 	},
 	{
+		ID:      "network-lock-iptables",
+		Pattern: regexp.MustCompile(`Iptables configuration failed|tcp: Failed to lock TCP connection (?P<conn>\S+)`),
+		Cause: "CRIU locks the TCP connections it dumps with its network lock, iptables unless told otherwise, and " +
+			"iptables is missing here (\"iptables: not found\" just before): a Kata-style guest has no iptables.",
+		Fix: "Dump with --network-lock nftables when this CRIU supports it (criu check --feature network_lock_nftables; " +
+			"kata-cr checkpoint --auto-fix plans it with --tcp-established), or put iptables in the guest.",
+		Findings: []string{"process.tcp", "system.network-lock"},
+	},
+	{
+		ID:       "udp-corked",
+		Pattern:  regexp.MustCompile(`Can't dump corked dgram socket (?P<ino>[0-9a-f]+)`),
+		Cause:    "A dumped process holds the UDP socket with inode 0x${ino} with UDP_CORK set; CRIU refuses a corked UDP socket, whether data waits in it or not.",
+		Fix:      "Have the workload clear UDP_CORK (setsockopt UDP_CORK 0, which sends what it holds) before the dump; no CRIU option dumps a corked socket.",
+		Findings: []string{"process.udp-cork"},
+	},
+	{
+		ID:      "link-remap",
+		Pattern: regexp.MustCompile(`Can't create link remap for (?P<path>\S+?)\.? Use link-remap option`),
+		Cause: "A dumped process holds ${path} open, whose name was removed while other hard links keep the file; " +
+			"CRIU can save it only by linking it back under a new name, which it does only when allowed.",
+		Fix:      "Dump with --link-remap (kata-cr checkpoint --auto-fix does): CRIU links the file as link_remap.N next to its old name, and the restore opens and removes that link.",
+		Findings: []string{"process.link-remap", "process.inotify"},
+	},
+	{
+		ID:      "inotify-no-path",
+		Pattern: regexp.MustCompile(`Can't find suitable path for handle \(dev (?P<dev>0x[0-9a-f]+) ino (?P<ino>0x[0-9a-f]+)\)`),
+		Cause: "An inotify watch is on inode ${ino} of device ${dev}, a file on tmpfs whose name was removed with no " +
+			"other link: CRIU saves a watch by the watched file's path, and tmpfs inodes cannot be found again by handle after a restore.",
+		Fix:      "Keep the watched file's name (or another hard link to it) until the dump, or remove the watch before dumping.",
+		Findings: []string{"process.inotify"},
+	},
+	{
+		ID: "unix-inflight-data",
+		Pattern: regexp.MustCompile(`Non-empty write queue on an in-flight socket (?P<ino>0x[0-9a-f]+)|` +
+			`Found a closed in-flight socket to (?P<listener>0x[0-9a-f]+)`),
+		Cause: "A listening unix socket of the dumped tree has a connection waiting to be accepted whose client has " +
+			"sent data (or has closed): CRIU saves such a connection by connecting the client again on restore, " +
+			"without the data, and from 3.18 on refuses rather than lose it (CRIU 3.17 dumped it and lost the data).",
+		Fix:      "Have the server accept its queued connections before the dump, or the clients connect after it.",
+		Findings: []string{"process.unix-queued"},
+	},
+	{
+		ID:      "fifo-missing",
+		Pattern: regexp.MustCompile(`Can't open (?:fake )?fifo (?P<id>0x[0-9a-f]+) \[(?P<path>[^\]]+)\]`),
+		Cause: "A restored process held the FIFO ${path}, and it is not in the restored files: a FIFO is a " +
+			"file, and CRIU opens it again by its path (the data in it is in the images).",
+		Fix: "Carry the container's special files (FIFOs, device nodes) with the checkpoint, as kata-cr's changed " +
+			"files do, or create the FIFO at ${path} before the restore.",
+	},
+	{
 		ID:      "external-masters",
 		Pattern: regexp.MustCompile(`has unreachable sharing\. Try --enable-external-masters`),
 		Cause:   "A mount is a slave of a mount outside the dumped mount namespace.",
