@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	gocriu "github.com/checkpoint-restore/go-criu/v7"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/criulog"
@@ -46,6 +45,10 @@ type DumpOpts struct {
 	// ProcRoot is where Dump reads the live tree while CRIU holds it
 	// frozen; "/proc" when empty.
 	ProcRoot string
+	// FreezeTimeout is CRIU's own time limit for seizing the tree (its
+	// --timeout); DefaultFreezeTimeout when zero. After it CRIU gives up
+	// on a task it cannot stop ("Unseizable non-zombie ... state D").
+	FreezeTimeout time.Duration
 	// Set holds the CRIU options (--leave-running, --file-locks,
 	// --external...); its DumpArgs are them as criu words.
 	criuopt.Set
@@ -96,27 +99,15 @@ func (r *DumpResult) VerifyTree() error {
 	return CompareTrees(dumped, r.Tree)
 }
 
-// treeNotify reads the live tree at post-dump, while the tree is frozen.
-// It never fails the dump: a notification error would abort it.
-type treeNotify struct {
-	gocriu.NoNotify
-	procRoot string
-	pid      int
-	tree     []Process
-	err      error
-}
-
-func (n *treeNotify) PostDump() error {
-	n.tree, n.err = LiveTree(n.procRoot, n.pid)
-	return nil
-}
-
 // Error is a failed dump or restore. It carries the log, quoted: the error
 // lines with the lines before them, and kata-cr's explanations of them.
 type Error struct {
 	// Op is "dump" or "restore".
 	Op      string
 	LogPath string
+	// Hung says CRIU did not answer within the call's time limit and was
+	// killed (ErrHung).
+	Hung bool
 	// ErrorLines are the log's "Error (...)" lines, without timestamps.
 	ErrorLines   []string
 	Explanations []reports.Explanation
@@ -125,7 +116,10 @@ type Error struct {
 
 func (e *Error) Error() string {
 	msg := fmt.Sprintf("criu %s failed", e.Op)
-	if h := e.Headline(); h != "" {
+	if e.Hung {
+		msg = fmt.Sprintf("criu %s hung", e.Op)
+	}
+	if h := e.Headline(); h != "" && !e.Hung {
 		msg += ": " + h
 	} else {
 		msg += ": " + strings.ReplaceAll(e.Err.Error(), "\n", ": ")
@@ -154,7 +148,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // newError reads the log at logPath and builds the Error for err.
 func newError(op, logPath string, err error) *Error {
-	e := &Error{Op: op, LogPath: logPath, Err: err}
+	e := &Error{Op: op, LogPath: logPath, Err: err, Hung: errors.Is(err, ErrHung)}
 	data, rerr := os.ReadFile(logPath)
 	if rerr != nil {
 		e.Err = fmt.Errorf("%w (and the log cannot be read: %v)", err, rerr)
@@ -193,10 +187,10 @@ func stripTimestamp(l string) string {
 
 // Dump checkpoints the process tree rooted at o.PID through criu swrk,
 // always with a log at LogLevel. On failure the error is an *Error quoting
-// the log. A dump cannot be cancelled once CRIU has frozen the tree
-// (killing CRIU then could leave the workload stopped), so ctx is checked
-// before it starts and its deadline becomes CRIU's timeout for freezing
-// the tree.
+// the log. ctx's cancellation does not stop a dump that has started (CRIU
+// holds the tree); its deadline is the dump's time limit, after which CRIU
+// is killed and the error says it hung (Error.Hung): its ptrace hold on
+// the tree ends with it, and the tree runs on.
 func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	if o.PID <= 0 {
 		return nil, fmt.Errorf("criu dump: pid %d: give the pid of the tree's root", o.PID)
@@ -219,23 +213,28 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("criu dump: %w", err)
 	}
-	c := gocriu.MakeCriu()
-	c.SetCriuPath(b.Path)
 	procRoot := o.ProcRoot
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	n := &treeNotify{procRoot: procRoot, pid: o.PID}
-	start := time.Now()
-	err = c.Dump(opts, n)
-	d := time.Since(start)
+	// The live tree is read at post-dump, while CRIU holds it frozen. It
+	// never fails the dump: a notification error would abort it.
+	var tree []Process
+	var treeErr error
+	notify := func(n *rpc.CriuNotify) error {
+		if n.GetScript() == "post-dump" {
+			tree, treeErr = LiveTree(procRoot, o.PID)
+		}
+		return nil
+	}
+	_, d, err := b.call(ctx, &rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), Opts: opts}, notify, nil)
 	if err != nil {
 		return nil, newError("dump", dirs.logPath, err)
 	}
-	if n.tree == nil && n.err == nil {
-		n.err = errors.New("criu sent no post-dump notification")
+	if tree == nil && treeErr == nil {
+		treeErr = errors.New("criu sent no post-dump notification")
 	}
-	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: dirs.logPath, Duration: d, Args: o.DumpArgs(), Tree: n.tree, TreeErr: n.err}, nil
+	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: dirs.logPath, Duration: d, Args: o.DumpArgs(), Tree: tree, TreeErr: treeErr}, nil
 }
 
 // rpcOpts builds the swrk request's options.
@@ -245,6 +244,12 @@ func (o DumpOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName str
 		return nil, err
 	}
 	opts.Pid = proto.Int32(int32(o.PID))
+	opts.NotifyScripts = proto.Bool(true)
+	freeze := o.FreezeTimeout
+	if freeze <= 0 {
+		freeze = DefaultFreezeTimeout
+	}
+	opts.Timeout = proto.Uint32(uint32((freeze + time.Second - 1) / time.Second))
 	return opts, nil
 }
 

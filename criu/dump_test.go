@@ -46,8 +46,13 @@ func TestRPCOptsAlwaysLog(t *testing.T) {
 	if !d.GetManageCgroups() || d.GetManageCgroupsMode().String() != "SOFT" {
 		t.Errorf("cgroups %v %v", d.GetManageCgroups(), d.GetManageCgroupsMode())
 	}
-	if d.GetTimeout() < 80 || d.GetTimeout() > 90 {
-		t.Errorf("timeout %d, want about 90 s from the context", d.GetTimeout())
+	// CRIU's own --timeout is its time to seize the tree, not the dump's
+	// time limit (the context's, which kills CRIU).
+	if d.GetTimeout() != uint32(DefaultFreezeTimeout/time.Second) {
+		t.Errorf("timeout %d, want the default freeze timeout %s", d.GetTimeout(), DefaultFreezeTimeout)
+	}
+	if d, err := (DumpOpts{PID: 42, FreezeTimeout: 2500 * time.Millisecond}).rpcOpts(ctx, 7, 8, DumpLogName); err != nil || d.GetTimeout() != 3 {
+		t.Errorf("freeze timeout 2.5 s: --timeout %d (%v), want 3", d.GetTimeout(), err)
 	}
 	r, err := RestoreOpts{Set: criuopt.Set{RestoreSibling: true, Root: "/r", ExternalMounts: []ExternalMount{{Key: "hosts", Path: "/sb/hosts"}}}}.rpcOpts(context.Background(), 7, 8, RestoreLogName)
 	if err != nil {

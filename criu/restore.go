@@ -9,10 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	gocriu "github.com/checkpoint-restore/go-criu/v7"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/kata-cr/kata-cr/criu/criuopt"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -78,24 +76,11 @@ type RestoreResult struct {
 	Args     []string
 }
 
-// pidNotify takes the restored root's pid from the post-restore
-// notification: go-criu's Restore does not return CRIU's answer, which
-// holds it.
-type pidNotify struct {
-	gocriu.NoNotify
-	pid int32
-}
-
-func (n *pidNotify) PostRestore(pid int32) error {
-	n.pid = pid
-	return nil
-}
-
 // Restore restores the tree dumped in o.ImagesDir through criu swrk, always
 // with a log at LogLevel, and returns the restored root's pid. On failure
-// the error is an *Error quoting the log. Like Dump, it cannot be cancelled
-// midway; ctx is checked before it starts and its deadline becomes CRIU's
-// timeout.
+// the error is an *Error quoting the log. Like Dump, it is not cancelled
+// midway; ctx's deadline is its time limit (and CRIU's timeout), after
+// which CRIU and what it started are killed and the error says it hung.
 func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, error) {
 	if o.ImagesDir == "" {
 		return nil, errors.New("criu restore: no images directory given")
@@ -112,27 +97,28 @@ func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, er
 	if err != nil {
 		return nil, fmt.Errorf("criu restore: %w", err)
 	}
-	// criu swrk is started by go-criu without ExtraFiles, so an inherited
-	// file reaches it by keeping its number across exec: clear
-	// close-on-exec for the restore, set it again after.
-	for _, f := range o.InheritFDs {
-		fd := int(f.File.Fd())
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
-			return nil, fmt.Errorf("criu restore: pass fd %d for %s: %w", fd, f.Key, err)
+	// The restored root's pid comes in the post-restore notification.
+	var pid int32
+	notify := func(n *rpc.CriuNotify) error {
+		if n.GetScript() == "post-restore" {
+			pid = n.GetPid()
 		}
-		defer unix.CloseOnExec(fd)
+		return nil
 	}
-	c := gocriu.MakeCriu()
-	c.SetCriuPath(b.Path)
-	n := &pidNotify{}
-	start := time.Now()
-	err = c.Restore(opts, n)
-	d := time.Since(start)
+	opts.NotifyScripts = proto.Bool(true)
+	keep := make([]*os.File, 0, len(o.InheritFDs))
+	for _, f := range o.InheritFDs {
+		keep = append(keep, f.File)
+	}
+	resp, d, err := b.call(ctx, &rpc.CriuReq{Type: rpc.CriuReqType_RESTORE.Enum(), Opts: opts}, notify, keep)
 	if err != nil {
 		return nil, newError("restore", dirs.logPath, err)
 	}
-	if n.pid <= 0 {
+	if pid <= 0 {
+		pid = resp.GetRestore().GetPid()
+	}
+	if pid <= 0 {
 		return nil, newError("restore", dirs.logPath, errors.New("criu reported success but sent no post-restore notification with the pid"))
 	}
-	return &RestoreResult{PID: int(n.pid), LogPath: dirs.logPath, Duration: d, Args: o.Args()}, nil
+	return &RestoreResult{PID: int(pid), LogPath: dirs.logPath, Duration: d, Args: o.Args()}, nil
 }
