@@ -16,9 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WriteTar writes every regular file, directory and symlink under srcDir to
-// w as a tar stream with names relative to srcDir, in a stable order. Any
-// other kind of file is an error.
+// WriteTar writes every entry under srcDir to w as a tar stream with names
+// relative to srcDir, in a stable order (WriteTarFiles says which kinds).
 func WriteTar(w io.Writer, srcDir string) error {
 	var names []string
 	err := filepath.WalkDir(srcDir, func(p string, d fs.DirEntry, err error) error {
@@ -43,18 +42,21 @@ func WriteTar(w io.Writer, srcDir string) error {
 
 // WriteTarFiles writes the named entries of srcDir (slash-separated paths
 // relative to it) to w as a tar stream. A directory is written as an entry
-// of its own, without its contents. Regular files, directories and symlinks
-// only.
+// of its own, without its contents. Regular files, directories, symlinks,
+// FIFOs and device nodes; a regular file named twice through hard links is
+// written once and linked after. A socket cannot be carried in a tar: it
+// is an error.
 func WriteTarFiles(w io.Writer, srcDir string, names []string) error {
 	tw := tar.NewWriter(w)
 	sorted := append([]string(nil), names...)
 	sort.Strings(sorted)
+	links := map[[2]uint64]string{}
 	for _, name := range sorted {
 		clean, err := cleanName(name)
 		if err != nil {
 			return fmt.Errorf("tar %s: %w", srcDir, err)
 		}
-		if err := addTarEntry(tw, srcDir, clean); err != nil {
+		if err := addTarEntry(tw, srcDir, clean, links); err != nil {
 			return fmt.Errorf("tar %s: %w", srcDir, err)
 		}
 	}
@@ -64,7 +66,9 @@ func WriteTarFiles(w io.Writer, srcDir string, names []string) error {
 	return nil
 }
 
-func addTarEntry(tw *tar.Writer, srcDir, name string) error {
+// addTarEntry writes one entry; links maps the device and inode of the
+// regular files with other hard links written so far to their names.
+func addTarEntry(tw *tar.Writer, srcDir, name string, links map[[2]uint64]string) error {
 	p := filepath.Join(srcDir, filepath.FromSlash(name))
 	fi, err := os.Lstat(p)
 	if err != nil {
@@ -76,13 +80,20 @@ func addTarEntry(tw *tar.Writer, srcDir, name string) error {
 		ModTime: fi.ModTime(),
 		Format:  tar.FormatPAX,
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if st != nil {
 		hdr.Uid, hdr.Gid = int(st.Uid), int(st.Gid)
 	}
 	switch {
+	case fi.Mode().IsRegular() && st != nil && st.Nlink > 1 && links[[2]uint64{st.Dev, st.Ino}] != "":
+		hdr.Typeflag = tar.TypeLink
+		hdr.Linkname = links[[2]uint64{st.Dev, st.Ino}]
 	case fi.Mode().IsRegular():
 		hdr.Typeflag = tar.TypeReg
 		hdr.Size = fi.Size()
+		if st != nil && st.Nlink > 1 {
+			links[[2]uint64{st.Dev, st.Ino}] = name
+		}
 	case fi.IsDir():
 		hdr.Typeflag = tar.TypeDir
 		hdr.Name += "/"
@@ -91,8 +102,16 @@ func addTarEntry(tw *tar.Writer, srcDir, name string) error {
 		if hdr.Linkname, err = os.Readlink(p); err != nil {
 			return err
 		}
+	case fi.Mode()&fs.ModeNamedPipe != 0:
+		hdr.Typeflag = tar.TypeFifo
+	case fi.Mode()&fs.ModeDevice != 0 && st != nil:
+		hdr.Typeflag = tar.TypeBlock
+		if fi.Mode()&fs.ModeCharDevice != 0 {
+			hdr.Typeflag = tar.TypeChar
+		}
+		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
 	default:
-		return fmt.Errorf("%s: %s is neither a file, a directory nor a symlink", name, fi.Mode().Type())
+		return fmt.Errorf("%s: %s cannot be carried in a tar", name, fi.Mode().Type())
 	}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
@@ -159,6 +178,17 @@ func cleanName(name string) (string, error) {
 // is written for them. Symlinks are created as they are and never
 // followed. Ownership is kept when running as root.
 func ExtractTar(r io.Reader, dstDir string) error {
+	return extractTar(r, dstDir, false)
+}
+
+// ExtractTarSpecial is ExtractTar that also makes FIFOs, device nodes and
+// hard links (to entries inside dstDir): for a container's own files,
+// extracted where the container will run, never on the host.
+func ExtractTarSpecial(r io.Reader, dstDir string) error {
+	return extractTar(r, dstDir, true)
+}
+
+func extractTar(r io.Reader, dstDir string, special bool) error {
 	if err := os.MkdirAll(dstDir, 0o700); err != nil {
 		return fmt.Errorf("extract into %s: %w", dstDir, err)
 	}
@@ -176,13 +206,13 @@ func ExtractTar(r io.Reader, dstDir string) error {
 		if err != nil {
 			return fmt.Errorf("extract into %s: read tar: %w", dstDir, err)
 		}
-		if err := extractEntry(root, hdr, tr); err != nil {
+		if err := extractEntry(root, hdr, tr, special); err != nil {
 			return fmt.Errorf("extract into %s: %w", dstDir, err)
 		}
 	}
 }
 
-func extractEntry(root int, hdr *tar.Header, r io.Reader) error {
+func extractEntry(root int, hdr *tar.Header, r io.Reader, special bool) error {
 	name, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
@@ -215,6 +245,19 @@ func extractEntry(root int, hdr *tar.Header, r io.Reader) error {
 		if err = removeEntry(parent, base); err == nil {
 			err = unix.Symlinkat(hdr.Linkname, parent, base)
 		}
+	case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
+		if !special {
+			return fmt.Errorf("entry %q: unsupported type %q", hdr.Name, hdr.Typeflag)
+		}
+		kind := map[byte]uint32{tar.TypeFifo: unix.S_IFIFO, tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK}[hdr.Typeflag]
+		if err = removeEntry(parent, base); err == nil {
+			err = unix.Mknodat(parent, base, kind|mode, int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))))
+		}
+	case tar.TypeLink:
+		if !special {
+			return fmt.Errorf("entry %q: unsupported type %q", hdr.Name, hdr.Typeflag)
+		}
+		return extractLink(root, parent, base, hdr)
 	default:
 		return fmt.Errorf("entry %q: unsupported type %q", hdr.Name, hdr.Typeflag)
 	}
@@ -237,6 +280,27 @@ func extractEntry(root int, hdr *tar.Header, r io.Reader) error {
 		if err := unix.UtimesNanoAt(parent, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("entry %q: set times: %w", hdr.Name, err)
 		}
+	}
+	return nil
+}
+
+// extractLink makes a hard link to an entry already extracted, reached
+// like every entry without crossing a symlink.
+func extractLink(root, parent int, base string, hdr *tar.Header) error {
+	target, err := cleanName(hdr.Linkname)
+	if err != nil || target == "." {
+		return fmt.Errorf("entry %q: link to %q: %w", hdr.Name, hdr.Linkname, ErrUnsafePath)
+	}
+	tparent, err := openParent(root, path.Dir(target))
+	if err != nil {
+		return fmt.Errorf("entry %q: link to %q: %w", hdr.Name, hdr.Linkname, err)
+	}
+	defer unix.Close(tparent)
+	if err := removeEntry(parent, base); err != nil {
+		return fmt.Errorf("entry %q: %w", hdr.Name, err)
+	}
+	if err := unix.Linkat(tparent, path.Base(target), parent, base, 0); err != nil {
+		return fmt.Errorf("entry %q: link to %q: %w", hdr.Name, hdr.Linkname, err)
 	}
 	return nil
 }

@@ -31,6 +31,8 @@ type entryState struct {
 	ino   uint64
 	ctime syscall.Timespec
 	link  string
+	// rdev is a device node's device number.
+	rdev uint64
 }
 
 // TakeBaseline records every entry of rootfs; take it after PrepareRootfs
@@ -64,14 +66,14 @@ func scanRootfs(rootfs string) (map[string]entryState, error) {
 			return err
 		}
 		t := fi.Mode().Type()
-		if t != 0 && t != fs.ModeDir && t != fs.ModeSymlink {
-			// Sockets, fifos and device nodes cannot be carried in a
-			// tar; CRIU recreates the sockets it restores.
+		if t&fs.ModeSocket != 0 {
+			// A socket file cannot be carried in a tar, and CRIU binds
+			// the sockets it restores again, which makes their files.
 			return nil
 		}
 		st := entryState{mode: fi.Mode(), size: fi.Size()}
 		if s, ok := fi.Sys().(*syscall.Stat_t); ok {
-			st.ino, st.ctime = s.Ino, s.Ctim
+			st.ino, st.ctime, st.rdev = s.Ino, s.Ctim, s.Rdev
 		}
 		if t == fs.ModeSymlink {
 			if st.link, err = os.Readlink(p); err != nil {
@@ -94,8 +96,10 @@ type RootfsDiff struct {
 }
 
 // Diff compares rootfs now with the baseline. A file counts as changed
-// when its size, inode or ctime moved (a workload cannot forge ctime), a
-// directory only when it is new or its mode changed.
+// when its size, inode, ctime or device number moved (a workload cannot
+// forge ctime), a directory only when it is new or its mode changed. FIFOs
+// and device nodes count like files: a restored process that holds one
+// open finds it again by its path.
 func (b *Baseline) Diff(rootfs string) (*RootfsDiff, error) {
 	if b.upper != "" {
 		return scanUpper(b.upper)
@@ -113,7 +117,7 @@ func (b *Baseline) Diff(rootfs string) (*RootfsDiff, error) {
 		case n.mode != o.mode:
 			d.Changed = append(d.Changed, p)
 		case n.mode.IsDir():
-		case n.size != o.size || n.ino != o.ino || n.ctime != o.ctime || n.link != o.link:
+		case n.size != o.size || n.ino != o.ino || n.ctime != o.ctime || n.link != o.link || n.rdev != o.rdev:
 			d.Changed = append(d.Changed, p)
 		}
 	}
@@ -193,7 +197,7 @@ func ApplyRootfsDiff(dir, rootfs string) error {
 		return fmt.Errorf("apply rootfs diff: %w", err)
 	}
 	defer f.Close()
-	if err := images.ExtractTar(f, rootfs); err != nil {
+	if err := images.ExtractTarSpecial(f, rootfs); err != nil {
 		return fmt.Errorf("apply rootfs diff: %w", err)
 	}
 	return nil
