@@ -46,6 +46,13 @@ type checkpointOptions struct {
 	Bench bool
 	// Prove dumps without each CRIU option first, to show CRIU agrees.
 	Prove bool
+	// Bundle is the OCI bundle directory to run (--bundle); bundle is it
+	// once read.
+	Bundle string
+	bundle *bundleJob
+	// VerifyExecBefore and VerifyExec are the commands run in the
+	// container before the dump and in the restored container.
+	VerifyExecBefore, VerifyExec probeList
 
 	guest guestOptions
 }
@@ -62,10 +69,23 @@ func newCheckpointCmdWith(deps *Deps, g *globalOptions, runF func(context.Contex
 		Use:   "checkpoint [WORKLOAD] [-- COMMAND [ARG...]]",
 		Short: "Checkpoint a container workload in a Kata-style guest and restore it in a fresh one",
 		Long: `checkpoint boots a Kata-style guest, starts WORKLOAD in it as a container the
-way the Kata agent does (own pid, mount, uts and ipc namespaces, pivot_root,
-the sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf bind-mounted, a
-non-terminal init that is not a session leader), runs every check on the guest
-and on the live workload, and predicts the dump before it tries one.
+way the Kata agent does, from an OCI runtime spec (the one containerd's CRI
+plugin would write for it: own pid, mount, uts, ipc and cgroup namespaces, a
+cgroup v2 of its own, proc, a /dev tmpfs, devpts, /dev/shm, /dev/mqueue, a
+read-only sysfs and cgroup, masked and read-only paths, capabilities and
+rlimits, the sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf
+bind-mounted, a non-terminal init that is not a session leader), runs every
+check on the guest and on the live workload, and predicts the dump before it
+tries one.
+
+--bundle DIR runs a user's OCI bundle instead (config.json and its rootfs,
+which the guest gets as a read-only virtio-9p share under an overlay, so the
+bundle is never written): process.args, env, cwd, terminal and user come
+from config.json, and a key kata-cr does not support is refused before any
+boot, naming the key. --verify-exec-before CMD runs in the container before
+the dump to record its state (retried until it exits 0); --verify-exec CMD
+runs in the restored container, in its namespaces as the agent's exec does,
+and the checkpoint is verified only when every one exits 0. CMD is ` + probeSyntax + `.
 
 Without --auto-fix it prints the plan (the fixes and CRIU options it would
 use) and tries a plain dump anyway, to compare the prediction with CRIU; a
@@ -90,11 +110,13 @@ guest image after -- (busybox applets, and files added with --include).
 Exit codes: 0 everything asked for succeeded; 1 kata-cr could not do its
 work (a guest failure, an images directory it refuses); 2 bad command line
 (unknown workload, a command not in the image, an images directory that
-cannot be written); 3 the dump, the restore or its verification failed.`,
+cannot be written, a bundle key kata-cr does not support); 3 the dump, the
+restore or its verification failed.`,
 		Example: `  kata-cr checkpoint --auto-fix
   kata-cr checkpoint counter --auto-fix --images-dir /tmp/counter
   kata-cr checkpoint --auto-fix -- sh -c 'while :; do sleep 1; done'
-  kata-cr checkpoint nginx --auto-fix --no-restore -o json`,
+  kata-cr checkpoint nginx --auto-fix --no-restore -o json
+  kata-cr checkpoint --bundle ./mybundle --auto-fix --verify-exec-before 'cat /run/state' --verify-exec '["sh","-c","test -s /run/state"]'`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := o.parseArgs(args, c.ArgsLenAtDash()); err != nil {
 				return err
@@ -114,6 +136,9 @@ cannot be written); 3 the dump, the restore or its verification failed.`,
 	f.BoolVar(&o.NoRestore, "no-restore", false, "stop after the dump: do not restore in a fresh guest")
 	f.BoolVar(&o.LeaveRunning, "leave-running", false, "keep the original workload running after the dump")
 	f.BoolVar(&o.Prove, "prove", false, "with --auto-fix, first dump without each CRIU option the plan adds (leaving the workload running) to show CRIU fails as predicted")
+	f.StringVar(&o.Bundle, "bundle", "", "run the OCI bundle in `DIR` (config.json and its rootfs) as Kata would, instead of a named workload")
+	f.Var(&o.VerifyExecBefore, "verify-exec-before", "run `CMD` in the container before the dump to record its state, retried until it exits 0 (repeatable; "+probeSyntax+")")
+	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container; the checkpoint is verified only when every one exits 0 (repeatable; "+probeSyntax+")")
 	f.BoolVar(&o.Bench, "bench", false, "also time a raw criu dump and restore of the workload in the same guest")
 	_ = f.MarkHidden("bench")
 	o.guest.addFlags(f, true)
@@ -139,11 +164,22 @@ func (o *checkpointOptions) parseArgs(args []string, dash int) error {
 	if o.Prove && !o.AutoFix {
 		return usagef("--prove proves the fixes of --auto-fix: add --auto-fix")
 	}
+	if o.Bundle != "" {
+		switch {
+		case o.Workload != "" || len(o.Command) > 0:
+			return usagef("--bundle runs the bundle's own process (process.args in config.json): give no workload name or command")
+		case o.Terminal:
+			return usagef("--bundle: the terminal comes from process.terminal in config.json: drop -t")
+		}
+	}
 	return nil
 }
 
 // workload resolves the workload the options name.
 func (o *checkpointOptions) workload() (container.Workload, error) {
+	if o.bundle != nil {
+		return container.FromBundle(o.bundle.Spec, container.BundleRootfsTag), nil
+	}
 	w, err := container.LookupWorkload(o.Workload, o.Command)
 	if err != nil {
 		return w, usageError{err}
@@ -156,6 +192,13 @@ func (o *checkpointOptions) workload() (container.Workload, error) {
 // the images directory can be written. It adds the workload's own binaries
 // (nginx, redis-server) to the image.
 func (o *checkpointOptions) validate() error {
+	if o.Bundle != "" && o.bundle == nil {
+		b, err := loadBundle(o.Bundle)
+		if err != nil {
+			return err
+		}
+		o.bundle = b
+	}
 	w, err := o.workload()
 	if err != nil {
 		return err
@@ -333,6 +376,8 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	jobOpts, err := json.Marshal(agentapi.CheckpointOptions{
 		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
 		NoRestart: o.NoRestart, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove,
+		VerifyExecBefore: o.VerifyExecBefore.Argvs(), VerifyExec: o.VerifyExec.Argvs(),
+		Bundle: o.bundleOptions(),
 	})
 	if err != nil {
 		return err
@@ -343,7 +388,10 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	if err != nil {
 		return err
 	}
-	h := &checkpointEvents{ctx: ctx, p: p, dir: o.ImagesDir, includes: includes}
+	if o.bundle != nil {
+		gst.shares = append(gst.shares, o.bundle.share())
+	}
+	h := &checkpointEvents{ctx: ctx, p: p, dir: o.ImagesDir, includes: includes, bundle: o.bundle}
 	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, h.handle)
 	if err != nil {
 		reportGuestError(deps, err)
@@ -388,6 +436,7 @@ type checkpointEvents struct {
 	p        *progress
 	dir      string
 	includes []images.Include
+	bundle   *bundleJob
 	saved    *images.Set
 	saveErr  error
 	bench    *agentapi.BenchResult
@@ -395,12 +444,15 @@ type checkpointEvents struct {
 
 func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
 	h.p.event(ev)
+	if guestEventHook != nil {
+		guestEventHook(v, ev)
+	}
 	if ev.Kind != agentapi.EventResult {
 		return nil
 	}
 	switch ev.Stage {
 	case agentapi.ResultImages:
-		h.saved, h.saveErr = saveImages(h.ctx, v, h.dir, ev.Data, h.includes)
+		h.saved, h.saveErr = saveImages(h.ctx, v, h.dir, ev.Data, h.includes, h.bundle)
 		answer := agentapi.ImagesSaved{OK: h.saveErr == nil}
 		if h.saveErr != nil {
 			answer.Error = h.saveErr.Error()
@@ -442,6 +494,10 @@ func notSavedFinding(cp *reports.Checkpoint, saveErr error, dir string) reports.
 	return f
 }
 
+// guestEventHook sees every event of the checkpoint and restore guests;
+// the fault tests use it to kill qemu at a chosen stage.
+var guestEventHook func(v *vm.VM, ev agentapi.Event)
+
 // writeImages saves the images the agent streams; tests replace it to
 // make the save fail after the dump.
 var writeImages = func(dir string, m images.Manifest, r io.Reader) (*images.Set, error) {
@@ -451,7 +507,7 @@ var writeImages = func(dir string, m images.Manifest, r io.Reader) (*images.Set,
 // saveImages writes the images the agent announced with data and streams
 // on the data channel into dir. On failure it keeps draining the channel,
 // so that the agent finishes sending and reads the answer.
-func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, includes []images.Include) (*images.Set, error) {
+func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, includes []images.Include, bundle *bundleJob) (*images.Set, error) {
 	var ir agentapi.ImagesReady
 	if err := json.Unmarshal(data, &ir); err != nil {
 		return nil, fmt.Errorf("read the images' manifest from the guest: %w", err)
@@ -462,6 +518,9 @@ func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, include
 	}
 	ir.Manifest.KataCRVersion = Version
 	ir.Manifest.Includes = includes
+	if bundle != nil {
+		bundle.record(&ir.Manifest)
+	}
 	set, err := writeImages(dir, ir.Manifest, conn)
 	if err != nil {
 		// The rest of the stream is of no use; reading it ends when the
@@ -518,7 +577,11 @@ func restoreHalf(ctx context.Context, deps *Deps, gopt guestOptions, gst *guest,
 	if err := set.Verify(gst.compat()); err != nil {
 		return err
 	}
-	opts, err := json.Marshal(agentapi.RestoreOptions{Manifest: set.Manifest})
+	ro := agentapi.RestoreOptions{Manifest: set.Manifest}
+	if set.Manifest.Bundle != nil {
+		ro.RootfsTag = container.BundleRootfsTag
+	}
+	opts, err := json.Marshal(ro)
 	if err != nil {
 		return err
 	}
@@ -526,6 +589,9 @@ func restoreHalf(ctx context.Context, deps *Deps, gopt guestOptions, gst *guest,
 	job := agentapi.Job{Kind: agentapi.JobRestore, LoadModules: true, Verbose: gopt.Verbose, Options: opts}
 	res, err := vm.RunWith(ctx, gst.bootSpec(&gopt, p), job, func(vm *vm.VM, ev agentapi.Event) error {
 		p.event(ev)
+		if guestEventHook != nil {
+			guestEventHook(vm, ev)
+		}
 		if ev.Kind == agentapi.EventProgress && ev.Stage == agentapi.StageReceiveImages {
 			conn, err := vm.Data(ctx)
 			if err != nil {
@@ -570,6 +636,8 @@ func mergeRestore(r, rr *reports.Report) {
 	}
 	cp.StateAfter = rc.StateAfter
 	cp.SandboxFilesSeen = rc.SandboxFilesSeen
+	cp.RestoredContainer = rc.RestoredContainer
+	cp.Probes = append(cp.Probes, rc.Probes...)
 	cp.Stage = rc.Stage
 	if rc.Error != "" {
 		cp.Error = "restore: " + rc.Error
@@ -607,4 +675,12 @@ func sortedFiles(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// bundleOptions is the bundle for the agent's job, nil without --bundle.
+func (o *checkpointOptions) bundleOptions() *agentapi.BundleOptions {
+	if o.bundle == nil {
+		return nil
+	}
+	return o.bundle.options()
 }
