@@ -164,6 +164,9 @@ type guest struct {
 	criu        *guestimage.CRIUPayload
 	accel       vm.Accel
 	cacheDir    string
+	// shares are the host directories the guest gets over virtio-9p (a
+	// bundle's rootfs).
+	shares []vm.Share
 }
 
 // progress prints what kata-cr is doing on stderr: on a terminal, or
@@ -311,7 +314,7 @@ func pickAccel(ctx context.Context, want string, k *kernel.Guest, cacheDir strin
 func (g *guest) bootSpec(o *guestOptions, p *progress) vm.BootSpec {
 	return vm.BootSpec{
 		Kernel: g.kernel.Image, Initrd: g.image, Accel: g.accel,
-		MemoryMB: o.MemoryMB, CPUs: o.CPUs, Logf: p.debugf,
+		MemoryMB: o.MemoryMB, CPUs: o.CPUs, Logf: p.debugf, Shares: g.shares,
 	}
 }
 

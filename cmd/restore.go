@@ -17,7 +17,9 @@ func init() { commandConstructors = append(commandConstructors, newRestoreCmd) }
 // restoreCmdOptions are the flags of kata-cr restore.
 type restoreCmdOptions struct {
 	ImagesDir string
-	guest     guestOptions
+	// VerifyExec replaces the checkpoint's own --verify-exec commands.
+	VerifyExec probeList
+	guest      guestOptions
 }
 
 func newRestoreCmd(deps *Deps, g *globalOptions) *cobra.Command {
@@ -44,6 +46,10 @@ them; each must still be on this host, unchanged (its checksum is in the
 manifest), or the checkpoint is refused (images.include-missing,
 images.include-changed). --include NEW_PATH:GUEST_PATH gives a file that
 moved; it must have the recorded checksum.
+A checkpoint of an OCI bundle (--bundle) needs the bundle's rootfs, shared
+with the guest again, unchanged (images.bundle-missing,
+images.bundle-changed). The checkpoint's --verify-exec commands run in the
+restored container again; --verify-exec here replaces them.
 
 Exit codes: 0 restored and verified; 1 the checkpoint is refused (the reason
 ID, such as images.kernel-mismatch or images.checksum, is in the message) or
@@ -67,6 +73,7 @@ failed.`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.ImagesDir, "images-dir", "", "the checkpoint `DIR` written by kata-cr checkpoint")
+	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container instead of the checkpoint's own --verify-exec commands; verified only when every one exits 0 (repeatable; "+probeSyntax+")")
 	o.guest.addFlags(f, true)
 	return c
 }
@@ -83,6 +90,12 @@ func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmd
 	}
 	if err := o.guest.includeFrom(set); err != nil {
 		return err
+	}
+	if probs := images.CheckBundle(set.Manifest); len(probs) > 0 {
+		return &images.RefusedError{Dir: set.Dir, Problems: probs}
+	}
+	if o.VerifyExec != "" {
+		set.Manifest.VerifyExec = o.VerifyExec.Argvs()
 	}
 	w, err := workloadFor(set.Manifest)
 	if err != nil {
@@ -104,6 +117,9 @@ func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmd
 	// is built and a guest boots: kernel, CRIU, architecture, checksums.
 	if err := set.Verify(gst.compat()); err != nil {
 		return err
+	}
+	if b := set.Manifest.Bundle; b != nil {
+		gst.shares = append(gst.shares, bundleShare(b.Rootfs))
 	}
 	if err := gst.build(ctx, &o.guest, p); err != nil {
 		return err
@@ -152,6 +168,9 @@ func (o *guestOptions) includeFrom(set *images.Set) error {
 // workloadFor is the workload a checkpoint holds, to add what it needs to
 // the restoring guest.
 func workloadFor(m images.Manifest) (container.Workload, error) {
+	if b := m.Bundle; b != nil && b.Spec != nil {
+		return container.FromBundle(b.Spec, container.BundleRootfsTag), nil
+	}
 	w, err := container.LookupWorkload(m.Workload, m.Command)
 	if err != nil {
 		return w, fmt.Errorf("the checkpoint's workload: %w", err)

@@ -1,5 +1,11 @@
 package reports
 
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
 // ContainerInfo is how the container was built, as the guest read it from
 // the running container: its own mount table and its cgroup.
 type ContainerInfo struct {
@@ -61,3 +67,19 @@ const (
 
 // Passed reports whether the probe's command exited 0.
 func (p ExecProbe) Passed() bool { return p.Error == "" && p.ExitCode == 0 && p.Signal == 0 }
+
+// Summary says in one line how the container was built: its spec, its
+// file system types and its cgroup.
+func (c *ContainerInfo) Summary() string {
+	var types []string
+	for _, m := range c.Mounts {
+		if !slices.Contains(types, m.FSType) {
+			types = append(types, m.FSType)
+		}
+	}
+	s := fmt.Sprintf("%s spec, %d mounts (%s)", c.Spec, len(c.Mounts), strings.Join(types, ", "))
+	if c.Cgroup != "" {
+		s += ", cgroup " + c.Cgroup
+	}
+	return s
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/fatih/color"
+
+	"github.com/kata-cr/kata-cr/internal/excerpt"
 )
 
 // textStyle paints text for a terminal, or leaves it plain. Each colour
@@ -257,6 +259,22 @@ func writeCheckpoint(b *bytes.Buffer, s textStyle, c *Checkpoint) {
 			images = joinNonEmpty(" ", images, "("+humanBytes(c.ImageBytes)+")")
 		}
 		fmt.Fprintf(b, "  images: %s\n", images)
+	}
+	if ci := c.Container; ci != nil {
+		fmt.Fprintf(b, "  container: %s\n", ci.Summary())
+	}
+	for _, p := range c.Probes {
+		outcome := "ok"
+		if !p.Passed() {
+			outcome = "failed"
+		}
+		line := fmt.Sprintf("  probe %-6s %s exit %d: %s", p.Phase, outcome, p.ExitCode, strings.Join(p.Args, " "))
+		if p.Error != "" {
+			line += ": " + p.Error
+		} else if out := strings.TrimSpace(p.Output); out != "" {
+			line += " -> " + excerpt.FirstLine(out)
+		}
+		b.WriteString(line + "\n")
 	}
 	fmt.Fprintf(b, "  stage reached: %s\n", c.Stage)
 	if c.PredictionMatched != nil {

@@ -72,7 +72,7 @@ func LoadBundle(dir string) (*Bundle, error) {
 	}
 	data, err := os.ReadFile(filepath.Join(abs, BundleConfig))
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", dir, errors.Unwrap(err))
+		return nil, fmt.Errorf("bundle %s: %s: %w", dir, BundleConfig, errors.Unwrap(err))
 	}
 	spec, err := DecodeSpec(data)
 	if err != nil {
@@ -209,8 +209,8 @@ func checkProcess(p *specs.Process) error {
 			name  string
 			names []string
 		}{{"bounding", c.Bounding}, {"effective", c.Effective}, {"permitted", c.Permitted}, {"inheritable", c.Inheritable}, {"ambient", c.Ambient}} {
-			if _, err := capSet("process.capabilities."+set.name, set.names); err != nil {
-				return unsupported("process.capabilities."+set.name, errors.Unwrap(err).Error())
+			if _, err := capSet(set.names); err != nil {
+				return unsupported("process.capabilities."+set.name, err.Error())
 			}
 		}
 	}

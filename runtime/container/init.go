@@ -455,9 +455,9 @@ func setPrivileges(p *specs.Process, lastCap int) error {
 	}
 	sets := map[string]uint64{}
 	for name, names := range map[string][]string{"bounding": c.Bounding, "effective": c.Effective, "permitted": c.Permitted, "inheritable": c.Inheritable, "ambient": c.Ambient} {
-		set, err := capSet("process.capabilities."+name, names)
+		set, err := capSet(names)
 		if err != nil {
-			return err
+			return fmt.Errorf("process.capabilities.%s: %w", name, err)
 		}
 		sets[name] = set
 	}

@@ -115,14 +115,13 @@ var rlimitNumbers = map[string]int{
 	"RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 
-// capSet turns capability names into a bit set; an unknown name is an
-// error naming the field.
-func capSet(field string, names []string) (uint64, error) {
+// capSet turns capability names into a bit set.
+func capSet(names []string) (uint64, error) {
 	var set uint64
 	for _, n := range names {
 		c, ok := capabilityNumbers[strings.ToUpper(n)]
 		if !ok {
-			return 0, fmt.Errorf("%s: unknown capability %q", field, n)
+			return 0, fmt.Errorf("unknown capability %q", n)
 		}
 		set |= 1 << c
 	}
