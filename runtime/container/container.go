@@ -25,6 +25,8 @@ type Container struct {
 	pid     int
 	dir     string
 	console *os.File
+	// output reads what the init writes to stdout and stderr (OutputTail).
+	output *os.File
 
 	// Exactly one of cmd and pidfd identifies the process: cmd for a
 	// container Start launched, pidfd for one Adopt took over.
@@ -176,6 +178,13 @@ func (c *Container) handshake(sock int, cfg initConfig) error {
 				return err
 			}
 			c.console = f
+		}
+		if r.Output {
+			f, err := outputFrom(oob[:oobn])
+			if err != nil {
+				return err
+			}
+			c.output = f
 		}
 	}
 }
@@ -413,6 +422,7 @@ func (c *Container) Kill() error {
 }
 
 func (c *Container) closeConsole() {
+	c.closeOutput()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.console != nil {

@@ -36,8 +36,10 @@ type initConfig struct {
 // execve succeeds the socket closes (it is close-on-exec) without an error
 // reply.
 type initReply struct {
-	Console bool   `json:"console,omitempty"`
-	Error   string `json:"error,omitempty"`
+	Console bool `json:"console,omitempty"`
+	// Output carries a reader of the init's OutputFile as SCM_RIGHTS.
+	Output bool   `json:"output,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Init turns the process into a container init helper when Start
@@ -578,6 +580,11 @@ func setupStdio(sock int, p *specs.Process) error {
 	}
 	if fd > 2 {
 		unix.Close(fd)
+	}
+	if !terminal {
+		if err := redirectOutput(sock); err != nil {
+			return err
+		}
 	}
 	if terminal {
 		// The helper is a session leader (Start sets Setsid for a
