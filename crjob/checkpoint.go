@@ -78,11 +78,14 @@ func (j *cpJob) run(ctx context.Context) error {
 		return err
 	}
 	res := j.preflight(ctx)
+	probe := container.Probe{PID: j.ctr.PID()}
+	if j.refuseFix(res, probe) {
+		return nil
+	}
 	do, skipped, err := j.dumpOpts(res)
 	if err != nil {
 		return err
 	}
-	probe := container.Probe{PID: j.ctr.PID()}
 	j.cp.Container = containerInfo(j.ctr.PID(), specSource(j.bundleDir()), j.d.cgroupRoot(), j.notes())
 	sctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	if len(j.opts.VerifyExecBefore) > 0 {
@@ -116,6 +119,9 @@ func (j *cpJob) run(ctx context.Context) error {
 	}
 	if j.opts.Prove && j.fix {
 		j.r.Findings = append(j.r.Findings, j.prove(ctx, cr, res.Findings, do)...)
+	}
+	if j.refuseHang(ctx, cr, do, j.predicted(res), probe) {
+		return nil
 	}
 	dumped, ok := j.dump(ctx, cr, do, j.expect(res), res.Plan, probe)
 	if !ok {
@@ -228,6 +234,15 @@ func (j *cpJob) expect(res checks.DoctorResult) bool {
 	return res.Prediction.DumpWillSucceed
 }
 
+// predicted is the prediction of the dump that runs: the plan's with
+// fixes, the plain one's without.
+func (j *cpJob) predicted(res checks.DoctorResult) *reports.Prediction {
+	if j.fix {
+		return res.Plan
+	}
+	return res.Prediction
+}
+
 // dumpOpts are the options of the dump that runs: the plan's with fixes,
 // none without, less (and returned) those kata-cr does not pass to CRIU; a
 // terminal container's pty becomes an external tty.
@@ -276,8 +291,11 @@ func (j *cpJob) dump(ctx context.Context, cr CRIU, do criu.DumpOpts, expect bool
 	if err != nil {
 		criuFailure(j.cp, err)
 		j.cp.FailureSignature, j.cp.PredictedBy = predictedCause(plan, err)
-		running := j.ctr.Running() && probe.Alive()
+		running := j.thawed(probe)
 		j.cp.WorkloadRunning = &running
+		if running {
+			j.cp.StateAfter = j.stateAfterFailedDump(ctx, probe)
+		}
 		h.Progress("dump", "failed: %v; the workload is %s", err, map[bool]string{true: "still running", false: "NOT running any more"}[running])
 		return nil, false
 	}

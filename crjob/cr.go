@@ -14,5 +14,6 @@ func criuFailure(cp *reports.Checkpoint, err error) {
 	var ce *criu.Error
 	if errors.As(err, &ce) {
 		cp.Explanations = ce.Explanations
+		cp.CRIUHung = ce.Hung
 	}
 }

@@ -79,6 +79,18 @@ func describeActions(fs []reports.Finding, acts []reports.Action, fixers []check
 			if j.opts.NoRestart {
 				acts[i].Summary = "would refuse to restart the workload (--no-restart): the dump fails"
 			}
+			// The other fixes are not made here, so judge by the tree's
+			// own blockers: no fix of the machine mends them.
+			var tree []reports.Finding
+			for _, f := range fs {
+				if f.Category == "process" || f.Category == "mount" {
+					tree = append(tree, f)
+				}
+			}
+			if blk := checks.Unmended(tree, fixers); len(blk) > 0 {
+				acts[i].BlockedBy = blk
+				acts[i].Summary = "would refuse to restart the workload: its in-memory state would be lost, and the dump would still fail on " + strings.Join(blk, ", ")
+			}
 		}
 	}
 	return acts

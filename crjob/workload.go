@@ -131,7 +131,7 @@ func (j *cpJob) stop() {
 // Wrapping the entrypoint in setsid(1) cannot work in this container: the
 // init leads its own process group, so setsid(1) forks and pid 1 exits.
 func (j *cpJob) restartFixer() checks.Fixer {
-	return checks.Fixer{ID: checks.FixerIDRestartSetsid, Title: "restart the workload with its init a session leader",
+	return checks.Fixer{ID: checks.FixerIDRestartSetsid, Title: "restart the workload with its init a session leader", Destructive: true,
 		Apply: func(ctx context.Context, _ *checks.Env, _ reports.Finding) (reports.Action, error) {
 			a := reports.Action{Summary: "restart the workload with its init a session leader"}
 			if j.restarted {

@@ -30,7 +30,8 @@ type Checkpoint struct {
 	WantRestore bool `json:"want_restore"`
 	// StateBefore is the workload's own state recorded right before the
 	// dump (a counter's value, a lock's holder); StateAfter the same probe
-	// read from the restored workload once it was verified.
+	// read from the restored workload once it was verified, or from the
+	// original a moment after a failed dump.
 	StateBefore map[string]string `json:"state_before,omitempty"`
 	StateAfter  map[string]string `json:"state_after,omitempty"`
 	// SandboxFilesSeen are the sandbox's files (/etc/hosts, ...) that the
@@ -46,6 +47,14 @@ type Checkpoint struct {
 	// InitExit is how the container init ended when the workload died
 	// before it could be checkpointed.
 	InitExit *ExitStatus `json:"init_exit,omitempty"`
+	// Refusals are the steps kata-cr would not take, with the findings
+	// that made it refuse: a restart that would lose the workload's state
+	// and still leave the dump failing, a dump CRIU could only give up on
+	// after its time limit.
+	Refusals []Refusal `json:"refusals,omitempty"`
+	// CRIUHung says a CRIU call did not answer within its time limit and
+	// was killed; WorkloadRunning then says whether the workload runs on.
+	CRIUHung bool `json:"criu_hung,omitempty"`
 	// Container is the container as it ran before the dump (its mount
 	// table and cgroup); RestoredContainer the restored one.
 	Container         *ContainerInfo `json:"container,omitempty"`
@@ -85,4 +94,19 @@ type Proof struct {
 	Signature string `json:"signature,omitempty"`
 	// Confirmed is true when the dump failed on a cause the finding names.
 	Confirmed bool `json:"confirmed"`
+	// Hung says CRIU did not answer within the proof's time limit and was
+	// killed: what a finding that predicts a hang (process.vfork) names.
+	Hung bool `json:"hung,omitempty"`
+	// WorkloadRunning says whether the workload ran on after the proof's
+	// dump (it must: CRIU thaws the tree, or lets go of it when killed).
+	WorkloadRunning *bool `json:"workload_running,omitempty"`
+}
+
+// Refusal is a step kata-cr refused to take.
+type Refusal struct {
+	// Step is the fixer or the stage refused: "restart-setsid", "dump".
+	Step string `json:"step"`
+	// BlockedBy are the findings that made kata-cr refuse.
+	BlockedBy []string `json:"blocked_by"`
+	Reason    string   `json:"reason"`
 }
