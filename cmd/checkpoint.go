@@ -373,12 +373,16 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	if err != nil {
 		return err
 	}
-	jobOpts, err := json.Marshal(agentapi.CheckpointOptions{
+	co := agentapi.CheckpointOptions{
 		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
 		NoRestart: o.NoRestart, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove,
 		VerifyExecBefore: o.VerifyExecBefore.Argvs(), VerifyExec: o.VerifyExec.Argvs(),
 		Bundle: o.bundleOptions(),
-	})
+	}
+	if checkpointJobHook != nil {
+		checkpointJobHook(&co)
+	}
+	jobOpts, err := json.Marshal(co)
 	if err != nil {
 		return err
 	}
@@ -493,6 +497,10 @@ func notSavedFinding(cp *reports.Checkpoint, saveErr error, dir string) reports.
 	}
 	return f
 }
+
+// checkpointJobHook may change a checkpoint job before it is sent; the
+// fault tests use it to inject a fault in the guest.
+var checkpointJobHook func(*agentapi.CheckpointOptions)
 
 // guestEventHook sees every event of the checkpoint and restore guests;
 // the fault tests use it to kill qemu at a chosen stage.

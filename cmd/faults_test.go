@@ -273,3 +273,31 @@ func TestFaultImagesDirFull(t *testing.T) {
 		t.Errorf("left on the full file system: %v", left)
 	}
 }
+
+// TestFaultCRIUKilled: CRIU is killed in the guest in the middle of the
+// dump. The dump fails, the workload is thawed and carries on (its
+// counter moves on from the value before the dump), and nothing looks
+// like a checkpoint.
+func TestFaultCRIUKilled(t *testing.T) {
+	needGuest(t, "6.1")
+	checkpointJobHook = func(o *agentapi.CheckpointOptions) { o.Fault = agentapi.FaultKillCRIU }
+	t.Cleanup(func() { checkpointJobHook = nil })
+	dir := filepath.Join(t.TempDir(), "images")
+	code, r := runCheckpointVM(t, "checkpoint", "counter", "--auto-fix", "--no-restore", "--images-dir", dir)
+	c := r.Checkpoint
+	if code != ExitCheckFailed || c.DumpOK {
+		t.Fatalf("exit %d, dump ok %v: want a failed dump", code, c.DumpOK)
+	}
+	if f := guestFindings(r)["checkpoint.fault"]; f.Status != reports.Warn || strings.Contains(f.Summary, "no criu") {
+		t.Fatalf("checkpoint.fault: %s %q: the fault was not injected", f.Status, f.Summary)
+	}
+	if c.WorkloadRunning == nil || !*c.WorkloadRunning {
+		t.Fatalf("workload_running %v after CRIU was killed, want true", c.WorkloadRunning)
+	}
+	before, err1 := strconv.Atoi(c.StateBefore["counter"])
+	after, err2 := strconv.Atoi(c.StateAfter["counter"])
+	if err1 != nil || err2 != nil || after <= before {
+		t.Errorf("counter %q before the dump, %q after it failed: want it counting on", c.StateBefore["counter"], c.StateAfter["counter"])
+	}
+	notComplete(t, dir)
+}

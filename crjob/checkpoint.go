@@ -283,7 +283,9 @@ func (j *cpJob) dump(ctx context.Context, cr CRIU, do criu.DumpOpts, expect bool
 	h := j.d.Host
 	h.Progress("dump", "criu dump %s", strings.Join(j.cp.DumpOptions, " "))
 	dctx, cancel := context.WithTimeout(ctx, dumpTimeout)
+	stopFault := j.injectFault(dctx)
 	res, err := cr.Dump(dctx, do)
+	stopFault()
 	cancel()
 	matched := (err == nil) == expect
 	j.cp.PredictionMatched = &matched
@@ -311,6 +313,25 @@ func (j *cpJob) dump(ctx context.Context, cr CRIU, do criu.DumpOpts, expect bool
 		j.r.Findings = append(j.r.Findings, j.leftRunning(probe))
 	}
 	return res, true
+}
+
+// stateAfterFailedDump probes the original workload again a moment after
+// a failed dump, so that the report shows it carrying on (a counter that
+// moved on), not merely alive.
+func (j *cpJob) stateAfterFailedDump(ctx context.Context, probe container.Probe) map[string]string {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(500 * time.Millisecond):
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := j.w.Snapshot(sctx, probe)
+	if err != nil {
+		j.d.Host.Logf("probe the workload after the failed dump: %v", err)
+		return nil
+	}
+	return st
 }
 
 // leftRunning checks that --leave-running left the original running.

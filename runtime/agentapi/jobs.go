@@ -30,6 +30,9 @@ type CheckpointOptions struct {
 	// Prove dumps once without each CRIU option the plan adds, so that
 	// CRIU itself confirms each prediction it works around.
 	Prove bool `json:"prove,omitempty"`
+	// Fault injects a failure during the job, for kata-cr's fault tests;
+	// no flag sets it.
+	Fault Fault `json:"fault,omitempty"`
 	// Bundle is the user's OCI bundle (--bundle) to run instead of a
 	// named workload.
 	Bundle *BundleOptions `json:"bundle,omitempty"`
@@ -99,3 +102,9 @@ type ImagesSaved struct {
 	Dir   string `json:"dir,omitempty"`
 	Error string `json:"error,omitempty"`
 }
+
+// Fault is a failure a checkpoint job injects into itself.
+type Fault string
+
+// FaultKillCRIU kills CRIU (SIGKILL) once the dump has started.
+const FaultKillCRIU Fault = "kill-criu-during-dump"
