@@ -410,6 +410,7 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	r.Findings = append(r.Findings, gst.bootFinding(res))
 	cp := r.Checkpoint
 	cp.WantRestore = !o.NoRestore
+	cp.DumpLog = h.dumpLog
 	if h.bench != nil {
 		r.Findings = append(r.Findings, benchFinding(h.bench))
 	}
@@ -444,6 +445,8 @@ type checkpointEvents struct {
 	saved    *images.Set
 	saveErr  error
 	bench    *agentapi.BenchResult
+	// dumpLog is where CRIU's log of a failed dump was kept.
+	dumpLog string
 }
 
 func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
@@ -470,6 +473,18 @@ func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
 		if err := v.Send(agentapi.HostMessage{Kind: agentapi.HostImagesSaved, Saved: &answer}); err != nil {
 			return fmt.Errorf("tell the guest whether the images were saved: %w", err)
 		}
+	case agentapi.ResultDumpLog:
+		var l agentapi.DumpLog
+		if err := json.Unmarshal(ev.Data, &l); err != nil {
+			return fmt.Errorf("read the dump log from the guest: %w", err)
+		}
+		p, err := images.WriteDumpLog(h.dir, []byte(l.Text))
+		if err != nil {
+			h.p.printf("could not keep CRIU's dump log: %v", err)
+			return nil
+		}
+		h.dumpLog = p
+		h.p.printf("CRIU's dump log is in %s", p)
 	case agentapi.ResultBench:
 		h.bench = &agentapi.BenchResult{}
 		if err := json.Unmarshal(ev.Data, h.bench); err != nil {

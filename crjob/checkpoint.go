@@ -292,6 +292,7 @@ func (j *cpJob) dump(ctx context.Context, cr CRIU, do criu.DumpOpts, expect bool
 	j.r.Findings = append(j.r.Findings, predictionFinding(plan, expect, err))
 	if err != nil {
 		criuFailure(j.cp, err)
+		j.sendDumpLog(err)
 		j.cp.FailureSignature, j.cp.PredictedBy = predictedCause(plan, err)
 		running := j.thawed(probe)
 		j.cp.WorkloadRunning = &running

@@ -104,6 +104,10 @@ func (j *cpJob) start(ctx context.Context) (*reports.Finding, error) {
 		f.Summary = fmt.Sprintf("the workload %s exited right after it started (%s): there is nothing to checkpoint", j.w.Name, st)
 		j.cp.InitExit = &reports.ExitStatus{Code: st.Code, Signal: int(st.Signal)}
 		f.Evidence = append(f.Evidence, fmt.Sprintf("container init %d: %s", ctr.PID(), st))
+		if out := initOutput(ctr); len(out) > 0 {
+			j.cp.InitOutput = out
+			f.Evidence = append(f.Evidence, "its output ends with: "+strings.Join(out, " | "))
+		}
 	}
 	if j.w.CallsSetsid {
 		f.Evidence = append(f.Evidence,

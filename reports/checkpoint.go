@@ -47,6 +47,12 @@ type Checkpoint struct {
 	// InitExit is how the container init ended when the workload died
 	// before it could be checkpointed.
 	InitExit *ExitStatus `json:"init_exit,omitempty"`
+	// InitOutput is the end of what that init wrote to its stdout and
+	// stderr, one line each.
+	InitOutput []string `json:"init_output,omitempty"`
+	// DumpLog is where the host keeps CRIU's log of a failed dump, beside
+	// the images directory the checkpoint would have filled.
+	DumpLog string `json:"dump_log,omitempty"`
 	// Refusals are the steps kata-cr would not take, with the findings
 	// that made it refuse: a restart that would lose the workload's state
 	// and still leave the dump failing, a dump CRIU could only give up on

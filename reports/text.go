@@ -286,6 +286,15 @@ func writeCheckpoint(b *bytes.Buffer, s textStyle, c *Checkpoint) {
 	if c.Error != "" {
 		fmt.Fprintf(b, "  %s %s\n", s.paint("error:", color.FgRed, color.Bold), c.Error)
 	}
+	if len(c.InitOutput) > 0 {
+		fmt.Fprintf(b, "  the init's last output:\n")
+		for _, l := range c.InitOutput {
+			fmt.Fprintf(b, "    | %s\n", l)
+		}
+	}
+	if c.DumpLog != "" {
+		fmt.Fprintf(b, "  CRIU's dump log: %s\n", c.DumpLog)
+	}
 	if len(c.Explanations) > 0 {
 		fmt.Fprintf(b, "  explanations:\n")
 		writeExplanations(b, s, c.Explanations, "    ")
