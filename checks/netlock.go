@@ -18,8 +18,11 @@ const criuFeatureNFTablesLock = "network_lock_nftables"
 // nf_tables with --network-lock nftables. Method is empty when neither
 // works here; Evidence says how it was chosen.
 type netLock struct {
-	Method   criuopt.NetworkLock
-	Evidence []string
+	Method criuopt.NetworkLock
+	// DefaultWorks says CRIU's default lock, iptables, is here
+	// (iptables-restore on PATH): the dump needs no --network-lock.
+	DefaultWorks bool
+	Evidence     []string
 }
 
 type netLockKey struct{}
@@ -35,6 +38,8 @@ func planNetLock(ctx context.Context, env *Env) netLock {
 
 func chooseNetLock(ctx context.Context, env *Env) netLock {
 	var l netLock
+	ipt := sysLookTool("iptables-restore")
+	l.DefaultWorks = ipt != ""
 	ask := "criu check --feature " + criuFeatureNFTablesLock
 	if env.CRIU == nil {
 		l.Evidence = append(l.Evidence, "no criu to ask about the nftables lock: "+env.CRIUMissing)
@@ -45,6 +50,9 @@ func chooseNetLock(ctx context.Context, env *Env) netLock {
 		case err == nil && ok:
 			l.Method = criuopt.NetworkLockNFTables
 			l.Evidence = append(l.Evidence, ask+": "+detail)
+			if ipt == "" {
+				l.Evidence = append(l.Evidence, "iptables-restore: not found on PATH: CRIU's default lock, iptables, would fail")
+			}
 			return l
 		case err == nil:
 			l.Evidence = append(l.Evidence, ask+": not supported: "+detail)
@@ -54,9 +62,9 @@ func chooseNetLock(ctx context.Context, env *Env) netLock {
 			l.Evidence = append(l.Evidence, ask+": "+err.Error())
 		}
 	}
-	if p := sysLookTool("iptables-restore"); p != "" {
+	if ipt != "" {
 		l.Method = criuopt.NetworkLockIPTables
-		l.Evidence = append(l.Evidence, "iptables-restore: "+p)
+		l.Evidence = append(l.Evidence, "iptables-restore: "+ipt)
 		return l
 	}
 	l.Evidence = append(l.Evidence, "iptables-restore: not found on PATH")

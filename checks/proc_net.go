@@ -323,31 +323,33 @@ func checkProcTCP(ctx context.Context, env *Env, t *procTree) []reports.Finding 
 }
 
 // procTCPFindings are the findings for established connections: the
-// options that dump them, with the network lock this machine has, and
-// (when judged) a second failure when it has none, which no option works
-// around.
+// connections themselves (--tcp-established), and, when judged, the lock
+// CRIU holds them with: a second finding when CRIU's default lock,
+// iptables, is missing here, fixed with the nftables lock this CRIU has or
+// by nothing. Two findings, so that CRIU confirms each (--prove).
 func procTCPFindings(connected int, ev []string, lock netLock, judged bool) []reports.Finding {
-	opts := criuopt.Set{TCPEstablished: true, NetworkLock: lock.Method}
-	how := "--network-lock " + string(lock.Method)
-	if lock.Method == criuopt.NetworkLockNFTables {
-		how += " (this CRIU supports it)"
-	}
 	f := reports.Finding{Status: reports.Fail, Evidence: append(slices.Clone(ev), lock.Evidence...),
 		Summary: fmt.Sprintf("%s in the tree: CRIU: \"Connected TCP socket, consider using --tcp-established option\"", procN(connected, "established TCP connection", "established TCP connections")),
-		Fix: &reports.Fix{Description: "dump and restore with --tcp-established, the connections locked with " + how +
-			" (CRIU repairs the connections; the peer must keep them and the addresses must be the same on restore)",
-			CRIU: opts, Restore: criuopt.Set{TCPEstablished: true},
+		Fix: &reports.Fix{Description: "dump and restore with --tcp-established (CRIU repairs the connections; the peer must keep them and the addresses must be the same on restore)",
+			CRIU: criuopt.Set{TCPEstablished: true}, Restore: criuopt.Set{TCPEstablished: true},
 			AutoFixable: true, Fixer: FixerIDCRIUOption}}
-	if lock.Method != "" {
+	switch {
+	case !judged:
+		f.Fix.Description += ", with a network lock that works where CRIU runs (--network-lock nftables, or iptables)"
+		return []reports.Finding{f}
+	case lock.Method == "":
+		return []reports.Finding{f, {Status: reports.Fail, Evidence: lock.Evidence,
+			Summary: "no network lock to dump TCP connections with: this CRIU has no nftables lock and there is no iptables-restore: CRIU: \"Iptables configuration failed\"",
+			Fix: &reports.Fix{Description: "use a CRIU built with libnftables on a kernel with nf_tables (criu check --feature " + criuFeatureNFTablesLock +
+				"), or put iptables in the guest (apt-get install iptables), or close the connections before dumping"}}}
+	case lock.DefaultWorks:
+		// CRIU's default would do; the plan names the lock it uses.
+		f.Fix.CRIU.NetworkLock = lock.Method
+		f.Fix.Description += "; the connections are locked with --network-lock " + string(lock.Method)
 		return []reports.Finding{f}
 	}
-	if !judged {
-		f.Fix.Description = "dump and restore with --tcp-established, with a network lock that works where CRIU runs (--network-lock nftables, or iptables)"
-		return []reports.Finding{f}
-	}
-	f.Fix.Description = "dump and restore with --tcp-established, once CRIU has a network lock (see the other process.tcp finding)"
 	return []reports.Finding{f, {Status: reports.Fail, Evidence: lock.Evidence,
-		Summary: "no network lock to dump TCP connections with: this CRIU has no nftables lock and there is no iptables-restore: CRIU: \"Iptables configuration failed\"",
-		Fix: &reports.Fix{Description: "use a CRIU built with libnftables on a kernel with nf_tables (criu check --feature " + criuFeatureNFTablesLock +
-			"), or put iptables in the guest (apt-get install iptables), or close the connections before dumping"}}}
+		Summary: "the TCP connections need a network lock, and CRIU's default one, iptables, is not here: CRIU: \"Iptables configuration failed\"",
+		Fix: &reports.Fix{Description: "dump with --network-lock " + string(lock.Method) + ", which this CRIU supports (criu check --feature " + criuFeatureNFTablesLock + ")",
+			CRIU: criuopt.Set{NetworkLock: lock.Method}, AutoFixable: true, Fixer: FixerIDCRIUOption}}}
 }
