@@ -254,3 +254,26 @@ func TestImageBuild(t *testing.T) {
 	}
 	t.Log(strings.TrimSpace(stdout))
 }
+
+// TestGuestDoctorOneScreen: the README's first doctor command (`doctor
+// --fix`, text) fits on one screen when nothing is wrong, and --all shows
+// every finding.
+func TestGuestDoctorOneScreen(t *testing.T) {
+	needGuest(t, "6.1")
+	code, stdout, stderr := runKataCR("doctor", "--fix", "--kernel-version", "6.1", "--timeout", "5m")
+	if code != ExitOK {
+		t.Fatalf("doctor --fix: exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	t.Logf("%d lines:\n%s", len(lines), stdout)
+	if len(lines) > 30 {
+		t.Errorf("the default report is %d lines, want at most 30", len(lines))
+	}
+	if strings.Contains(stdout, "PASS  kernel.") {
+		t.Error("passing findings listed one by one without --all")
+	}
+	code, all, _ := runKataCR("doctor", "--fix", "--all", "--kernel-version", "6.1", "--timeout", "5m")
+	if code != ExitOK || !strings.Contains(all, "PASS  kernel.CHECKPOINT_RESTORE") {
+		t.Errorf("--all: exit %d, CHECKPOINT_RESTORE not listed:\n%s", code, all)
+	}
+}

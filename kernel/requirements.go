@@ -120,6 +120,8 @@ var requirements = []Requirement{
 		Breaks: "criu cannot restore bridge devices"},
 	{Option: "BINFMT_MISC", Level: reports.Optional, Title: "Kernel support for MISC binaries", Module: "binfmt_misc",
 		Breaks: "criu cannot restore binfmt_misc mounts"},
+	{Option: "AUTOFS_FS", Level: reports.Optional, Title: "Kernel automounter support", Module: "autofs4",
+		Breaks: "criu cannot dump or restore autofs mounts, and criu check --experimental fails (\"failed to mount autofs\")"},
 	{Option: "IA32_EMULATION", Level: reports.Optional, Title: "IA32 Emulation", Arches: []string{"x86_64"},
 		Breaks: "32-bit processes cannot run, so criu cannot dump them"},
 	{Option: "USERFAULTFD", Level: reports.Optional, Title: "Enable userfaultfd() system call",

@@ -336,3 +336,27 @@ func TestTerminalSafe(t *testing.T) {
 		t.Error("rendering changed the report")
 	}
 }
+
+// TestActionsGrouped: a run of actions the same fixer applied is one line
+// by default; --all lists each.
+func TestActionsGrouped(t *testing.T) {
+	r := New("doctor", "test")
+	for _, m := range []string{"unix_diag", "inet_diag", "tcp_diag", "udp_diag"} {
+		r.Actions = append(r.Actions, Action{Fixer: "load-module", Finding: "kernel." + m, Applied: true, Summary: "loaded module " + m})
+	}
+	r.Actions = append(r.Actions, Action{Fixer: "loopback-up", Finding: "system.loopback", Applied: true, Summary: "brought lo up"})
+	r.Finish()
+	count := func(opts Options) int {
+		var b bytes.Buffer
+		if err := Render(&b, r, opts); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(b.String(), "  applied ")
+	}
+	if n := count(Options{Format: Text}); n != 2 {
+		t.Errorf("default text: %d action lines, want 2 (the four load-module actions as one)", n)
+	}
+	if n := count(Options{Format: Text, All: true}); n != 5 {
+		t.Errorf("--all: %d action lines, want 5", n)
+	}
+}

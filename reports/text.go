@@ -112,7 +112,18 @@ func renderText(w io.Writer, r *Report, opts Options) error {
 	if len(r.Actions) > 0 {
 		section()
 		fmt.Fprintf(&b, "%s\n", s.bold("actions:"))
-		for _, a := range r.Actions {
+		for i := 0; i < len(r.Actions); i++ {
+			a := r.Actions[i]
+			if n := sameActions(r.Actions[i:]); !opts.All && n >= 3 {
+				var ids []string
+				for _, x := range r.Actions[i : i+n] {
+					ids = append(ids, x.Finding)
+				}
+				fmt.Fprintf(&b, "  %s %s for %d findings: %s %s\n", s.outcome(actionOutcome(a)), a.Fixer, n,
+					strings.Join(ids, ", "), s.faint("(--all lists each)"))
+				i += n - 1
+				continue
+			}
 			name := string(a.Fixer)
 			if a.Finding != "" {
 				name += " (" + a.Finding + ")"
@@ -161,6 +172,20 @@ func writeOut(w io.Writer, data []byte) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// sameActions counts the actions at the head of as that the same fixer
+// took with the same outcome, without an error or a command to show: a run
+// of them is one line in the default text report.
+func sameActions(as []Action) int {
+	n := 0
+	for _, a := range as {
+		if a.Fixer != as[0].Fixer || a.Applied != as[0].Applied || a.Error != "" || len(a.Command) > 0 {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // writeCounts sums up the passing findings fs in one line per category,
