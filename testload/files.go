@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,49 +67,97 @@ func init() {
 		ModeGhost, []string{"8388608", "sparse"}, verifyGhost))
 	container.Register(NewWorkload("fifo", "a FIFO with data in it and a device node, made in the container's files and held open ("+Name+" "+ModeFIFO+")",
 		ModeFIFO, nil, verifyFIFO))
+	Register(Mode{Name: ModeFiles, Description: "the fifo, ghost (2 MiB) and inotify-removed (fd link) scenarios in one process", Run: runFiles})
+	container.Register(NewWorkload("files", "a FIFO and a device node, a deleted 2 MiB file and an inotify watch on a removed file linked elsewhere, in one process ("+Name+" "+ModeFiles+")",
+		ModeFiles, nil, verifyFiles))
 }
 
-func runInotifyRemoved(ctx context.Context, s *State, args []string) error {
-	for _, a := range args {
-		if a != "fd" && a != "link" {
-			return fmt.Errorf("unknown word %q: want fd or link", a)
-		}
-	}
-	if err := os.WriteFile(WatchedFile, []byte("watched\n"), 0o644); err != nil {
-		return err
-	}
-	if slices.Contains(args, "fd") {
-		f, err := os.Open(WatchedFile)
+// ModeFiles sets up the fifo, a 2 MiB ghost and inotify-removed (fd link)
+// in one process, so that one checkpoint tries all of them.
+const ModeFiles = "files"
+
+func runFiles(ctx context.Context, s *State, _ []string) error {
+	var kv []string
+	for _, setup := range []func() ([]string, error){
+		setupFIFO,
+		func() ([]string, error) { return setupGhost([]string{"2097152"}) },
+		func() ([]string, error) { return setupInotifyRemoved([]string{"fd", "link"}) },
+	} {
+		more, err := setup()
 		if err != nil {
 			return err
 		}
-		defer runtime.KeepAlive(f)
+		kv = append(kv, more...)
+	}
+	if err := s.Ready(kv...); err != nil {
+		return err
+	}
+	return Hold(ctx)
+}
+
+// verifyFiles runs the verifications of the scenarios of ModeFiles.
+func verifyFiles(ctx context.Context, p container.Probe, before, now container.State) (string, error) {
+	var msgs []string
+	for _, v := range []Verifier{verifyFIFO, verifyGhost, verifyInotify} {
+		m, err := v(ctx, p, before, now)
+		if err != nil {
+			return "", err
+		}
+		msgs = append(msgs, m)
+	}
+	return strings.Join(msgs, "; "), nil
+}
+
+func runInotifyRemoved(ctx context.Context, s *State, args []string) error {
+	kv, err := setupInotifyRemoved(args)
+	if err != nil {
+		return err
+	}
+	if err := s.Ready(kv...); err != nil {
+		return err
+	}
+	return Hold(ctx)
+}
+
+// setupInotifyRemoved makes WatchedFile, watches it, removes its name and
+// returns the state to record. The files it opens stay open.
+func setupInotifyRemoved(args []string) ([]string, error) {
+	for _, a := range args {
+		if a != "fd" && a != "link" {
+			return nil, fmt.Errorf("unknown word %q: want fd or link", a)
+		}
+	}
+	if err := os.WriteFile(WatchedFile, []byte("watched\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if slices.Contains(args, "fd") {
+		fd, err := unix.Open(WatchedFile, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", WatchedFile, err)
+		}
+		_ = fd // held until the process ends
 	}
 	if slices.Contains(args, "link") {
 		_ = os.Remove(WatchedFile + ".link")
 		if err := os.Link(WatchedFile, WatchedFile+".link"); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
 	if err != nil {
-		return fmt.Errorf("inotify_init1: %w", err)
+		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
-	defer unix.Close(ifd)
 	if _, err := unix.InotifyAddWatch(ifd, WatchedFile, unix.IN_MODIFY|unix.IN_ATTRIB|unix.IN_CLOSE_WRITE); err != nil {
-		return fmt.Errorf("watch %s: %w", WatchedFile, err)
+		return nil, fmt.Errorf("watch %s: %w", WatchedFile, err)
 	}
 	if err := os.Remove(WatchedFile); err != nil {
-		return err
+		return nil, err
 	}
 	n, err := inotifyWatches("/proc/self/fdinfo/" + strconv.Itoa(ifd))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := s.Ready("inotify_fd", strconv.Itoa(ifd), KeyWatches, strconv.Itoa(n)); err != nil {
-		return err
-	}
-	return Hold(ctx)
+	return []string{"inotify_fd", strconv.Itoa(ifd), KeyWatches, strconv.Itoa(n)}, nil
 }
 
 // inotifyWatches counts the watches in an inotify fd's fdinfo.
@@ -137,53 +184,76 @@ func verifyInotify(_ context.Context, p container.Probe, before, _ container.Sta
 }
 
 func runGhost(ctx context.Context, s *State, args []string) error {
-	if len(args) == 0 || len(args) > 2 || (len(args) == 2 && args[1] != "sparse") {
-		return errors.New("want SIZE [sparse]")
-	}
-	size, err := strconv.ParseInt(args[0], 10, 64)
-	if err != nil || size < ghostSparseData {
-		return fmt.Errorf("size %q: want a number of bytes of at least %d", args[0], ghostSparseData)
-	}
-	f, err := os.OpenFile(GhostFile, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	kv, err := setupGhost(args)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	data := size
-	if len(args) == 2 {
-		data = ghostSparseData
-		if err := f.Truncate(size); err != nil {
-			return err
-		}
-	}
-	if _, err := io.CopyN(f, rand.Reader, data); err != nil {
-		return fmt.Errorf("write %s: %w", GhostFile, err)
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := os.Remove(GhostFile); err != nil {
-		return err
-	}
-	sum, st, err := fileDigest(f)
-	if err != nil {
-		return err
-	}
-	if err := s.Ready(KeyGhostFD, strconv.Itoa(int(f.Fd())), KeyGhostSize, strconv.FormatInt(st.Size, 10),
-		KeyGhostBytes, strconv.FormatInt(st.Blocks*512, 10), KeyGhostSHA256, sum); err != nil {
+	if err := s.Ready(kv...); err != nil {
 		return err
 	}
 	return Hold(ctx)
 }
 
+// setupGhost makes GhostFile of the size args give, holds it open, deletes
+// it and returns the state to record.
+func setupGhost(args []string) ([]string, error) {
+	if len(args) == 0 || len(args) > 2 || (len(args) == 2 && args[1] != "sparse") {
+		return nil, errors.New("want SIZE [sparse]")
+	}
+	size, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil || size < ghostSparseData {
+		return nil, fmt.Errorf("size %q: want a number of bytes of at least %d", args[0], ghostSparseData)
+	}
+	// Held until the process ends: a raw fd, which no finalizer closes.
+	fd, err := unix.Open(GhostFile, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", GhostFile, err)
+	}
+	data := size
+	if len(args) == 2 {
+		data = ghostSparseData
+		if err := unix.Ftruncate(fd, size); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := io.CopyN(rawFD(fd), rand.Reader, data); err != nil {
+		return nil, fmt.Errorf("write %s: %w", GhostFile, err)
+	}
+	if err := unix.Fsync(fd); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(GhostFile); err != nil {
+		return nil, err
+	}
+	sum, st, err := fileDigest(fd)
+	if err != nil {
+		return nil, err
+	}
+	return []string{KeyGhostFD, strconv.Itoa(fd), KeyGhostSize, strconv.FormatInt(st.Size, 10),
+		KeyGhostBytes, strconv.FormatInt(st.Blocks*512, 10), KeyGhostSHA256, sum}, nil
+}
+
+// rawFD reads and writes a file descriptor it does not own.
+type rawFD int
+
+func (fd rawFD) Write(b []byte) (int, error) { return unix.Write(int(fd), b) }
+
+func (fd rawFD) ReadAt(b []byte, off int64) (int, error) {
+	n, err := unix.Pread(int(fd), b, off)
+	if err == nil && n < len(b) {
+		err = io.EOF
+	}
+	return max(n, 0), err
+}
+
 // fileDigest hashes an open file's content from its start.
-func fileDigest(f *os.File) (string, unix.Stat_t, error) {
+func fileDigest(fd int) (string, unix.Stat_t, error) {
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return "", st, err
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, st.Size)); err != nil {
+	if _, err := io.Copy(h, io.NewSectionReader(rawFD(fd), 0, st.Size)); err != nil {
 		return "", st, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), st, nil
@@ -205,7 +275,7 @@ func verifyGhost(_ context.Context, p container.Probe, before, _ container.State
 		return "", fmt.Errorf("open the restored ghost file: %w", err)
 	}
 	defer f.Close()
-	sum, st, err := fileDigest(f)
+	sum, st, err := fileDigest(int(f.Fd()))
 	if err != nil {
 		return "", fmt.Errorf("read the restored ghost file: %w", err)
 	}
@@ -216,33 +286,41 @@ func verifyGhost(_ context.Context, p container.Probe, before, _ container.State
 }
 
 func runFIFO(ctx context.Context, s *State, _ []string) error {
-	_ = os.Remove(FIFOFile)
-	_ = os.Remove(DeviceFile)
-	if err := unix.Mkfifo(FIFOFile, 0o600); err != nil {
-		return fmt.Errorf("mkfifo %s: %w", FIFOFile, err)
-	}
-	// Open for reading and writing, a FIFO opens at once and keeps the
-	// data written to it.
-	fifo, err := os.OpenFile(FIFOFile, os.O_RDWR, 0)
+	kv, err := setupFIFO()
 	if err != nil {
 		return err
 	}
-	defer fifo.Close()
-	if _, err := fifo.WriteString(FIFOData); err != nil {
-		return fmt.Errorf("write to %s: %w", FIFOFile, err)
-	}
-	if err := unix.Mknod(DeviceFile, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
-		return fmt.Errorf("mknod %s: %w", DeviceFile, err)
-	}
-	dev, err := os.OpenFile(DeviceFile, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	defer dev.Close()
-	if err := s.Ready("fifo_fd", strconv.Itoa(int(fifo.Fd())), "device_fd", strconv.Itoa(int(dev.Fd()))); err != nil {
+	if err := s.Ready(kv...); err != nil {
 		return err
 	}
 	return Hold(ctx)
+}
+
+// setupFIFO makes FIFOFile and DeviceFile, holds both open with FIFOData
+// waiting in the FIFO, and returns the state to record.
+func setupFIFO() ([]string, error) {
+	_ = os.Remove(FIFOFile)
+	_ = os.Remove(DeviceFile)
+	if err := unix.Mkfifo(FIFOFile, 0o600); err != nil {
+		return nil, fmt.Errorf("mkfifo %s: %w", FIFOFile, err)
+	}
+	// Open for reading and writing, a FIFO opens at once and keeps the
+	// data written to it.
+	fifo, err := unix.Open(FIFOFile, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", FIFOFile, err)
+	}
+	if _, err := unix.Write(fifo, []byte(FIFOData)); err != nil {
+		return nil, fmt.Errorf("write to %s: %w", FIFOFile, err)
+	}
+	if err := unix.Mknod(DeviceFile, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		return nil, fmt.Errorf("mknod %s: %w", DeviceFile, err)
+	}
+	dev, err := unix.Open(DeviceFile, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", DeviceFile, err)
+	}
+	return []string{"fifo_fd", strconv.Itoa(fifo), "device_fd", strconv.Itoa(dev)}, nil
 }
 
 // verifyFIFO checks that the FIFO and the device node are in the restored
