@@ -459,7 +459,7 @@ func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
 	}
 	switch ev.Stage {
 	case agentapi.ResultImages:
-		h.saved, h.saveErr = saveImages(h.ctx, v, h.dir, ev.Data, h.includes, h.bundle)
+		h.saved, h.saveErr = saveImages(h.ctx, v, h.dir, ev.Data, h.includes, h.bundle, h.p)
 		answer := agentapi.ImagesSaved{OK: h.saveErr == nil}
 		if h.saveErr != nil {
 			answer.Error = h.saveErr.Error()
@@ -530,7 +530,7 @@ var writeImages = func(dir string, m images.Manifest, r io.Reader) (*images.Set,
 // saveImages writes the images the agent announced with data and streams
 // on the data channel into dir. On failure it keeps draining the channel,
 // so that the agent finishes sending and reads the answer.
-func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, includes []images.Include, bundle *bundleJob) (*images.Set, error) {
+func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, includes []images.Include, bundle *bundleJob, p *progress) (*images.Set, error) {
 	var ir agentapi.ImagesReady
 	if err := json.Unmarshal(data, &ir); err != nil {
 		return nil, fmt.Errorf("read the images' manifest from the guest: %w", err)
@@ -544,7 +544,7 @@ func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, include
 	if bundle != nil {
 		bundle.record(&ir.Manifest)
 	}
-	set, err := writeImages(dir, ir.Manifest, conn)
+	set, err := writeImages(dir, ir.Manifest, &progressReader{r: conn, total: ir.Bytes, what: "copying the images", p: p})
 	if err != nil {
 		// The rest of the stream is of no use; reading it ends when the
 		// guest stops and its channel closes.

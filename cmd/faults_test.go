@@ -172,7 +172,7 @@ func startKataCR(t *testing.T, tmp, stage string, args ...string) (*exec.Cmd, <-
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	rest := make(chan string, 1)
-	reached := make(chan struct{})
+	reached := make(chan bool, 1)
 	go func() {
 		var all strings.Builder
 		sc := bufio.NewScanner(stderr)
@@ -181,21 +181,21 @@ func startKataCR(t *testing.T, tmp, stage string, args ...string) (*exec.Cmd, <-
 			all.WriteString(sc.Text() + "\n")
 			if !seen && strings.Contains(sc.Text(), stage) {
 				seen = true
-				close(reached)
+				reached <- true
 			}
 		}
 		if !seen {
-			close(reached)
+			reached <- false
 		}
 		rest <- all.String()
 	}()
 	select {
-	case <-reached:
+	case ok := <-reached:
+		if !ok {
+			t.Fatalf("kata-cr ended before %q: %s", stage, <-rest)
+		}
 	case <-time.After(4 * time.Minute):
 		t.Fatalf("kata-cr never reached %q", stage)
-	}
-	if cmd.ProcessState != nil || syscall.Kill(cmd.Process.Pid, 0) != nil {
-		t.Fatalf("kata-cr ended before %q: %s", stage, <-rest)
 	}
 	return cmd, rest
 }
@@ -300,4 +300,58 @@ func TestFaultCRIUKilled(t *testing.T) {
 		t.Errorf("counter %q before the dump, %q after it failed: want it counting on", c.StateBefore["counter"], c.StateAfter["counter"])
 	}
 	notComplete(t, dir)
+}
+
+// TestFaultQemuKilledDuringCopy: the guest dies while it streams the
+// images to the host. The half-received checkpoint never looks complete.
+func TestFaultQemuKilledDuringCopy(t *testing.T) {
+	needGuest(t, "6.1")
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "images")
+	code, _, stderr := killQemuAt(t, func(ev agentapi.Event) bool {
+		return ev.Kind == agentapi.EventResult && ev.Stage == agentapi.ResultImages
+	}, "checkpoint", "counter", "--auto-fix", "--no-restore", "--images-dir", dir)
+	if code == ExitOK {
+		t.Fatalf("exit 0 although the guest died while sending the images: %s", stderr)
+	}
+	notComplete(t, dir)
+	if left, _ := filepath.Glob(filepath.Join(parent, "*partial*")); len(left) > 0 {
+		t.Errorf("partial directories left: %v", left)
+	}
+}
+
+// TestFaultKataCRInterruptedDuringRestore: Ctrl-C while guest B restores.
+// The checkpoint saved before stays complete and verifiable, and no qemu
+// is left.
+func TestFaultKataCRInterruptedDuringRestore(t *testing.T) {
+	needGuest(t, "6.1")
+	tmp, err := os.MkdirTemp("", "kcrf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	dir := filepath.Join(t.TempDir(), "images")
+	cmd, rest := startKataCR(t, tmp, "guest: waiting for the images", "checkpoint", "counter", "--auto-fix", "--images-dir", dir)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("kata-cr did not end within a minute of SIGINT")
+	}
+	stderr := <-rest
+	noQemuLeft(t, tmp)
+	if code := cmd.ProcessState.ExitCode(); code == ExitOK {
+		t.Errorf("exit 0 after an interrupted restore: %s", stderr)
+	}
+	set, err := images.Open(dir)
+	if err != nil {
+		t.Fatalf("the checkpoint saved before the interrupt does not open: %v", err)
+	}
+	if err := set.VerifyFiles(); err != nil {
+		t.Errorf("the checkpoint saved before the interrupt is damaged: %v", err)
+	}
 }

@@ -175,11 +175,64 @@ type progress struct {
 	w       io.Writer
 	on      bool
 	verbose bool
-	start   time.Time
+	// term is a terminal on stderr: only there a bar redraws itself.
+	term  bool
+	start time.Time
+	// lastBar is when the bar was last drawn.
+	lastBar time.Time
 }
 
 func newProgress(deps *Deps, verbose bool) *progress {
-	return &progress{w: deps.Stderr, on: verbose || deps.IsTerminal(deps.Stderr), verbose: verbose, start: time.Now()}
+	term := deps.IsTerminal(deps.Stderr)
+	return &progress{w: deps.Stderr, on: verbose || term, verbose: verbose, term: term, start: time.Now()}
+}
+
+// bar draws, on a terminal only, how much of total bytes of what is done,
+// at most five times a second and once more when it is complete.
+func (p *progress) bar(what string, done, total int64) {
+	if !p.term || total <= 0 {
+		return
+	}
+	finished := done >= total
+	if !finished && time.Since(p.lastBar) < 200*time.Millisecond {
+		return
+	}
+	p.lastBar = time.Now()
+	frac := min(float64(done)/float64(total), 1)
+	const width = 30
+	fill := int(frac * width)
+	end := ""
+	if finished {
+		end = "\n"
+	}
+	fmt.Fprintf(p.w, "\rkata-cr: [%6.1fs] %s [%s%s] %3.0f%% %s of %s%s", time.Since(p.start).Seconds(), what,
+		strings.Repeat("#", fill), strings.Repeat(".", width-fill), frac*100, humanBytes(done), humanBytes(total), end)
+}
+
+// humanBytes writes n in KiB or MiB.
+func humanBytes(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", float64(n)/1024)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// progressReader draws a bar of what was read through it.
+type progressReader struct {
+	r     io.Reader
+	n     int64
+	total int64
+	what  string
+	p     *progress
+}
+
+func (c *progressReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	if c.p != nil {
+		c.p.bar(c.what, min(c.n, c.total), c.total)
+	}
+	return n, err
 }
 
 func (p *progress) printf(format string, args ...any) {

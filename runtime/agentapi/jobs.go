@@ -69,6 +69,8 @@ type RestoreOptions struct {
 // which the host computes) that follow on the DataPort as a tar stream.
 type ImagesReady struct {
 	Manifest images.Manifest `json:"manifest"`
+	// Bytes is the size of the files that follow, for progress.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // BenchResult is the Data of the result event of a checkpoint job with

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
@@ -118,7 +119,7 @@ func (s *Session) SendImages(m images.Manifest, dir string) (agentapi.ImagesSave
 	if err != nil {
 		return agentapi.ImagesSaved{}, fmt.Errorf("open the data port to send the images: %w", err)
 	}
-	if err := s.Result(agentapi.ResultImages, agentapi.ImagesReady{Manifest: m}); err != nil {
+	if err := s.Result(agentapi.ResultImages, agentapi.ImagesReady{Manifest: m, Bytes: dirBytes(dir)}); err != nil {
 		return agentapi.ImagesSaved{}, fmt.Errorf("announce the images to the host: %w", err)
 	}
 	if err := images.WriteTar(port, dir); err != nil {
@@ -226,6 +227,20 @@ func (s *Session) dataPort() (io.ReadWriter, error) {
 	}
 	s.data = f
 	return f, nil
+}
+
+// dirBytes is the size of the regular files below dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // ExtraFiles maps the files the image carries for --include into the
