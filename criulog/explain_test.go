@@ -54,6 +54,8 @@ func TestFixtures(t *testing.T) {
 			[]string{"Process 206 (pid 1 inside the container)", "setsid", "Wrapping a child", "4.1.0"}},
 		// kata-cr checkpoint nested-pidns --runtime-setsid --auto-fix, Debian 6.1, CRIU 3.17.1.
 		{"dump-nested-pidns.log", []string{"nested-pidns"}, 4, []string{"Process 197", "CLONE_NEWPID", "refuses to restart"}},
+		// The first proof of kata-cr checkpoint vfork --runtime-setsid --auto-fix --prove: CRIU's --timeout 5.
+		{"dump-vfork.log", []string{"seize-timeout", "unseizable-task"}, 4, []string{"state D", "vfork"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.log, func(t *testing.T) {
@@ -91,7 +93,8 @@ var signatureCases = []struct {
 	{"Error (criu/cr-restore.c:2146): The root process 42 is not a session leader. Consider using --shell-job option", "not-session-leader-on-restore", "--shell-job"},
 	{"Error (criu/namespaces.c:1071): Can't dump a pid namespace without the process init", "pidns-without-init", "pid 1"},
 	{"Error (criu/namespaces.c:463): Can't dump nested pid namespace for 197", "nested-pidns", "Process 197 lives in a pid namespace of its own"},
-	{"Error (compel/src/lib/infect.c:300): Unseizable non-zombie 211 found, state D, err -1/4", "unseizable-task", "task 211"},
+	{"Error (criu/cr-dump.c:1739): Timeout reached. Try to interrupt: 0", "seize-timeout", "vfork"},
+	{"Error (compel/src/lib/infect.c:234): Unseizable non-zombie 211 found, state D, err -1/4", "unseizable-task", "task 211"},
 	{"Error (criu/sockets.c:540): sockets: Can't get 1:16 opt: Operation not supported", "inet-sockopt-6.16", "socket option 1:16"},
 	{"Error (criu/sockets.c:209): sockets: Diag module missing (-2)", "sock-diag-missing", "netlink_diag"},
 	{"Error: Could not process rule: Operation not supported", "nftables-missing", "nf_tables"},

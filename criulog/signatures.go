@@ -71,6 +71,15 @@ var Signatures = []Signature{
 		Findings: []string{"process.pidns"},
 	},
 	{
+		ID:      "seize-timeout",
+		Pattern: regexp.MustCompile(`Timeout reached\. Try to interrupt`),
+		Cause: "CRIU's --timeout ran out before it could stop every task of the tree: a task in state D (a parent " +
+			"waiting in vfork() for its child, a task stuck on I/O) cannot be stopped. The next error names the task.",
+		Fix: "Checkpoint once no task of the tree waits in state D: let a vfork child exec or exit. kata-cr predicts " +
+			"a pending vfork (process.vfork) and does not start that dump.",
+		Findings: []string{"process.vfork"},
+	},
+	{
 		ID:      "unseizable-task",
 		Pattern: regexp.MustCompile(`Unseizable non-zombie (?P<pid>\d+) found, state (?P<state>\S+), err`),
 		Cause: "CRIU could not stop (seize) task ${pid} before its --timeout ran out: the task is in state ${state}. " +

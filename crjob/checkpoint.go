@@ -79,7 +79,7 @@ func (j *cpJob) run(ctx context.Context) error {
 	}
 	res := j.preflight(ctx)
 	probe := container.Probe{PID: j.ctr.PID()}
-	if j.refuseFix(res, probe) {
+	if j.refuseFix(ctx, res, probe) {
 		return nil
 	}
 	do, skipped, err := j.dumpOpts(res)
@@ -117,11 +117,13 @@ func (j *cpJob) run(ctx context.Context) error {
 		j.cp.Error = "no criu in the guest: " + j.env.CRIUMissing
 		return nil
 	}
-	if j.opts.Prove && j.fix {
-		j.r.Findings = append(j.r.Findings, j.prove(ctx, cr, res.Findings, do)...)
-	}
+	// A tree CRIU cannot seize is refused before the proofs of the
+	// options: each of their dumps would only wait for CRIU's timeout.
 	if j.refuseHang(ctx, cr, do, j.predicted(res), probe) {
 		return nil
+	}
+	if j.opts.Prove && j.fix {
+		j.r.Findings = append(j.r.Findings, j.prove(ctx, cr, res.Findings, do)...)
 	}
 	dumped, ok := j.dump(ctx, cr, do, j.expect(res), res.Plan, probe)
 	if !ok {

@@ -28,7 +28,7 @@ const (
 // refuseFix ends the job before the dump when a destructive fix was
 // refused (checks.Unmended): the workload is left as it runs, and the
 // report lists the blockers. It reports whether it did.
-func (j *cpJob) refuseFix(res checks.DoctorResult, probe container.Probe) bool {
+func (j *cpJob) refuseFix(ctx context.Context, res checks.DoctorResult, probe container.Probe) bool {
 	for _, a := range res.Actions {
 		if len(a.BlockedBy) > 0 {
 			j.cp.Refusals = append(j.cp.Refusals, reports.Refusal{Step: string(a.Fixer), BlockedBy: a.BlockedBy,
@@ -39,7 +39,7 @@ func (j *cpJob) refuseFix(res checks.DoctorResult, probe container.Probe) bool {
 		return false
 	}
 	j.r.Findings = append(j.r.Findings, res.Findings...)
-	j.refused(probe)
+	j.refused(ctx, probe)
 	return true
 }
 
@@ -58,13 +58,13 @@ func (j *cpJob) refuseHang(ctx context.Context, cr CRIU, do criu.DumpOpts, p *re
 	}
 	j.cp.Refusals = append(j.cp.Refusals, reports.Refusal{Step: "dump", BlockedBy: hang,
 		Reason: "CRIU cannot seize the tree: it would wait until its time limit and fail (" + strings.Join(hang, ", ") + ")"})
-	j.refused(probe)
+	j.refused(ctx, probe)
 	return true
 }
 
 // refused records a refusal: the error, the finding that fails the
-// checkpoint, whether the workload still runs.
-func (j *cpJob) refused(probe container.Probe) {
+// checkpoint, whether the workload still runs and its state as it runs on.
+func (j *cpJob) refused(ctx context.Context, probe container.Probe) {
 	var why []string
 	for _, r := range j.cp.Refusals {
 		why = append(why, fmt.Sprintf("refused %s: %s", r.Step, r.Reason))
@@ -72,6 +72,13 @@ func (j *cpJob) refused(probe container.Probe) {
 	j.cp.Error = strings.Join(why, "; ")
 	running := j.thawed(probe)
 	j.cp.WorkloadRunning = &running
+	if running && j.cp.StateBefore == nil {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if st, err := j.w.Snapshot(sctx, probe); err == nil {
+			j.cp.StateBefore = st
+		}
+		cancel()
+	}
 	f := reports.Finding{ID: "checkpoint.refused", Category: "checkpoint", Level: reports.Required, Status: reports.Fail,
 		Summary: j.cp.Error, Evidence: []string{fmt.Sprintf("the workload (pid %d) was left running as it was: %v", probe.PID, running)}}
 	j.r.Findings = append(j.r.Findings, f)
