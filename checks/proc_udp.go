@@ -72,24 +72,49 @@ func procTreeUDP(t *procTree, fdsOf map[*treeProc][]proc.FD) ([]procUDPSock, []s
 	return out, unreadable
 }
 
-// procUDPCorked reads UDP_CORK of a socket that process pid holds as fd,
-// from a copy of the fd (pidfd_getfd): the socket itself is untouched.
-func procUDPCorked(pid, fd int) (bool, error) {
+// procWithFD runs f on a copy (pidfd_getfd) of the fd that process pid
+// holds: what only the open file answers (socket options) is read there,
+// and the process's own fd is untouched.
+func procWithFD(pid, fd int, f func(dup int) error) error {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return false, fmt.Errorf("pidfd_open %d: %w", pid, err)
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
 	}
 	defer unix.Close(pidfd)
 	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return false, fmt.Errorf("pidfd_getfd %d fd %d: %w", pid, fd, err)
+		return fmt.Errorf("pidfd_getfd %d fd %d: %w", pid, fd, err)
 	}
 	defer unix.Close(dup)
-	v, err := unix.GetsockoptInt(dup, unix.IPPROTO_UDP, unix.UDP_CORK)
-	if err != nil {
-		return false, fmt.Errorf("getsockopt UDP_CORK of pid %d fd %d: %w", pid, fd, err)
+	return f(dup)
+}
+
+// procUDPCorked reads UDP_CORK of a socket that process pid holds as fd.
+func procUDPCorked(pid, fd int) (bool, error) {
+	var v int
+	err := procWithFD(pid, fd, func(dup int) error {
+		var err error
+		v, err = unix.GetsockoptInt(dup, unix.IPPROTO_UDP, unix.UDP_CORK)
+		if err != nil {
+			return fmt.Errorf("getsockopt UDP_CORK of pid %d fd %d: %w", pid, fd, err)
+		}
+		return nil
+	})
+	return v != 0, err
+}
+
+// procSkipPidfdGetfd turns a failure of pidfd_getfd into the skip a check
+// reports, or nil when it is another failure.
+func procSkipPidfdGetfd(err error, what string, ev []string) []reports.Finding {
+	switch {
+	case errors.Is(err, unix.ENOSYS):
+		return []reports.Finding{{Status: reports.Skip, Evidence: ev, Summary: what + " not checked",
+			Reason: "this kernel has no pidfd_getfd (Linux 5.6 and later) to read a socket's options through"}}
+	case errors.Is(err, unix.EPERM):
+		return []reports.Finding{{Status: reports.Skip, Evidence: ev, Summary: what + " not checked",
+			Reason: "pidfd_getfd was refused (it needs ptrace access to the tree): run kata-cr as root"}}
 	}
-	return v != 0, nil
+	return nil
 }
 
 // checkProcUDPCork finds UDP sockets with UDP_CORK set. CRIU refuses every
@@ -139,13 +164,8 @@ func checkProcUDPCork(_ context.Context, t *procTree) []reports.Finding {
 				"CRIU refuses a corked UDP socket even with nothing queued, and no option changes that"}}}
 	}
 	if failed != nil {
-		if errors.Is(failed, unix.ENOSYS) {
-			return []reports.Finding{{Status: reports.Skip, Evidence: ev, Summary: "UDP_CORK not checked",
-				Reason: "this kernel has no pidfd_getfd (Linux 5.6 and later) to read a socket's UDP_CORK through"}}
-		}
-		if errors.Is(failed, unix.EPERM) {
-			return []reports.Finding{{Status: reports.Skip, Evidence: ev, Summary: "UDP_CORK not checked",
-				Reason: "pidfd_getfd was refused (it needs ptrace access to the tree): run kata-cr as root"}}
+		if skip := procSkipPidfdGetfd(failed, "UDP_CORK", ev); skip != nil {
+			return skip
 		}
 		return []reports.Finding{{Status: reports.Warn, Evidence: ev,
 			Summary: fmt.Sprintf("could not read UDP_CORK of every UDP socket of the tree (%d)", len(socks))}}

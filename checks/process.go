@@ -62,6 +62,7 @@ func ProcessChecks() []Check {
 		procEnvCheck("process.unix-queued", reports.Required, "connections queued on listening unix sockets", checkProcUnixQueued),
 		procEnvCheck("process.tcp", reports.Required, "established TCP connections (--tcp-established)", checkProcTCP),
 		mk("process.udp-cork", reports.Required, "corked UDP sockets", checkProcUDPCork),
+		procEnvCheck("process.socket-protocols", reports.Required, "inet sockets of protocols CRIU dumps (not MPTCP)", checkProcSocketProtocols),
 		mk("process.inotify", reports.Recommended, "inotify watches", checkProcInotify),
 		mk("process.fanotify", reports.Recommended, "fanotify marks", checkProcFanotify),
 		mk("process.ptrace", reports.Required, "traced processes", checkProcPtrace),

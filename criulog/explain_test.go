@@ -126,6 +126,7 @@ var signatureCases = []struct {
 	{"Error (criu/files-reg.c:900): Can't dump ghost file /tmp/x of 1048577 size, increase limit", "ghost-limit", "/tmp/x (1048577 bytes)"},
 	{"Error (criu/netfilter.c:105): Iptables configuration failed", "network-lock-iptables", "--network-lock nftables"},
 	{"Error (criu/sk-tcp.c:77): tcp: Failed to lock TCP connection 26c9", "network-lock-iptables", "iptables"},
+	{"Error (criu/sk-inet.c:128): inet: Unsupported proto 262 for socket 26d5", "inet-proto-unsupported", "GODEBUG=multipathtcp=0"},
 	{"Error (criu/sk-inet.c:474): inet: Can't dump corked dgram socket 1a2b", "udp-corked", "inode 0x1a2b"},
 	{"Error (criu/files-reg.c:1042): Can't create link remap for /run/kata-cr-watched. Use link-remap option.", "link-remap", "holds /run/kata-cr-watched open"},
 	{"Error (criu/fsnotify.c:263): fsnotify: Can't find suitable path for handle (dev 0x24 ino 0x1a7): -2", "inotify-no-path", "inode 0x1a7 of device 0x24"},

@@ -50,6 +50,7 @@ func TestSignatureFindings(t *testing.T) {
 		{"not-session-leader-on-restore", nil},
 		{"network-lock-iptables", []string{"process.tcp", "system.network-lock"}},
 		{"udp-corked", []string{"process.udp-cork"}},
+		{"inet-proto-unsupported", []string{"process.socket-protocols"}},
 		{"link-remap", []string{"process.link-remap", "process.inotify"}},
 		{"inotify-no-path", []string{"process.inotify"}},
 		{"unix-inflight-data", []string{"process.unix-queued"}},

@@ -284,6 +284,15 @@ var Signatures = []Signature{
 		Findings: []string{"process.tcp", "system.network-lock"},
 	},
 	{
+		ID:      "inet-proto-unsupported",
+		Pattern: regexp.MustCompile(`Unsupported proto (?P<proto>\d+) for socket (?P<ino>[0-9a-f]+)`),
+		Cause: "A dumped process holds inet socket 0x${ino} of protocol ${proto}, which CRIU has no dumper for " +
+			"(262 is MPTCP: Go programs from Go 1.24 on listen with MPTCP by default where the kernel has it).",
+		Fix: "Have the workload use TCP or UDP: for a Go program set GODEBUG=multipathtcp=0 in its environment " +
+			"(or sysctl net.mptcp.enabled=0 in the sandbox before it starts); no CRIU option dumps these sockets.",
+		Findings: []string{"process.socket-protocols"},
+	},
+	{
 		ID:       "udp-corked",
 		Pattern:  regexp.MustCompile(`Can't dump corked dgram socket (?P<ino>[0-9a-f]+)`),
 		Cause:    "A dumped process holds the UDP socket with inode 0x${ino} with UDP_CORK set; CRIU refuses a corked UDP socket, whether data waits in it or not.",

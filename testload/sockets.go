@@ -60,7 +60,11 @@ func init() {
 }
 
 func runTCP(ctx context.Context, s *State, _ []string) error {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	// Plain TCP: Go listens with MPTCP by default, which CRIU cannot dump
+	// (process.socket-protocols).
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
