@@ -86,6 +86,7 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 	if err != nil {
 		cp.Error = err.Error()
 		cp.Verification = err.Error()
+		cp.StateAfter = v.after
 		return send()
 	}
 	cp.Verified = true
@@ -255,7 +256,9 @@ func (d *Deps) verifyRestored(ctx context.Context, w container.Workload, pid int
 	probe := container.Probe{PID: pid}
 	msg, err := w.Verify(vctx, probe, state)
 	if err != nil {
-		return verified{}, err
+		// What the workload's probe sees now says what it lost.
+		after, _ := w.Snapshot(vctx, probe)
+		return verified{after: after}, err
 	}
 	v := verified{msg: msg}
 	if len(probes) > 0 {
