@@ -274,10 +274,17 @@ func TestRestoreRefuses(t *testing.T) {
 // code and the JSON report.
 func runCheckpointVM(t *testing.T, args ...string) (int, *reports.Report) {
 	t.Helper()
-	needGuest(t, "6.1")
+	return runCheckpointOn(t, "6.1", args...)
+}
+
+// runCheckpointOn is runCheckpointVM on the cached Debian kernel of
+// series.
+func runCheckpointOn(t *testing.T, series string, args ...string) (int, *reports.Report) {
+	t.Helper()
+	needGuest(t, series)
 	cmd, rest := args[0], args[1:]
 	dash := slices.Index(rest, "--")
-	flags := []string{cmd, "-o", "json", "--kernel-version", "6.1", "--timeout", "5m", "-v"}
+	flags := []string{cmd, "-o", "json", "--kernel-version", series, "--timeout", "5m", "-v"}
 	if dash >= 0 {
 		args = append(append(flags, rest[:dash]...), rest[dash:]...)
 	} else {
