@@ -204,3 +204,26 @@ func (d *Deps) cgroupRoot() string {
 	}
 	return d.Runtime.CgroupRoot()
 }
+
+// prepareCgroup creates the cgroup of the checkpoint's container, with the
+// limits of its spec, before CRIU restores the container into it: CRIU
+// recreates a missing cgroup but not its limits, as runc knows (it applies
+// the container's resources itself on restore).
+func (d *Deps) prepareCgroup(m images.Manifest, stage string) error {
+	root := d.cgroupRoot()
+	if root == "" {
+		return nil
+	}
+	spec := container.GenerateSpec(m.Workload, m.Command)
+	if m.Bundle != nil && m.Bundle.Spec != nil {
+		spec = m.Bundle.Spec
+	}
+	cg, err := container.CreateCgroup(root, spec)
+	if err != nil {
+		return fmt.Errorf("prepare the container's cgroup: %w", err)
+	}
+	if cg != "" {
+		d.Host.Logf("%s: created the container's cgroup %s with its limits", stage, cg)
+	}
+	return nil
+}

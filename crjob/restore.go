@@ -174,6 +174,9 @@ func (d *Deps) restoreWorkload(ctx context.Context, cr CRIU, m images.Manifest, 
 		ro.InheritFDs = append(ro.InheritFDs, criu.InheritFD{Key: key, File: slave})
 	}
 	rw.args = ro.Args()
+	if err := d.prepareCgroup(m, stage); err != nil {
+		return rw, err
+	}
 	d.Host.Progress(stage, "criu restore %s", strings.Join(rw.args, " "))
 	rctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	res, err := cr.Restore(rctx, ro)

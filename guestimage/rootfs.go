@@ -114,7 +114,7 @@ func TrixieCRIU(ctx context.Context, cacheDir string) (*CRIUPayload, error) {
 	defer unlock()
 	tarPath := filepath.Join(cacheDir, "rootfs", TrixieSuite+".tar")
 	if _, err := os.Stat(tarPath); errors.Is(err, fs.ErrNotExist) {
-		if err := mmdebstrap(ctx, TrixieSuite, tarPath); err != nil {
+		if err := mmdebstrapTar(ctx, TrixieSuite, tarPath); err != nil {
 			return nil, err
 		}
 	} else if err != nil {
@@ -280,18 +280,33 @@ func loadManifest(dir, tarPath string, st fs.FileInfo) *CRIUPayload {
 	return &m.Payload
 }
 
-func mmdebstrap(ctx context.Context, suite, out string) error {
-	bin, err := lookPath("mmdebstrap")
-	if err != nil {
-		return errors.New("mmdebstrap not found: install it (apt-get install mmdebstrap) to build the trixie rootfs")
-	}
+// mmdebstrapTar builds a rootfs of suite with CRIU and GNU tar into the
+// tarball out, written under a temporary name and renamed when complete.
+func mmdebstrapTar(ctx context.Context, suite, out string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("create cache: %w", err)
 	}
 	tmp := fmt.Sprintf("%s.tmp-%d", out, os.Getpid())
 	defer os.Remove(tmp)
-	cmd := exec.CommandContext(ctx, bin, "--variant=essential", "--include=criu,tar", "--format=tar",
-		suite, tmp, debianMirror())
+	if err := mmdebstrap(ctx, suite, tmp, "tar", []string{"criu", "tar"}); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("store %s rootfs: %w", suite, err)
+	}
+	return nil
+}
+
+// mmdebstrap builds an essential rootfs of suite with the packages
+// include into out, in format ("tar" or "directory"; a directory must be
+// empty), from the mirror apt already uses.
+func mmdebstrap(ctx context.Context, suite, out, format string, include []string) error {
+	bin, err := lookPath("mmdebstrap")
+	if err != nil {
+		return fmt.Errorf("mmdebstrap not found: install it (apt-get install mmdebstrap) to build the %s rootfs", suite)
+	}
+	cmd := exec.CommandContext(ctx, bin, "--variant=essential", "--include="+strings.Join(include, ","), "--format="+format,
+		suite, out, debianMirror())
 	// mmdebstrap cleans up its temporary root on SIGTERM, not on SIGKILL.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -303,10 +318,51 @@ func mmdebstrap(ctx context.Context, suite, out string) error {
 		}
 		return fmt.Errorf("build %s rootfs with %s: %w: %s", suite, strings.Join(cmd.Args, " "), err, excerpt.TailLines(log.String(), 3))
 	}
-	if err := os.Rename(tmp, out); err != nil {
-		return fmt.Errorf("store %s rootfs: %w", suite, err)
-	}
 	return nil
+}
+
+// DebianTree returns a directory tree of an essential Debian rootfs of
+// suite with packages, for a container's rootfs (an OCI bundle's). It is
+// built once with mmdebstrap into cacheDir/rootfs/tree-HASH, HASH being
+// the hash of the suite and the sorted packages: one entry per input. The
+// tree is built in a staging directory and renamed into place when
+// complete, so a half-built tree is never found.
+func DebianTree(ctx context.Context, cacheDir, suite string, packages []string) (string, error) {
+	if cacheDir == "" {
+		return "", errors.New("debian tree: no cache directory given")
+	}
+	pkgs := slices.Clone(packages)
+	slices.Sort(pkgs)
+	sum := sha256.Sum256([]byte("tree 1\x00" + suite + "\x00" + strings.Join(pkgs, "\x00")))
+	parent := filepath.Join(cacheDir, "rootfs")
+	dir := filepath.Join(parent, "tree-"+hex.EncodeToString(sum[:8]))
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	unlock, err := lockCache(ctx, parent)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	// Another kata-cr may have built it while this one waited.
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	staging, err := os.MkdirTemp(parent, ".staging-tree-")
+	if err != nil {
+		return "", fmt.Errorf("create cache: %w", err)
+	}
+	defer os.RemoveAll(staging)
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return "", fmt.Errorf("create cache: %w", err)
+	}
+	if err := mmdebstrap(ctx, suite, staging, "directory", pkgs); err != nil {
+		return "", err
+	}
+	if err := os.Rename(staging, dir); err != nil {
+		return "", fmt.Errorf("store the %s tree: %w", suite, err)
+	}
+	return dir, nil
 }
 
 // debianSuite matches the suites of Debian's main archive in an apt source

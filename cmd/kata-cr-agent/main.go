@@ -5,6 +5,13 @@
 // JSON lines and powers the guest off. It always powers off: u-root's init
 // panics the kernel when its uinit exits. The jobs themselves are library
 // code: runtime/guest (doctor, shell) and crjob (checkpoint, restore).
+//
+// The runtime's cgroup-aware GOMAXPROCS is off: it would keep the cgroup v1
+// cpu hierarchy that u-root's init mounts open for the agent's lifetime,
+// and the cpu controller could not move to the cgroup v2 the containers
+// run in (container.EnsureCgroup2).
+//
+//go:debug containermaxprocs=0
 package main
 
 import (

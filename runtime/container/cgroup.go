@@ -9,9 +9,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/kata-cr/kata-cr/proc"
 )
 
 // GuestCgroupRoot is where the guest mounts cgroup v2 (EnsureCgroup2), as
@@ -19,10 +22,37 @@ import (
 const GuestCgroupRoot = "/sys/fs/cgroup"
 
 // EnsureCgroup2 mounts cgroup v2 on root unless it is mounted there
-// already. u-root's init mounts no cgroup file system.
+// already, as Kata's agent does for a guest with the unified hierarchy.
+// u-root's init mounts cgroup v1 instead (a tmpfs on /sys/fs/cgroup and a
+// hierarchy per controller below it), which holds the controllers: those
+// hierarchies, still empty, are unmounted first, and EnsureCgroup2 waits
+// until their controllers are free for cgroup v2.
 func EnsureCgroup2(root string) error {
 	if isCgroup2(root) {
 		return nil
+	}
+	root = filepath.Clean(root)
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("mount cgroup2 on %s: %w", root, err)
+	}
+	mounts, err := proc.ParseMountInfo(data)
+	if err != nil {
+		return fmt.Errorf("mount cgroup2 on %s: %w", root, err)
+	}
+	// Deepest first, the tmpfs under them last.
+	for i := len(mounts) - 1; i >= 0; i-- {
+		m := mounts[i]
+		if m.FSType == "cgroup" && strings.HasPrefix(m.MountPoint, root+"/") {
+			if err := unix.Unmount(m.MountPoint, 0); err != nil {
+				return fmt.Errorf("mount cgroup2 on %s: unmount the cgroup v1 hierarchy %s: %w", root, m.MountPoint, err)
+			}
+		}
+	}
+	if m := mountAt(root); m != nil && m.FSType == "tmpfs" {
+		if err := unix.Unmount(root, 0); err != nil {
+			return fmt.Errorf("mount cgroup2 on %s: unmount the tmpfs of cgroup v1: %w", root, err)
+		}
 	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return fmt.Errorf("mount cgroup2 on %s: %w", root, err)
@@ -30,7 +60,42 @@ func EnsureCgroup2(root string) error {
 	if err := unix.Mount("cgroup2", root, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RELATIME, "nsdelegate"); err != nil {
 		return fmt.Errorf("mount cgroup2 on %s: %w", root, err)
 	}
-	return nil
+	// A v1 hierarchy gives its controllers back once the kernel has
+	// destroyed it, shortly after the unmount.
+	want := enabledControllers()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		have, _ := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+		missing := slices.DeleteFunc(slices.Clone(want), func(c string) bool { return slices.Contains(strings.Fields(string(have)), c) })
+		if len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mount cgroup2 on %s: the controllers %s stay bound to cgroup v1", root, strings.Join(missing, ", "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// enabledControllers are the cgroup v2 controllers of limits a spec can
+// set that the kernel has enabled (/proc/cgroups).
+func enabledControllers() []string {
+	data, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		return nil
+	}
+	v2 := map[string]string{"cpuset": "cpuset", "cpu": "cpu", "memory": "memory", "pids": "pids"}
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 4 && f[3] == "1" {
+			if c, ok := v2[f[0]]; ok {
+				out = append(out, c)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func isCgroup2(dir string) bool {
@@ -180,6 +245,22 @@ func createCgroup(root, rel string, r *specs.LinuxResources) (*cgroup, error) {
 		}
 	}
 	return c, nil
+}
+
+// CreateCgroup creates the cgroup of a container of spec below the cgroup
+// v2 root, with the limits of linux.resources, and returns its path: what
+// a runtime does before CRIU restores the container into it (CRIU puts the
+// restored tasks back into their cgroup but does not restore its limits).
+// A spec without a cgroupsPath gets none ("").
+func CreateCgroup(root string, spec *specs.Spec) (string, error) {
+	if spec == nil || spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return "", nil
+	}
+	cg, err := createCgroup(root, spec.Linux.CgroupsPath, spec.Linux.Resources)
+	if err != nil {
+		return "", err
+	}
+	return cg.rel, nil
 }
 
 // open returns a file descriptor of the cgroup's directory, for

@@ -46,17 +46,19 @@ type ExecResult struct {
 }
 
 // execNamespaces are the namespaces an exec joins, the mount namespace
-// last: it changes the root the other /proc paths are opened from.
+// last. Not the cgroup namespace: the command is born in the container's
+// cgroup (CLONE_INTO_CGROUP), which the kernel refuses (ENOENT) to a
+// parent whose own cgroup lies outside its cgroup namespace.
 var execNamespaces = []struct {
 	name string
 	flag int
 }{
 	{"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"net", unix.CLONE_NEWNET},
-	{"pid", unix.CLONE_NEWPID}, {"cgroup", unix.CLONE_NEWCGROUP}, {"mnt", unix.CLONE_NEWNS},
+	{"pid", unix.CLONE_NEWPID}, {"mnt", unix.CLONE_NEWNS},
 }
 
 // Exec runs e.Args inside the container whose init is pid: in its ipc,
-// uts, net, pid, cgroup and mount namespaces, with its root as / and / as
+// uts, net, pid and mount namespaces, with its root as / and / as
 // the working directory, in its cgroup, as e.UID:e.GID. It waits for the
 // command, or kills it when ctx ends. A command that cannot be started is
 // an error; one that fails is a result.
