@@ -323,7 +323,9 @@ func actionApplied(r *reports.Report, fixer reports.FixerID) bool {
 // preflight predicts the failure (session leader outside the pid
 // namespace), the plain dump fails as predicted and the workload keeps
 // running. With --auto-fix it is dumped, restored in a fresh guest and
-// verified, with the sandbox's /etc/hosts back on its bind mount.
+// verified, with the sandbox's /etc/hosts back on its bind mount, and the
+// container's mount table (devpts, mqueue, sysfs, cgroup2) and cgroup on
+// both sides.
 func TestCheckpointSeedWorkload(t *testing.T) {
 	t.Run("without auto-fix", func(t *testing.T) {
 		code, r := runCheckpointVM(t, "checkpoint", "--images-dir", filepath.Join(t.TempDir(), "images"))
@@ -376,6 +378,10 @@ func TestCheckpointSeedWorkload(t *testing.T) {
 		if !slices.Contains(c.SandboxFilesSeen, "/etc/hosts") || c.RestoredPID == 0 {
 			t.Errorf("sandbox files seen %q (pid %d): the restored container must see the sandbox's /etc/hosts", c.SandboxFilesSeen, c.RestoredPID)
 		}
+		// The non-terminal container has what Kata's agent gives every
+		// container of a CRI spec, and CRIU dumped and restored it all.
+		assertKataMounts(t, "container", c.Container)
+		assertKataMounts(t, "restored container", c.RestoredContainer)
 		if c.PredictionMatched == nil || !*c.PredictionMatched {
 			t.Errorf("prediction_matched %v, want true", c.PredictionMatched)
 		}
