@@ -99,6 +99,7 @@ func TestCheckpointBadInput(t *testing.T) {
 		{"images dir under a file", []string{"--images-dir", filepath.Join(file, "images")}, ExitUsage, "--images-dir " + filepath.Join(file, "images")},
 		{"images dir not empty", []string{"--images-dir", full}, ExitUsage, "not empty"},
 		{"bad accel", []string{"--accel", "warp"}, ExitUsage, `--accel "warp"`},
+		{"unknown criu suite", []string{"--criu-suite", "buster"}, ExitUsage, `--criu-suite "buster": use host, bookworm, trixie, forky, sid`},
 		{"prove without fixes", []string{"--prove"}, ExitUsage, "--prove proves the fixes of --auto-fix"},
 	}
 	for _, tt := range tests {

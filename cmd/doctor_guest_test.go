@@ -215,7 +215,7 @@ func TestGuestDoctorBadInput(t *testing.T) {
 		{"not a kernel", []string{"doctor", "--kernel", text}, ExitToolError, text},
 		{"kernel and version", []string{"doctor", "--kernel", text, "--kernel-version", "6.1"}, ExitUsage, "both"},
 		{"bad accel", []string{"doctor", "--accel", "hvf"}, ExitUsage, "--accel"},
-		{"bad suite", []string{"doctor", "--criu-suite", "sid"}, ExitUsage, "--criu-suite"},
+		{"bad suite", []string{"doctor", "--criu-suite", "buster"}, ExitUsage, `--criu-suite "buster": use host, bookworm, trixie, forky, sid`},
 		{"pid in guest", []string{"doctor", "--pid", "1"}, ExitUsage, "--target host"},
 		{"bad include", []string{"doctor", "--include", "/x:relative"}, ExitUsage, "absolute"},
 		{"image without output", []string{"image", "build"}, ExitUsage, "-o FILE"},

@@ -43,7 +43,8 @@ type guestOptions struct {
 	// --modules; KernelVersion (--kernel-version) picks a cached kernel.
 	Kernel, KernelConfig, Modules, KernelVersion string
 	// CRIUPath is the host criu to ship (--criu); CRIUSuite (--criu-suite
-	// host|trixie) and Rootfs (--rootfs TAR) ship another CRIU instead.
+	// host or a suite of guestimage.Suites) and Rootfs (--rootfs TAR) ship
+	// another CRIU instead.
 	CRIUPath, CRIUSuite, Rootfs string
 	// Include are the --include HOST[:GUEST] values.
 	Include pathList
@@ -76,7 +77,7 @@ func (o *guestOptions) addBuildFlags(f *pflag.FlagSet, withShared bool) {
 	f.StringVar(&o.Kernel, "kernel", "", "guest kernel `FILE` (a vmlinuz) instead of Kata's or the cached one")
 	f.StringVar(&o.Modules, "modules", "", "the guest kernel's modules `DIR` (/lib/modules/RELEASE, with modules.dep)")
 	f.StringVar(&o.KernelVersion, "kernel-version", "", "use the cached kernel `VERSION` fetched by make guest-kernel (6.1, 6.12, 7.3)")
-	f.StringVar(&o.CRIUSuite, "criu-suite", "", "ship CRIU from this Debian `SUITE` instead of the host's: host or trixie (CRIU 4.1.1)")
+	f.StringVar(&o.CRIUSuite, "criu-suite", "", "ship CRIU from this Debian `SUITE` instead of the host's: host, bookworm (CRIU 3.17.1), trixie (4.1.1), forky or sid (4.2.1)")
 	f.StringVar(&o.Rootfs, "rootfs", "", "ship CRIU from this Debian rootfs `TAR` instead of the host's")
 	f.Var(&o.Include, "include", "add `HOST[:GUEST]` to the guest image, with its shared libraries (repeatable)")
 	f.BoolVarP(&o.Verbose, "verbose", "v", false, "print progress and the qemu command line on stderr")
@@ -110,10 +111,10 @@ func (o *guestOptions) validate() error {
 	default:
 		return usagef("--accel %q: use auto, kvm or tcg", o.Accel)
 	}
-	switch o.CRIUSuite {
-	case "", "host", guestimage.TrixieSuite:
-	default:
-		return usagef("--criu-suite %q: use host or %s", o.CRIUSuite, guestimage.TrixieSuite)
+	if o.CRIUSuite != "" && o.CRIUSuite != "host" {
+		if _, err := guestimage.LookupSuite(o.CRIUSuite); err != nil {
+			return usagef("--criu-suite %q: use host, %s", o.CRIUSuite, strings.Join(guestimage.SuiteNames(), ", "))
+		}
 	}
 	if o.CRIUSuite != "" && o.Rootfs != "" {
 		return usagef("--criu-suite and --rootfs both given: use one")
@@ -289,9 +290,9 @@ func resolveGuest(ctx context.Context, o *guestOptions, p *progress) (*guest, er
 	case o.Rootfs != "":
 		p.printf("extracting CRIU from %s", o.Rootfs)
 		g.criu, err = guestimage.RootfsCRIU(ctx, o.Rootfs, g.cacheDir)
-	case o.CRIUSuite == guestimage.TrixieSuite:
-		p.printf("getting CRIU from Debian %s (the first time builds a rootfs with mmdebstrap)", guestimage.TrixieSuite)
-		g.criu, err = guestimage.TrixieCRIU(ctx, g.cacheDir)
+	case o.CRIUSuite != "" && o.CRIUSuite != "host":
+		p.printf("getting CRIU from Debian %s (the first time builds a rootfs with mmdebstrap)", o.CRIUSuite)
+		g.criu, err = guestimage.SuiteCRIU(ctx, g.cacheDir, o.CRIUSuite)
 	default:
 		g.criu, err = guestimage.HostCRIU(o.CRIUPath)
 	}

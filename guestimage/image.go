@@ -109,7 +109,7 @@ type Spec struct {
 	KernelConfig string
 
 	// CRIU, when set, is the criu to ship with its files and GNU tar
-	// (TrixieCRIU, RootfsCRIU). Otherwise HostCRIU(CRIUPath) is shipped.
+	// (SuiteCRIU, RootfsCRIU). Otherwise HostCRIU(CRIUPath) is shipped.
 	CRIU     *CRIUPayload
 	CRIUPath string
 	// Busybox is a static busybox (busybox-static); empty means look it up.

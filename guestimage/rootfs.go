@@ -95,34 +95,6 @@ func HostCRIU(criuPath string) (*CRIUPayload, error) {
 	return p, nil
 }
 
-// TrixieSuite is the Debian suite whose CRIU (4.1.1) copes with kernels
-// from 6.13 on.
-const TrixieSuite = "trixie"
-
-// TrixieCRIU is CRIU from a Debian trixie rootfs that mmdebstrap builds
-// once into cacheDir/rootfs/trixie.tar; the payload is extracted into
-// cacheDir/rootfs/trixie. CRIU 4.1.1 needs trixie's libc, so the payload
-// carries trixie's loader and libraries.
-func TrixieCRIU(ctx context.Context, cacheDir string) (*CRIUPayload, error) {
-	if cacheDir == "" {
-		return nil, errors.New("trixie criu: no cache directory given")
-	}
-	unlock, err := lockCache(ctx, filepath.Join(cacheDir, "rootfs"))
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	tarPath := filepath.Join(cacheDir, "rootfs", TrixieSuite+".tar")
-	if _, err := os.Stat(tarPath); errors.Is(err, fs.ErrNotExist) {
-		if err := mmdebstrapTar(ctx, TrixieSuite, tarPath); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("trixie rootfs %s: %w", tarPath, err)
-	}
-	return rootfsPayload(ctx, tarPath, filepath.Join(cacheDir, "rootfs", TrixieSuite))
-}
-
 // RootfsCRIU is CRIU from a Debian-like rootfs tarball (--rootfs TAR, any
 // compression GNU tar reads), extracted once into cacheDir/rootfs/.
 func RootfsCRIU(ctx context.Context, tarPath, cacheDir string) (*CRIUPayload, error) {
@@ -305,8 +277,8 @@ func mmdebstrap(ctx context.Context, suite, out, format string, include []string
 	if err != nil {
 		return fmt.Errorf("mmdebstrap not found: install it (apt-get install mmdebstrap) to build the %s rootfs", suite)
 	}
-	cmd := exec.CommandContext(ctx, bin, "--variant=essential", "--include="+strings.Join(include, ","), "--format="+format,
-		suite, out, debianMirror())
+	args := append([]string{"--variant=essential", "--include=" + strings.Join(include, ","), "--format=" + format}, aptOptions(suite)...)
+	cmd := exec.CommandContext(ctx, bin, append(args, suite, out, debianMirror())...)
 	// mmdebstrap cleans up its temporary root on SIGTERM, not on SIGKILL.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second

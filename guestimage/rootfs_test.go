@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,40 +132,77 @@ func TestHostCRIUErrors(t *testing.T) {
 	}
 }
 
-// TestTrixieCRIU builds (once per machine) the trixie rootfs with
-// mmdebstrap from the Debian mirror and checks that CRIU 4.1 runs from the
-// payload alone: with trixie's own loader and libc, not the host's.
-func TestTrixieCRIU(t *testing.T) {
+// TestSuiteCRIU builds (once per machine) the trixie and forky rootfs with
+// mmdebstrap from the Debian mirror and checks that CRIU runs from each
+// payload alone: with the suite's own loader and libc, not the host's.
+// Forky's Release file on the mirror may be past its Valid-Until date.
+func TestSuiteCRIU(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a Debian rootfs with mmdebstrap (minutes on a fresh machine): not with -short")
+		t.Skip("builds Debian rootfs with mmdebstrap (minutes on a fresh machine): not with -short")
 	}
 	if _, err := lookPath("mmdebstrap"); err != nil {
 		t.Fatal("mmdebstrap is not installed: run scripts/install-deps.sh")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cache := testCacheDir()
-	p, err := TrixieCRIU(ctx, cache)
-	if err != nil {
-		t.Fatalf("TrixieCRIU: %v", err)
+	for _, tt := range []struct {
+		suite   string
+		version *regexp.Regexp
+	}{
+		{TrixieSuite, regexp.MustCompile(`^4\.1\.[0-9]+$`)},
+		{"forky", regexp.MustCompile(`^4\.([2-9]|[1-9][0-9])\.[0-9]+$`)},
+	} {
+		t.Run(tt.suite, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			cache := testCacheDir()
+			p, err := SuiteCRIU(ctx, cache, tt.suite)
+			if err != nil {
+				t.Fatalf("SuiteCRIU: %v", err)
+			}
+			checkPayload(t, p, tt.version, tt.suite)
+			for guest, host := range p.Files {
+				if !strings.HasPrefix(host, filepath.Join(cache, "rootfs", tt.suite)+"/") {
+					t.Errorf("%s payload file %s comes from %s, outside the extracted rootfs", tt.suite, guest, host)
+				}
+			}
+			start := time.Now()
+			again, err := SuiteCRIU(ctx, cache, tt.suite)
+			if err != nil {
+				t.Fatalf("SuiteCRIU, cached: %v", err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("cached SuiteCRIU took %v, want well under a second", d)
+			}
+			if again.Version != p.Version || len(again.Files) != len(p.Files) {
+				t.Errorf("cached payload differs: %+v, first %+v", again, p)
+			}
+		})
 	}
-	checkPayload(t, p, regexp.MustCompile(`^4\.1\.[0-9]+$`), "trixie")
-	for guest, host := range p.Files {
-		if !strings.HasPrefix(host, filepath.Join(cache, "rootfs", "trixie")+"/") {
-			t.Errorf("trixie payload file %s comes from %s, outside the extracted rootfs", guest, host)
+}
+
+func TestSuites(t *testing.T) {
+	if got := strings.Join(SuiteNames(), " "); got != "bookworm trixie forky sid" {
+		t.Errorf("SuiteNames = %q", got)
+	}
+	for _, tt := range []struct {
+		suite string
+		opts  []string
+	}{
+		{"bookworm", nil}, {TrixieSuite, nil},
+		{"forky", []string{`--aptopt=Acquire::Check-Valid-Until "false"`}},
+		{"sid", []string{`--aptopt=Acquire::Check-Valid-Until "false"`}},
+	} {
+		if _, err := LookupSuite(tt.suite); err != nil {
+			t.Errorf("LookupSuite(%s): %v", tt.suite, err)
+		}
+		if got := aptOptions(tt.suite); !slices.Equal(got, tt.opts) {
+			t.Errorf("aptOptions(%s) = %q, want %q", tt.suite, got, tt.opts)
 		}
 	}
-
-	start := time.Now()
-	again, err := TrixieCRIU(ctx, cache)
-	if err != nil {
-		t.Fatalf("TrixieCRIU, cached: %v", err)
+	if _, err := LookupSuite("buster"); err == nil || !strings.Contains(err.Error(), "bookworm, trixie, forky, sid") {
+		t.Errorf("LookupSuite(buster) = %v, want an error naming the suites", err)
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("cached TrixieCRIU took %v, want well under a second", d)
-	}
-	if again.Version != p.Version || len(again.Files) != len(p.Files) {
-		t.Errorf("cached payload differs: %+v, first %+v", again, p)
+	if _, err := SuiteCRIU(context.Background(), t.TempDir(), "buster"); err == nil {
+		t.Error("SuiteCRIU of an unknown suite built something")
 	}
 }
 
