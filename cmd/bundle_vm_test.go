@@ -68,7 +68,8 @@ func pythonTree(t *testing.T) string {
 // container, fetches the counter before the dump and in the restored
 // container: it must carry on past its value before the dump. The
 // container's root is the overlay over the 9p share of the tree, and its
-// cgroup has the bundle's limits, before and after.
+// cgroup has the bundle's limits, before and after. kata-cr restore then
+// restores the same checkpoint again, with the same probe.
 func TestCheckpointBundle(t *testing.T) {
 	needGuest(t, "6.1")
 	tree := pythonTree(t)
@@ -135,6 +136,17 @@ func TestCheckpointBundle(t *testing.T) {
 	// The bundle's rootfs, shared read-only, was not written.
 	if now, err := images.TreeFingerprint(tree); err != nil || now != before {
 		t.Errorf("the bundle's rootfs changed during the checkpoint (%v)", err)
+	}
+
+	// kata-cr restore shares the rootfs again and runs the checkpoint's
+	// own probe: the counter carries on from the dump once more.
+	code, r = runCheckpointVM(t, "restore", "--images-dir", dir)
+	c = r.Checkpoint
+	if code != ExitOK || !c.Verified || len(c.Probes) != 1 {
+		t.Fatalf("kata-cr restore: exit %d, verified %v, probes %+v: %s %s", code, c.Verified, c.Probes, c.Verification, c.Error)
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(c.Probes[0].Output)); err != nil || n <= at {
+		t.Errorf("kata-cr restore: the counter answered %q, want more than %d, its value before the dump", c.Probes[0].Output, at)
 	}
 }
 
