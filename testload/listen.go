@@ -32,7 +32,11 @@ func greeting(run string) string {
 }
 
 func runTCPListen(ctx context.Context, s *State, _ []string) error {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	// Plain TCP: Go listens with MPTCP where the kernel has it, a socket
+	// protocol of its own (process.socket-protocols).
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
