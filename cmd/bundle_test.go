@@ -126,7 +126,7 @@ func TestCheckpointBundleBadInput(t *testing.T) {
 		}, "config.json: linux.namespaces[6] (user)"},
 		{"hooks", func(t *testing.T) []string {
 			return []string{"--bundle", writeBundle(t, sleep, func(s *specs.Spec) {
-				s.Hooks = &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true"}}}
+				s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/true"}}}
 			})}
 		}, "config.json: hooks"},
 		{"rootfs missing", func(t *testing.T) []string {

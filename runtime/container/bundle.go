@@ -142,6 +142,7 @@ func CheckSpec(s *specs.Spec) error {
 			return unsupported(key+".uidMappings", "id-mapped mounts are not supported")
 		}
 	}
+	//lint:ignore SA1019 a config.json may still carry the deprecated prestart hooks: they are refused too
 	if s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0 || len(s.Hooks.CreateContainer) > 0 ||
 		len(s.Hooks.StartContainer) > 0 || len(s.Hooks.Poststart) > 0 || len(s.Hooks.Poststop) > 0) {
 		return unsupported("hooks", "hooks run host programs, which a guest does not have")
@@ -295,6 +296,7 @@ func checkResources(r *specs.LinuxResources) error {
 	}
 	if m := r.Memory; m != nil {
 		switch {
+		//lint:ignore SA1019 a config.json may still set the deprecated kernel memory limit: it is refused
 		case m.Kernel != nil || m.KernelTCP != nil:
 			return unsupported("linux.resources.memory.kernel", "cgroup v2 has no kernel memory limit")
 		case m.Swappiness != nil:
