@@ -56,6 +56,8 @@ func TestFixtures(t *testing.T) {
 		{"dump-nested-pidns.log", []string{"nested-pidns"}, 4, []string{"Process 197", "CLONE_NEWPID", "refuses to restart"}},
 		// The first proof of kata-cr checkpoint vfork --runtime-setsid --auto-fix --prove: CRIU's --timeout 5.
 		{"dump-vfork.log", []string{"seize-timeout", "unseizable-task"}, 4, []string{"state D", "vfork"}},
+		// kata-cr checkpoint tcp-listen --kernel-version 7.3 --criu-suite trixie: CRIU 4.1.1 on 7.3.4.
+		{"dump-inet-sockopt.log", []string{"inet-sockopt-6.16"}, 10, []string{"socket option 1:16", "6.16", "CRIU 4.2"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.log, func(t *testing.T) {
