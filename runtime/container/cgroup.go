@@ -3,6 +3,7 @@ package container
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -238,7 +239,7 @@ func createCgroup(root, rel string, r *specs.LinuxResources) (*cgroup, error) {
 			}
 		}
 	}
-	for _, f := range sortedKeys(c.limits) {
+	for _, f := range slices.Sorted(maps.Keys(c.limits)) {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(c.limits[f]), 0); err != nil {
 			_ = unix.Rmdir(dir)
 			return nil, fmt.Errorf("container cgroup: write %s=%s: %w", f, c.limits[f], err)
@@ -276,15 +277,6 @@ func (c *cgroup) open() (int, error) {
 // remove deletes the cgroup once its processes are gone.
 func (c *cgroup) remove() {
 	_ = unix.Rmdir(c.dir())
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // CgroupOf returns the cgroup v2 path of process pid as

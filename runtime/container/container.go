@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,7 +84,7 @@ func Start(spec Spec) (*Container, error) {
 			return nil, err
 		}
 	} else if limits := cgroupFiles(oci.Linux.Resources); len(limits) > 0 {
-		return nil, fmt.Errorf("container cgroup: linux.resources sets %s, but the launcher has no cgroup v2 root to apply it", strings.Join(sortedKeys(limits), ", "))
+		return nil, fmt.Errorf("container cgroup: linux.resources sets %s, but the launcher has no cgroup v2 root to apply it", strings.Join(slices.Sorted(maps.Keys(limits)), ", "))
 	}
 	c, err := start(spec, oci, flags, cg)
 	if err != nil && cg != nil {

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -345,7 +347,7 @@ func makeDevices(root string, extra []specs.LinuxDevice, devpts bool) error {
 // and read-only paths, and a read-only root.
 func finishRootfs(spec *specs.Spec) error {
 	l := spec.Linux
-	for _, k := range sortedKeys(l.Sysctl) {
+	for _, k := range slices.Sorted(maps.Keys(l.Sysctl)) {
 		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
 		if err := os.WriteFile(p, []byte(l.Sysctl[k]), 0); err != nil {
 			return fmt.Errorf("linux.sysctl %s: %w", k, err)
