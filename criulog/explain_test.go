@@ -47,6 +47,15 @@ func TestFixtures(t *testing.T) {
 		line     int      // line of the first explanation
 		contains []string // in the first explanation's cause or fix
 	}{
+		// Real logs of the file and socket scenarios (CRIU 3.17.1 in
+		// kata-cr's guest on Debian's 6.1 kernel, the unix one 4.1.1).
+		{"dump-tcp-iptables.log", []string{"network-lock-iptables"}, 14, []string{"--network-lock nftables"}},
+		{"dump-udp-cork.log", []string{"udp-corked"}, 13, []string{"UDP_CORK"}},
+		{"dump-inotify-removed.log", []string{"inotify-no-path"}, 13, []string{"tmpfs"}},
+		{"dump-link-remap.log", []string{"link-remap"}, 13, []string{"--link-remap"}},
+		{"dump-mptcp.log", []string{"inet-proto-unsupported"}, 13, []string{"GODEBUG=multipathtcp=0"}},
+		{"dump-unix-inflight-4.1.1.log", []string{"unix-inflight-data"}, 13, []string{"accept"}},
+		{"restore-fifo-missing.log", []string{"fifo-missing", "restore-file-missing"}, 13, []string{"run/kata-cr.fifo"}},
 		{"check-host-vdso.log", []string{"vdso-bounds"}, 3, []string{"6.13", "CRIU 4.1"}},
 		{"check-lo-nomodules.log", []string{"sock-diag-missing", "tun-missing", "veth-missing", "nftables-missing"}, 1,
 			[]string{"unix_diag inet_diag tcp_diag udp_diag af_packet_diag netlink_diag"}},
@@ -134,6 +143,8 @@ var signatureCases = []struct {
 	{"Error (criu/fsnotify.c:263): fsnotify: Can't find suitable path for handle (dev 0x24 ino 0x1a7): -2", "inotify-no-path", "inode 0x1a7 of device 0x24"},
 	{"Error (criu/sk-unix.c:506): unix: Non-empty write queue on an in-flight socket 0x5e1f", "unix-inflight-data", "accept"},
 	{"Error (criu/sk-unix.c:525): unix: Found a closed in-flight socket to 0x5e1e", "unix-inflight-data", "3.18"},
+	{"Error (criu/files-reg.c:2185): Can't open file run/kata-cr.fifo: No such file or directory", "restore-file-missing", "the file run/kata-cr.fifo"},
+	{"Error (criu/files-reg.c:2259): Can't open file var/lib/app/data on restore: No such file or directory", "restore-file-missing", "create var/lib/app/data"},
 	{"Error (criu/fifo.c:98): Can't open fake fifo 0xd [/run/kata-cr.fifo]: No such file or directory", "fifo-missing", "the FIFO /run/kata-cr.fifo"},
 	{"Error (criu/mount.c:1111): mnt: Mount 40 ./sys (master_id: 7 shared_id: 0) has unreachable sharing. Try --enable-external-masters.", "external-masters", "--enable-external-masters"},
 	{"Error (criu/mount.c:3000): mnt: The --root option is required to restore a mount namespace", "restore-needs-root", "--root ROOTFS"},

@@ -334,6 +334,14 @@ var Signatures = []Signature{
 			"files do, or create the FIFO at ${path} before the restore.",
 	},
 	{
+		ID:      "restore-file-missing",
+		Pattern: regexp.MustCompile(`Can't open file (?P<path>\S+?)(?: on restore)?: No such file or directory`),
+		Cause: "A restored process held the file ${path} (a path inside the restored root), and it is not in " +
+			"the restored files: CRIU saves open files by path and opens them again.",
+		Fix: "Restore on the container's files as they were at the dump: carry the files the container changed " +
+			"with the checkpoint (kata-cr's rootfs-diff.tar does), or create ${path} before the restore.",
+	},
+	{
 		ID:      "external-masters",
 		Pattern: regexp.MustCompile(`has unreachable sharing\. Try --enable-external-masters`),
 		Cause:   "A mount is a slave of a mount outside the dumped mount namespace.",
@@ -405,7 +413,7 @@ var Signatures = []Signature{
 	{
 		ID: "step-failed",
 		Pattern: regexp.MustCompile(`\(pid: \d+\) failed with -?\d+|^Pre-dumping files failed \(pid|` +
-			`^Can't dump threads$|^Can't dump thread for pid \d+$|Lazy pages transfer FAILED`),
+			`^Can't dump threads$|^Can't dump thread for pid \d+$|Lazy pages transfer FAILED|^Unable to open fd=\d+ id=0x[0-9a-f]+$`),
 		Cause:    "A dump step gave up for one process; the cause is an earlier error line.",
 		FollowOn: true,
 	},
