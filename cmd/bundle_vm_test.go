@@ -97,6 +97,13 @@ func TestCheckpointBundle(t *testing.T) {
 	if code != ExitOK || !c.OK() || !c.Verified {
 		t.Fatalf("exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
 	}
+	// CRIU is the judge: the dump after the fixes was predicted to succeed
+	// (a plain one to fail, for the reasons logged), and it did.
+	if c.PredictionMatched == nil || !*c.PredictionMatched || r.Prediction == nil || !r.Prediction.WithOptions {
+		t.Errorf("prediction %+v, matched %v: want the fixed dump predicted to succeed, as CRIU did", r.Prediction, c.PredictionMatched)
+	} else {
+		t.Logf("prediction: a plain dump fails on %v; with %s it succeeds; CRIU dumped in %.2fs and restored in %.2fs", r.Prediction.BlockedBy, strings.Join(c.DumpOptions, " "), c.DumpSeconds, c.RestoreSeconds)
+	}
 	var at, after int
 	for _, p := range c.Probes {
 		t.Logf("probe %s: exit %d after %d attempt(s), %.1fs: %q", p.Phase, p.ExitCode, p.Attempts, p.Seconds, p.Output)
