@@ -100,6 +100,16 @@ var Signatures = []Signature{
 		Findings: []string{"criu.inet-sockets", "criu.kernel-compat"},
 	},
 	{
+		ID:      "overlayfs-missing",
+		Pattern: regexp.MustCompile(`Unable to fsopen overlayfs`),
+		Cause: "criu check --extra tries to create an overlayfs mount (CRIU 4.2 checks how the kernel shows overlay " +
+			"mounts) and the kernel has no overlay filesystem: the overlay module is not loaded (Debian builds it as a " +
+			"module) or CONFIG_OVERLAY_FS is off.",
+		Fix: "Load the overlay module (modprobe overlay) or build the kernel with CONFIG_OVERLAY_FS. Only a workload " +
+			"with overlayfs mounts needs it; other dumps are not affected.",
+		Findings: []string{"criu.check-extra"},
+	},
+	{
 		ID:      "sock-diag-missing",
 		Pattern: regexp.MustCompile(`Diag module missing`),
 		Cause: "The kernel cannot report sockets of some family over sock_diag: the diag modules are not loaded " +
