@@ -39,6 +39,7 @@ func criuDir(t *testing.T) string {
 	dir := t.TempDir()
 	files := map[string]string{
 		"pstree.img":     "pstree",
+		"inventory.img":  "inventory",
 		"core-1.img":     strings.Repeat("core", 1000),
 		"pages-1.img":    strings.Repeat("\x00\x01", 4096),
 		"dump.log":       "(00.1) Dumping finished successfully\n",
@@ -96,15 +97,15 @@ func TestWriteModesAndManifest(t *testing.T) {
 	if !m.Complete || m.SchemaVersion != SchemaVersion || m.Created.IsZero() {
 		t.Errorf("manifest not sealed: complete=%v schema=%d created=%v", m.Complete, m.SchemaVersion, m.Created)
 	}
-	if len(m.Files) != 7 {
-		t.Errorf("manifest lists %d files, want 7: %+v", len(m.Files), m.Files)
+	if len(m.Files) != 8 {
+		t.Errorf("manifest lists %d files, want 8: %+v", len(m.Files), m.Files)
 	}
 	for _, f := range m.Files {
 		if len(f.SHA256) != 64 {
 			t.Errorf("%s: checksum %q", f.Name, f.SHA256)
 		}
 	}
-	if got.Size() != int64(len("pstree")+4000+8192+len("(00.1) Dumping finished successfully\n")+3+6+2) {
+	if got.Size() != int64(len("pstree")+len("inventory")+4000+8192+len("(00.1) Dumping finished successfully\n")+3+6+2) {
 		t.Errorf("Size = %d", got.Size())
 	}
 	if err := got.Verify(compat); err != nil {
@@ -558,5 +559,18 @@ func TestCheckIncludes(t *testing.T) {
 				t.Errorf("problems %+v, want one %s", probs, tt.reason)
 			}
 		})
+	}
+}
+
+// TestWriteRefusesEmptyStream: a stream cut before its first file ends
+// like an empty tar; it must not make a complete checkpoint, and a
+// manifest that lists no CRIU inventory is refused.
+func TestWriteRefusesEmptyStream(t *testing.T) {
+	dst := filepath.Join(t.TempDir(), "ckpt")
+	if _, err := Write(dst, manifest(), FromTar(bytes.NewReader(nil))); err == nil || !strings.Contains(err.Error(), "inventory.img") {
+		t.Fatalf("an empty stream: %v, want a refusal naming inventory.img", err)
+	}
+	if _, err := Open(dst); err == nil {
+		t.Errorf("%s opens after an empty stream", dst)
 	}
 }

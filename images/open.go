@@ -176,6 +176,9 @@ func (s *Set) VerifyFiles() error {
 
 func (s *Set) checkFiles() []Problem {
 	var out []Problem
+	if missing := missingCRIUImages(s.Manifest.Files); len(missing) > 0 {
+		out = append(out, Problem{ReasonMissingFile, fmt.Sprintf("the manifest lists no %s: not a CRIU checkpoint", strings.Join(missing, " or "))})
+	}
 	listed := make(map[string]bool, len(s.Manifest.Files))
 	for _, f := range s.Manifest.Files {
 		listed[f.Name] = true

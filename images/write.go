@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -126,6 +127,10 @@ func Write(dir string, m Manifest, src Source) (*Set, error) {
 	files, err := seal(tmp)
 	if err != nil {
 		return nil, fmt.Errorf("write images to %s: %w", dir, err)
+	}
+	if missing := missingCRIUImages(files); len(missing) > 0 {
+		// A stream cut before its first file ends like an empty one.
+		return nil, fmt.Errorf("write images to %s from %s: no %s: the images did not arrive", dir, src, strings.Join(missing, " or "))
 	}
 	m.SchemaVersion = SchemaVersion
 	m.Complete = true
@@ -265,4 +270,19 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// requiredImages are the files every CRIU dump writes: without them there
+// is nothing to restore.
+var requiredImages = []string{"inventory.img", "pstree.img"}
+
+// missingCRIUImages lists the requiredImages that files lacks.
+func missingCRIUImages(files []File) []string {
+	var missing []string
+	for _, name := range requiredImages {
+		if !slices.ContainsFunc(files, func(f File) bool { return f.Name == name }) {
+			missing = append(missing, name)
+		}
+	}
+	return missing
 }
