@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -81,11 +80,22 @@ func SuiteCRIU(ctx context.Context, cacheDir, name string) (*CRIUPayload, error)
 	}
 	defer unlock()
 	tarPath := filepath.Join(cacheDir, "rootfs", s.Name+".tar")
-	if _, err := os.Stat(tarPath); errors.Is(err, fs.ErrNotExist) {
+	err = checkSealed(tarPath)
+	if errors.Is(err, errDamaged) {
+		// A truncated tar (a full disk, a copy cut short) would give a
+		// payload with files missing: build it again.
+		discard(tarPath)
+		err = fs.ErrNotExist
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		if err := mmdebstrapTar(ctx, s.Name, tarPath); err != nil {
 			return nil, err
 		}
-	} else if err != nil {
+		if err := seal(tarPath); err != nil {
+			return nil, err
+		}
+	case err != nil:
 		return nil, fmt.Errorf("%s rootfs %s: %w", s.Name, tarPath, err)
 	}
 	return rootfsPayload(ctx, tarPath, filepath.Join(cacheDir, "rootfs", s.Name))
