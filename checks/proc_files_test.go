@@ -2,10 +2,8 @@ package checks
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -97,10 +95,7 @@ func TestProcRemovedFilesLive(t *testing.T) {
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(sleep, "1000")
-			cmd.ExtraFiles = []*os.File{f, ino}
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-			pid := procStart(t, cmd, procCount("sleep", 1))
+			pid := procSleepWith(t, sleep, f, ino)
 			fs := procRunAll(t, pid)
 			in, rm, gh := procOne(t, fs, "process.inotify"), procOne(t, fs, "process.link-remap"), procOne(t, fs, "process.ghost-files")
 			t.Logf("%s", procDump([]reports.Finding{in, rm, gh}))

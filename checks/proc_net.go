@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -70,12 +71,7 @@ type procUnixExt struct {
 // procJudgeUnix sorts the held unix sockets: external ones (peer not held
 // by the tree), and those unix_diag did not list at all.
 func procJudgeUnix(held map[uint64][]string, socks map[uint32]procUnixSock) (ext []procUnixExt, unresolved []uint64, internal int) {
-	inodes := make([]uint64, 0, len(held))
-	for ino := range held {
-		inodes = append(inodes, ino)
-	}
-	slices.Sort(inodes)
-	for _, ino := range inodes {
+	for _, ino := range procSortedInodes(held) {
 		s, ok := socks[uint32(ino)]
 		if !ok {
 			unresolved = append(unresolved, ino)
@@ -271,41 +267,20 @@ func checkProcTCP(ctx context.Context, env *Env, t *procTree) []reports.Finding 
 	if len(ss.held) == 0 {
 		return []reports.Finding{{Status: reports.Pass, Evidence: gone, Summary: "the tree holds no sockets"}}
 	}
-	var ev, unreadable []string
+	var ev []string
 	connected, listening := 0, 0
-	for _, ns := range ss.order {
-		for _, table := range []string{"tcp", "tcp6"} {
-			p := t.fs.Path(ss.netns[ns], "net", table)
-			data, err := os.ReadFile(p)
-			if err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					unreadable = append(unreadable, fmt.Sprintf("%s: %v", p, err))
-				}
-				continue
-			}
-			conns, err := procParseTCP(data)
-			if err != nil {
-				unreadable = append(unreadable, err.Error())
-				continue
-			}
-			for _, c := range conns {
-				holders, ok := ss.held[c.Inode]
-				if !ok || c.Inode == 0 {
-					continue
-				}
-				state := procTCPStates[c.State]
-				switch c.State {
-				case 10:
-					listening++
-					ev = append(ev, fmt.Sprintf("%s: listening on %s (inode %d)", strings.Join(holders, ", "), c.Local, c.Inode))
-				case 7:
-				default:
-					connected++
-					ev = append(ev, fmt.Sprintf("%s: %s -> %s %s (inode %d, %s)", strings.Join(holders, ", "), c.Local, c.Remote, state, c.Inode, ns))
-				}
-			}
+	unreadable := procReadSockTables(t, ss, []string{"tcp", "tcp6"}, func(ns, _ string, c procTCPConn) {
+		holders := ss.held[c.Inode]
+		switch c.State {
+		case 10:
+			listening++
+			ev = append(ev, fmt.Sprintf("%s: listening on %s (inode %d)", strings.Join(holders, ", "), c.Local, c.Inode))
+		case 7:
+		default:
+			connected++
+			ev = append(ev, fmt.Sprintf("%s: %s -> %s %s (inode %d, %s)", strings.Join(holders, ", "), c.Local, c.Remote, procTCPStates[c.State], c.Inode, ns))
 		}
-	}
+	})
 	ev = append(ev, gone...)
 	if connected > 0 {
 		if !t.fs.Live() {
@@ -320,6 +295,41 @@ func checkProcTCP(ctx context.Context, env *Env, t *procTree) []reports.Finding 
 	}
 	return []reports.Finding{{Status: reports.Pass, Evidence: ev,
 		Summary: fmt.Sprintf("no established TCP connection in the tree (%s, which CRIU dumps as they are)", procN(listening, "listening socket", "listening sockets"))}}
+}
+
+// procReadSockTables reads the socket tables of /proc/PID/net named
+// tables (tcp, udp6...: they share a layout) in every network namespace of
+// the tree, and calls each for every socket of them the tree holds. It
+// returns what it could not read.
+func procReadSockTables(t *procTree, ss procSockets, tables []string, each func(ns, table string, c procTCPConn)) (unreadable []string) {
+	for _, ns := range ss.order {
+		for _, table := range tables {
+			p := t.fs.Path(ss.netns[ns], "net", table)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					unreadable = append(unreadable, fmt.Sprintf("%s: %v", p, err))
+				}
+				continue
+			}
+			conns, err := procParseTCP(data)
+			if err != nil {
+				unreadable = append(unreadable, err.Error())
+				continue
+			}
+			for _, c := range conns {
+				if _, ok := ss.held[c.Inode]; ok && c.Inode != 0 {
+					each(ns, table, c)
+				}
+			}
+		}
+	}
+	return unreadable
+}
+
+// procSortedInodes lists the socket inodes of held, ascending.
+func procSortedInodes(held map[uint64][]string) []uint64 {
+	return slices.Sorted(maps.Keys(held))
 }
 
 // procTCPFindings are the findings for established connections: the

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-cr/kata-cr/criu"
-	"github.com/kata-cr/kata-cr/proc"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -59,21 +58,7 @@ func checkProcSocketProtocols(ctx context.Context, env *Env, t *procTree) []repo
 		return procFDError(err)
 	}
 	gone := procVanished(t, vanished)
-	type sock struct {
-		pid, fd int
-		where   string
-		ino     uint64
-	}
-	var socks []sock
-	seen := map[uint64]bool{}
-	for _, p := range t.Procs {
-		for _, fd := range fdsOf[p] {
-			if ino, ok := proc.SocketInode(fd.Target); ok && !seen[ino] {
-				seen[ino] = true
-				socks = append(socks, sock{p.PID, fd.FD, fmt.Sprintf("%s fd %d", p.label(), fd.FD), ino})
-			}
-		}
-	}
+	socks := procFirstHolders(t, fdsOf)
 	if len(socks) == 0 {
 		return []reports.Finding{{Status: reports.Pass, Evidence: gone, Summary: "the tree holds no sockets"}}
 	}
@@ -87,7 +72,7 @@ func checkProcSocketProtocols(ctx context.Context, env *Env, t *procTree) []repo
 	inet, mptcp := 0, false
 	for _, s := range socks {
 		var domain, typ, proto int
-		err := procWithFD(s.pid, s.fd, func(dup int) error {
+		err := procWithFD(s.PID, s.FD, func(dup int) error {
 			var err error
 			if domain, err = unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil || (domain != unix.AF_INET && domain != unix.AF_INET6) {
 				return err
@@ -100,7 +85,7 @@ func checkProcSocketProtocols(ctx context.Context, env *Env, t *procTree) []repo
 		})
 		if err != nil {
 			failed = errors.Join(failed, err)
-			ev = append(ev, fmt.Sprintf("%s (inode %d): %v", s.where, s.ino, err))
+			ev = append(ev, fmt.Sprintf("%s (inode %d): %v", s.Label, s.Inode, err))
 			continue
 		}
 		if domain != unix.AF_INET && domain != unix.AF_INET6 {
@@ -111,8 +96,8 @@ func checkProcSocketProtocols(ctx context.Context, env *Env, t *procTree) []repo
 			continue
 		}
 		mptcp = mptcp || proto == unix.IPPROTO_MPTCP
-		bad = append(bad, fmt.Sprintf("%d for socket %x", proto, s.ino))
-		ev = append(ev, fmt.Sprintf("%s: inet socket inode %d is %s, which CRIU cannot dump", s.where, s.ino, procProtoName(proto)))
+		bad = append(bad, fmt.Sprintf("%d for socket %x", proto, s.Inode))
+		ev = append(ev, fmt.Sprintf("%s: inet socket inode %d is %s, which CRIU cannot dump", s.Label, s.Inode, procProtoName(proto)))
 	}
 	ev = append(append(ev, vline), gone...)
 	if len(bad) > 0 {

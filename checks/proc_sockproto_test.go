@@ -4,9 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -67,10 +65,7 @@ func TestProcSocketProtocolsLive(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { f.Close() })
-			cmd := exec.Command(sleep, "1000")
-			cmd.ExtraFiles = []*os.File{f}
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-			pid := procStart(t, cmd, procCount("sleep", 1))
+			pid := procSleepWith(t, sleep, f)
 			g := procOne(t, procRunAll(t, pid), "process.socket-protocols")
 			t.Logf("%s", procDump([]reports.Finding{g}))
 			if g.Status != tc.want {

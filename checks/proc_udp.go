@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -18,57 +16,47 @@ import (
 // have the layout of the TCP tables.
 var procUDPTables = []string{"udp", "udp6", "udplite", "udplite6"}
 
-// procUDPSock is a UDP socket of the tree and the first fd that holds it.
+// procHeldSocket is a socket of the tree and the first fd that holds it.
+type procHeldSocket struct {
+	Inode   uint64
+	PID, FD int
+	Label   string
+}
+
+// procFirstHolders lists the sockets the tree holds, each with the first
+// fd that holds it, in the tree's order.
+func procFirstHolders(t *procTree, fdsOf map[*treeProc][]proc.FD) []procHeldSocket {
+	var out []procHeldSocket
+	seen := map[uint64]bool{}
+	for _, p := range t.Procs {
+		for _, fd := range fdsOf[p] {
+			if ino, ok := proc.SocketInode(fd.Target); ok && !seen[ino] {
+				seen[ino] = true
+				out = append(out, procHeldSocket{Inode: ino, PID: p.PID, FD: fd.FD, Label: fmt.Sprintf("%s fd %d", p.label(), fd.FD)})
+			}
+		}
+	}
+	return out
+}
+
+// procUDPSock is a UDP socket of the tree, as its table shows it.
 type procUDPSock struct {
+	procHeldSocket
 	Conn  procTCPConn
 	Table string
-	PID   int
-	FD    int
-	Label string
 }
 
 // procTreeUDP lists the UDP sockets the tree holds, from the UDP tables of
 // its network namespaces.
 func procTreeUDP(t *procTree, fdsOf map[*treeProc][]proc.FD) ([]procUDPSock, []string) {
-	type holder struct {
-		pid, fd int
-		label   string
-	}
-	held := map[uint64]holder{}
-	ss := procSocketsOf(t, fdsOf)
-	for _, p := range t.Procs {
-		for _, fd := range fdsOf[p] {
-			if ino, ok := proc.SocketInode(fd.Target); ok {
-				if _, seen := held[ino]; !seen {
-					held[ino] = holder{p.PID, fd.FD, fmt.Sprintf("%s fd %d", p.label(), fd.FD)}
-				}
-			}
-		}
+	first := map[uint64]procHeldSocket{}
+	for _, h := range procFirstHolders(t, fdsOf) {
+		first[h.Inode] = h
 	}
 	var out []procUDPSock
-	var unreadable []string
-	for _, ns := range ss.order {
-		for _, table := range procUDPTables {
-			p := t.fs.Path(ss.netns[ns], "net", table)
-			data, err := os.ReadFile(p)
-			if err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					unreadable = append(unreadable, fmt.Sprintf("%s: %v", p, err))
-				}
-				continue
-			}
-			conns, err := procParseTCP(data)
-			if err != nil {
-				unreadable = append(unreadable, err.Error())
-				continue
-			}
-			for _, c := range conns {
-				if h, ok := held[c.Inode]; ok && c.Inode != 0 {
-					out = append(out, procUDPSock{Conn: c, Table: table, PID: h.pid, FD: h.fd, Label: h.label})
-				}
-			}
-		}
-	}
+	unreadable := procReadSockTables(t, procSocketsOf(t, fdsOf), procUDPTables, func(_, table string, c procTCPConn) {
+		out = append(out, procUDPSock{procHeldSocket: first[c.Inode], Conn: c, Table: table})
+	})
 	return out, unreadable
 }
 

@@ -45,10 +45,7 @@ func TestProcUDPCorkLive(t *testing.T) {
 				// Uncorked, it goes to the discard port and is dropped.
 				_, _ = unix.Write(fd, []byte("pending"))
 			}
-			cmd := exec.Command(sleep, "1000")
-			cmd.ExtraFiles = []*os.File{f}
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-			pid := procStart(t, cmd, procCount("sleep", 1))
+			pid := procSleepWith(t, sleep, f)
 			g := procOne(t, procRunAll(t, pid), "process.udp-cork")
 			t.Logf("%s", procDump([]reports.Finding{g}))
 			if g.Status != tc.want {
@@ -59,4 +56,14 @@ func TestProcUDPCorkLive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// procSleepWith starts a sleep holding files (as fds 3 and on) as the init
+// of a new pid namespace, and returns its pid.
+func procSleepWith(t *testing.T, sleep string, files ...*os.File) int {
+	t.Helper()
+	cmd := exec.Command(sleep, "1000")
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return procStart(t, cmd, procCount("sleep", 1))
 }

@@ -35,12 +35,7 @@ type procUnixQueue struct {
 // unix socket the tree holds (unix_diag's icons: the clients' inodes).
 func procJudgeUnixQueues(held map[uint64][]string, socks map[uint32]procUnixSock) procUnixQueue {
 	var q procUnixQueue
-	inodes := make([]uint64, 0, len(held))
-	for ino := range held {
-		inodes = append(inodes, ino)
-	}
-	slices.Sort(inodes)
-	for _, ino := range inodes {
+	for _, ino := range procSortedInodes(held) {
 		l, ok := socks[uint32(ino)]
 		if !ok || !procUnixListening(l) || len(l.Icons) == 0 {
 			continue

@@ -3,12 +3,9 @@ package checks
 import (
 	"encoding/binary"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -120,10 +117,7 @@ func TestProcUnixQueuedLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cf.Close() })
-	cmd := exec.Command(sleep, "1000")
-	cmd.ExtraFiles = []*os.File{lf, cf}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	pid := procStart(t, cmd, procCount("sleep", 1))
+	pid := procSleepWith(t, sleep, lf, cf)
 	f := procOne(t, procRunAll(t, pid), "process.unix-queued")
 	t.Logf("%s", procDump([]reports.Finding{f}))
 	// No criu here: the version is unknown, so the loss is a warning.

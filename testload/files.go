@@ -56,9 +56,9 @@ const (
 const ghostSparseData = 4096
 
 func init() {
-	Register(Mode{Name: ModeInotifyRemoved, Description: "an inotify watch on " + WatchedFile + ", whose name is then removed (words: fd, link)", Run: runInotifyRemoved})
-	Register(Mode{Name: ModeGhost, Description: "holds a deleted file of SIZE bytes open (words: SIZE [sparse])", Run: runGhost})
-	Register(Mode{Name: ModeFIFO, Description: "holds a FIFO and a device node it made in its files open, with data in the FIFO", Run: runFIFO})
+	Register(Mode{Name: ModeInotifyRemoved, Description: "an inotify watch on " + WatchedFile + ", whose name is then removed (words: fd, link)", Run: readyAfter(setupInotifyRemoved)})
+	Register(Mode{Name: ModeGhost, Description: "holds a deleted file of SIZE bytes open (words: SIZE [sparse])", Run: readyAfter(setupGhost)})
+	Register(Mode{Name: ModeFIFO, Description: "holds a FIFO and a device node it made in its files open, with data in the FIFO", Run: readyAfter(func([]string) ([]string, error) { return setupFIFO() })})
 	container.Register(NewWorkload("inotify-removed", "an inotify watch on a file whose name was removed, the file open and linked under another name ("+Name+" "+ModeInotifyRemoved+" fd link)",
 		ModeInotifyRemoved, []string{"fd", "link"}, verifyInotify))
 	container.Register(NewWorkload("ghost-large", "a deleted 2 MiB file held open, over CRIU's default ghost limit ("+Name+" "+ModeGhost+" 2097152)",
@@ -67,7 +67,7 @@ func init() {
 		ModeGhost, []string{"8388608", "sparse"}, verifyGhost))
 	container.Register(NewWorkload("fifo", "a FIFO with data in it and a device node, made in the container's files and held open ("+Name+" "+ModeFIFO+")",
 		ModeFIFO, nil, verifyFIFO))
-	Register(Mode{Name: ModeFiles, Description: "the fifo, ghost (2 MiB) and inotify-removed (fd link) scenarios in one process", Run: runFiles})
+	Register(Mode{Name: ModeFiles, Description: "the fifo, ghost (2 MiB) and inotify-removed (fd link) scenarios in one process", Run: readyAfter(setupFiles)})
 	container.Register(NewWorkload("files", "a FIFO and a device node, a deleted 2 MiB file and an inotify watch on a removed file linked elsewhere, in one process ("+Name+" "+ModeFiles+")",
 		ModeFiles, nil, verifyFiles))
 }
@@ -76,7 +76,8 @@ func init() {
 // in one process, so that one checkpoint tries all of them.
 const ModeFiles = "files"
 
-func runFiles(ctx context.Context, s *State, _ []string) error {
+// setupFiles sets up the scenarios of ModeFiles and returns their state.
+func setupFiles([]string) ([]string, error) {
 	var kv []string
 	for _, setup := range []func() ([]string, error){
 		setupFIFO,
@@ -85,14 +86,26 @@ func runFiles(ctx context.Context, s *State, _ []string) error {
 	} {
 		more, err := setup()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		kv = append(kv, more...)
 	}
-	if err := s.Ready(kv...); err != nil {
-		return err
+	return kv, nil
+}
+
+// readyAfter is the Run of a mode whose scenario setup makes: it records
+// the state setup returns, marks the mode ready and holds.
+func readyAfter(setup func(args []string) ([]string, error)) func(context.Context, *State, []string) error {
+	return func(ctx context.Context, s *State, args []string) error {
+		kv, err := setup(args)
+		if err != nil {
+			return err
+		}
+		if err := s.Ready(kv...); err != nil {
+			return err
+		}
+		return Hold(ctx)
 	}
-	return Hold(ctx)
 }
 
 // verifyFiles runs the verifications of the scenarios of ModeFiles.
@@ -106,17 +119,6 @@ func verifyFiles(ctx context.Context, p container.Probe, before, now container.S
 		msgs = append(msgs, m)
 	}
 	return strings.Join(msgs, "; "), nil
-}
-
-func runInotifyRemoved(ctx context.Context, s *State, args []string) error {
-	kv, err := setupInotifyRemoved(args)
-	if err != nil {
-		return err
-	}
-	if err := s.Ready(kv...); err != nil {
-		return err
-	}
-	return Hold(ctx)
 }
 
 // setupInotifyRemoved makes WatchedFile, watches it, removes its name and
@@ -181,17 +183,6 @@ func verifyInotify(_ context.Context, p container.Probe, before, _ container.Sta
 		return "", fmt.Errorf("the restored inotify instance holds %d watches, %s at the dump", n, before[KeyWatches])
 	}
 	return fmt.Sprintf("its inotify instance still holds %d watch(es)", n), nil
-}
-
-func runGhost(ctx context.Context, s *State, args []string) error {
-	kv, err := setupGhost(args)
-	if err != nil {
-		return err
-	}
-	if err := s.Ready(kv...); err != nil {
-		return err
-	}
-	return Hold(ctx)
 }
 
 // setupGhost makes GhostFile of the size args give, holds it open, deletes
@@ -283,17 +274,6 @@ func verifyGhost(_ context.Context, p container.Probe, before, _ container.State
 		return "", fmt.Errorf("the restored ghost file has %d bytes (sha256 %s), at the dump %s (sha256 %s)", st.Size, sum, before[KeyGhostSize], before[KeyGhostSHA256])
 	}
 	return fmt.Sprintf("its deleted file (%d bytes) came back with the same content", st.Size), nil
-}
-
-func runFIFO(ctx context.Context, s *State, _ []string) error {
-	kv, err := setupFIFO()
-	if err != nil {
-		return err
-	}
-	if err := s.Ready(kv...); err != nil {
-		return err
-	}
-	return Hold(ctx)
 }
 
 // setupFIFO makes FIFOFile and DeviceFile, holds both open with FIFOData
