@@ -188,3 +188,54 @@ func TestCheckpointVfork(t *testing.T) {
 		t.Errorf("the job took %s", took.Round(time.Second))
 	}
 }
+
+// TestCheckpointInetNewKernel: a TCP listener on Debian's 7.3 kernel. With
+// trixie's CRIU 4.1.1, criu.inet-sockets predicts that the dump fails
+// (Linux 6.16 changed SO_PASSCRED and SO_PASSSEC on inet sockets), and
+// CRIU fails on exactly that ("Can't get 1:16 opt"), explained. With
+// forky's CRIU 4.2.1 the same workload is predicted to dump, dumps,
+// restores, and the restored listener greets with the run id of the dump.
+func TestCheckpointInetNewKernel(t *testing.T) {
+	t.Run("trixie criu 4.1", func(t *testing.T) {
+		code, r := runCheckpointOn(t, "7.3", "checkpoint", "tcp-listen", "--criu-suite", "trixie", "--runtime-setsid", "--auto-fix", "--no-restore", "--images-dir", filepath.Join(t.TempDir(), "images"))
+		logCRIUBeside(t, r)
+		c := r.Checkpoint
+		if !strings.HasPrefix(r.Target.CRIUVersion, "4.1") {
+			t.Errorf("CRIU %s, want trixie's 4.1", r.Target.CRIUVersion)
+		}
+		if code != ExitCheckFailed || c.DumpOK {
+			t.Fatalf("exit %d, dump ok %v: want CRIU failing", code, c.DumpOK)
+		}
+		if !slices.Contains(r.Prediction.BlockedBy, "criu.inet-sockets") || guestFindings(r)["checkpoint.plan"].Status != reports.Warn {
+			t.Errorf("prediction blocked by %q, plan %s: want the plan failing on criu.inet-sockets", r.Prediction.BlockedBy, guestFindings(r)["checkpoint.plan"].Status)
+		}
+		if c.FailureSignature != "inet-sockopt-6.16" || !slices.Contains(c.PredictedBy, "criu.inet-sockets") || !isTrue(c.PredictionMatched) {
+			t.Errorf("CRIU failed on %q predicted by %q (matched %v), want inet-sockopt-6.16 predicted by criu.inet-sockets", c.FailureSignature, c.PredictedBy, c.PredictionMatched)
+		}
+		checkExplained(t, c)
+		if !isTrue(c.WorkloadRunning) {
+			t.Errorf("workload_running %v, want true", c.WorkloadRunning)
+		}
+	})
+	t.Run("forky criu 4.2", func(t *testing.T) {
+		code, r := runCheckpointOn(t, "7.3", "checkpoint", "tcp-listen", "--criu-suite", "forky", "--runtime-setsid", "--auto-fix", "--images-dir", filepath.Join(t.TempDir(), "images"))
+		logCRIUBeside(t, r)
+		c := r.Checkpoint
+		if !strings.HasPrefix(r.Target.CRIUVersion, "4.") || r.Target.CRIUVersion < "4.2" {
+			t.Errorf("CRIU %s, want forky's 4.2 or later", r.Target.CRIUVersion)
+		}
+		if code != ExitOK || !c.OK() || !c.Verified {
+			t.Fatalf("exit %d, verified %v: %s", code, c.Verified, c.Error)
+		}
+		fs := guestFindings(r)
+		if f := fs["criu.inet-sockets"]; f.Status != reports.Pass {
+			t.Errorf("criu.inet-sockets: %s %q, want pass", f.Status, f.Summary)
+		}
+		if f := fs["checkpoint.plan"]; f.Status != reports.Pass || !isTrue(c.PredictionMatched) {
+			t.Errorf("checkpoint.plan %s, matched %v: want the dump predicted to succeed, as it did", f.Status, c.PredictionMatched)
+		}
+		if c.StateAfter[testload.KeyRun] != c.StateBefore[testload.KeyRun] || c.StateAfter[testload.KeyListen] != c.StateBefore[testload.KeyListen] {
+			t.Errorf("state before %v, after %v: want the same listener of the same run", c.StateBefore, c.StateAfter)
+		}
+	})
+}
