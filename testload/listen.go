@@ -32,13 +32,9 @@ func greeting(run string) string {
 }
 
 func runTCPListen(ctx context.Context, s *State, _ []string) error {
-	// Plain TCP: Go listens with MPTCP where the kernel has it, a socket
-	// protocol of its own (process.socket-protocols).
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
+	ln, err := listenTCP(ctx)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	defer ln.Close()
 	go func() {

@@ -59,14 +59,23 @@ func init() {
 	container.Register(NewWorkload("unix-queued", "a listening unix socket with a client's request queued, not yet accepted ("+Name+" "+ModeUnixQueued+")", ModeUnixQueued, nil, verifyQueued))
 }
 
-func runTCP(ctx context.Context, s *State, _ []string) error {
-	// Plain TCP: Go listens with MPTCP by default, which CRIU cannot dump
-	// (process.socket-protocols).
+// listenTCP listens on a free port of 127.0.0.1 with plain TCP: Go
+// listens with MPTCP where the kernel has it, a socket protocol CRIU cannot
+// dump (process.socket-protocols).
+func listenTCP(ctx context.Context) (net.Listener, error) {
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)
 	ln, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
+func runTCP(ctx context.Context, s *State, _ []string) error {
+	ln, err := listenTCP(ctx)
+	if err != nil {
+		return err
 	}
 	defer ln.Close()
 	client, err := net.Dial("tcp4", ln.Addr().String())
