@@ -2,10 +2,7 @@ package checks
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"strings"
 
 	"github.com/kata-cr/kata-cr/kernel"
@@ -35,28 +32,9 @@ type procInetSocket struct {
 // holds, from the tables of each of its network namespaces; unreadable
 // says which tables could not be read.
 func procInetSockets(t *procTree, ss procSockets) (out []procInetSocket, unreadable []string) {
-	for _, ns := range ss.order {
-		for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
-			p := t.fs.Path(ss.netns[ns], "net", table)
-			data, err := os.ReadFile(p)
-			if err != nil {
-				if !errors.Is(err, fs.ErrNotExist) {
-					unreadable = append(unreadable, fmt.Sprintf("%s: %v", p, err))
-				}
-				continue
-			}
-			conns, err := procParseTCP(data)
-			if err != nil {
-				unreadable = append(unreadable, err.Error())
-				continue
-			}
-			for _, c := range conns {
-				if holders, ok := ss.held[c.Inode]; ok && c.Inode != 0 {
-					out = append(out, procInetSocket{table: table, conn: c, holders: holders})
-				}
-			}
-		}
-	}
+	unreadable = procReadSockTables(t, ss, []string{"tcp", "tcp6", "udp", "udp6"}, func(_, table string, c procTCPConn) {
+		out = append(out, procInetSocket{table: table, conn: c, holders: ss.held[c.Inode]})
+	})
 	return out, unreadable
 }
 
