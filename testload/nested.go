@@ -35,10 +35,10 @@ func runNestedPIDNS(ctx context.Context, s *State, _ []string) error {
 	// namespace comes with a user namespace that owns it, as unshare -Urp
 	// does.
 	userns := "no"
-	pid, err := forkHold(syscall.CLONE_NEWPID)
+	pid, err := forkSelf(ModeHold, syscall.CLONE_NEWPID)
 	if errors.Is(err, syscall.EPERM) {
 		userns = "yes"
-		pid, err = forkHold(syscall.CLONE_NEWUSER | syscall.CLONE_NEWPID)
+		pid, err = forkSelf(ModeHold, syscall.CLONE_NEWUSER|syscall.CLONE_NEWPID)
 	}
 	if err != nil {
 		return fmt.Errorf("start a child in a new pid namespace: %w", err)
@@ -58,12 +58,4 @@ func runNestedPIDNS(ctx context.Context, s *State, _ []string) error {
 		return err
 	}
 	return Hold(ctx)
-}
-
-// forkHold starts the hold mode in new namespaces.
-func forkHold(flags uintptr) (int, error) {
-	return syscall.ForkExec("/proc/self/exe", []string{Name, ModeHold}, &syscall.ProcAttr{
-		Files: []uintptr{0, 1, 2},
-		Sys:   &syscall.SysProcAttr{Cloneflags: flags},
-	})
 }

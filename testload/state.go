@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -139,13 +138,3 @@ func ParseState(data []byte) (map[string]string, error) {
 
 // errNoState says the state file is not there (yet).
 var errNoState = errors.New("no state file")
-
-// sortedKeys lists m's keys, sorted.
-func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}

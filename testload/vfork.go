@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -31,17 +30,7 @@ func init() {
 }
 
 func runVfork(ctx context.Context, s *State, _ []string) error {
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{Name, ModeVforkHold}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
-	if err != nil {
-		return fmt.Errorf("start the vfork child: %w", err)
-	}
-	if err := waitState(ctx, proc.New("/proc"), pid, "D"); err != nil {
-		return err
-	}
-	if err := s.Ready(KeyVforkParent, strconv.Itoa(pid)); err != nil {
-		return err
-	}
-	return Hold(ctx)
+	return holdChild(ctx, s, ModeVforkHold, "D", KeyVforkParent)
 }
 
 // vforkFlags clone the way vfork(2) does: the child shares the memory and

@@ -28,17 +28,33 @@ func init() {
 }
 
 func runZombie(ctx context.Context, s *State, _ []string) error {
-	// syscall.ForkExec rather than os/exec: an os.Process holds a pidfd,
-	// a file of its own that the scenario is not about. Never waited for,
-	// the child stays a zombie.
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{Name, ModeExit}, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}})
+	// Never waited for, the child stays a zombie.
+	return holdChild(ctx, s, ModeExit, "Z", KeyZombie)
+}
+
+// forkSelf starts this program as Name in mode, in new namespaces of
+// flags, and does not wait for it. It forks with syscall.ForkExec rather
+// than os/exec: an os.Process holds a pidfd, a file of its own that no
+// scenario here is about.
+func forkSelf(mode string, flags uintptr) (int, error) {
+	return syscall.ForkExec("/proc/self/exe", []string{Name, mode}, &syscall.ProcAttr{
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Cloneflags: flags},
+	})
+}
+
+// holdChild is a scenario of one child: it starts the child in mode,
+// waits until a thread of it is in state, says it is ready with the
+// child's pid under key, and holds.
+func holdChild(ctx context.Context, s *State, mode, state, key string) error {
+	pid, err := forkSelf(mode, 0)
 	if err != nil {
-		return fmt.Errorf("start the child: %w", err)
+		return fmt.Errorf("start the %s child: %w", mode, err)
 	}
-	if err := waitState(ctx, proc.New("/proc"), pid, "Z"); err != nil {
+	if err := waitState(ctx, proc.New("/proc"), pid, state); err != nil {
 		return err
 	}
-	if err := s.Ready(KeyZombie, strconv.Itoa(pid)); err != nil {
+	if err := s.Ready(key, strconv.Itoa(pid)); err != nil {
 		return err
 	}
 	return Hold(ctx)
