@@ -108,6 +108,7 @@ var signatureCases = []struct {
 	{"Error (compel/src/lib/infect.c:234): Unseizable non-zombie 211 found, state D, err -1/4", "unseizable-task", "task 211"},
 	{"Error (criu/sockets.c:540): sockets: Can't get 1:16 opt: Operation not supported", "inet-sockopt-6.16", "socket option 1:16"},
 	{"Error (criu/cr-check.c:1487): Unable to fsopen overlayfs: No such device", "overlayfs-missing", "modprobe overlay"},
+	{"Error (criu/cr-check.c:1166): failed to mount autofs: No such device", "autofs-missing", "modprobe autofs4"},
 	{"Error (criu/sockets.c:209): sockets: Diag module missing (-2)", "sock-diag-missing", "netlink_diag"},
 	{"Error: Could not process rule: Operation not supported", "nftables-missing", "nf_tables"},
 	{"create table inet CRIU", "nftables-missing", "nf_tables"},

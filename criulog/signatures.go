@@ -100,6 +100,15 @@ var Signatures = []Signature{
 		Findings: []string{"criu.inet-sockets", "criu.kernel-compat"},
 	},
 	{
+		ID:      "autofs-missing",
+		Pattern: regexp.MustCompile(`failed to mount autofs`),
+		Cause: "criu check --experimental mounts an autofs to see that CRIU can dump autofs mounts, and the kernel " +
+			"has no autofs: the autofs4 module is not loaded (Debian builds it as a module) or CONFIG_AUTOFS_FS is off.",
+		Fix: "Load autofs4 (modprobe autofs4; kata-cr doctor --fix does it in the guest) or build the kernel with " +
+			"CONFIG_AUTOFS_FS. Only a workload with autofs mounts needs it.",
+		Findings: []string{"kernel.AUTOFS_FS", "criu.check-experimental"},
+	},
+	{
 		ID:      "overlayfs-missing",
 		Pattern: regexp.MustCompile(`Unable to fsopen overlayfs`),
 		Cause: "criu check --extra tries to create an overlayfs mount (CRIU 4.2 checks how the kernel shows overlay " +
