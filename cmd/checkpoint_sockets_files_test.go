@@ -102,6 +102,25 @@ func TestCheckpointUDPCork(t *testing.T) {
 	}
 }
 
+// TestCheckpointInotifyRemoved: an inotify watch on a file whose name was
+// removed, with no other link (the process holds it open): CRIU cannot
+// find a path for the watch on tmpfs and refuses the dump, as
+// process.inotify predicts; no option helps.
+func TestCheckpointInotifyRemoved(t *testing.T) {
+	code, r := runCheckpointVM(t, "checkpoint", "--runtime-setsid", "--auto-fix", "--no-restore", "--images-dir", filepath.Join(t.TempDir(), "images"),
+		"--", "/bin/kata-cr-testload", "inotify-removed", "fd")
+	c := r.Checkpoint
+	if code != ExitCheckFailed || c.DumpOK {
+		t.Fatalf("exit %d, dump ok %v: want a refused dump", code, c.DumpOK)
+	}
+	if c.FailureSignature != "inotify-no-path" || !slices.Equal(c.PredictedBy, []string{"process.inotify"}) {
+		t.Errorf("raw CRIU failed on %q, predicted by %q: want inotify-no-path, predicted by process.inotify", c.FailureSignature, c.PredictedBy)
+	}
+	if c.PredictionMatched == nil || !*c.PredictionMatched || c.WorkloadRunning == nil || !*c.WorkloadRunning {
+		t.Errorf("prediction matched %v, workload running %v: want both", c.PredictionMatched, c.WorkloadRunning)
+	}
+}
+
 // TestCheckpointFiles: one process holds a FIFO and a device node it made
 // in its files, a deleted 2 MiB file (over CRIU's ghost limit) and an
 // inotify watch on a file whose name it removed, still open and linked
