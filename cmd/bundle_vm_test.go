@@ -3,9 +3,11 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -134,6 +136,7 @@ func TestCheckpointBundle(t *testing.T) {
 		}
 		assertKataMounts(t, what, ci)
 	}
+	assertSameMounts(t, c.Container, c.RestoredContainer)
 	set, err := images.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -196,5 +199,27 @@ func assertKataMounts(t *testing.T, what string, ci *reports.ContainerInfo) {
 	}
 	if ci.Cgroup == "" || ci.Cgroup == "/" {
 		t.Errorf("%s: the container has no cgroup of its own (%q)", what, ci.Cgroup)
+	}
+}
+
+// assertSameMounts checks that CRIU gave the restored container every
+// mount the dumped one had: the same mount points, file system types and
+// read-only flags (CRIU mounts them in its own order).
+func assertSameMounts(t *testing.T, dumped, restored *reports.ContainerInfo) {
+	t.Helper()
+	if dumped == nil || restored == nil {
+		t.Errorf("container info missing: dumped %v, restored %v", dumped != nil, restored != nil)
+		return
+	}
+	key := func(ci *reports.ContainerInfo) []string {
+		var out []string
+		for _, m := range ci.Mounts {
+			out = append(out, fmt.Sprintf("%s %s ro=%v", m.Path, m.FSType, m.ReadOnly))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if a, b := key(dumped), key(restored); !slices.Equal(a, b) {
+		t.Errorf("the restored container's mounts differ from the dumped one's:\ndumped   %q\nrestored %q", a, b)
 	}
 }

@@ -383,6 +383,7 @@ func TestCheckpointSeedWorkload(t *testing.T) {
 		// container of a CRI spec, and CRIU dumped and restored it all.
 		assertKataMounts(t, "container", c.Container)
 		assertKataMounts(t, "restored container", c.RestoredContainer)
+		assertSameMounts(t, c.Container, c.RestoredContainer)
 		if c.PredictionMatched == nil || !*c.PredictionMatched {
 			t.Errorf("prediction_matched %v, want true", c.PredictionMatched)
 		}
