@@ -118,7 +118,7 @@ func runProbe(ctx context.Context, pid int, spec *specs.Spec, cgroupRoot string,
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	r, err := container.Exec(pctx, pid, e)
-	p.ExitCode, p.Signal, p.Seconds = r.ExitCode, int(r.Signal), r.Duration.Seconds()
+	p.ExitCode, p.Signal, p.Seconds = r.Status.Code, int(r.Status.Signal), r.Duration.Seconds()
 	p.Output = excerpt.Clip(string(r.Output), probeOutput)
 	p.Truncated = r.Truncated || len(p.Output) < len(r.Output)
 	p.Error = ""

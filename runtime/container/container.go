@@ -218,21 +218,33 @@ func Adopt(pid int, dir string) (*Container, error) {
 	return c, nil
 }
 
-func (c *Container) reapCmd() {
-	err := c.cmd.Wait()
+// exitStatusOf is how a process that Wait returned ended; Code -1 when it
+// has not ended.
+func exitStatusOf(ps *os.ProcessState) ExitStatus {
 	st := ExitStatus{Code: -1}
-	if ps := c.cmd.ProcessState; ps != nil {
+	if ps != nil {
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			st.Signal = ws.Signal()
 		} else {
 			st.Code = ps.ExitCode()
 		}
 	}
+	return st
+}
+
+// waitError drops the error of Wait that is only a non-zero status: that
+// is a result, not an error.
+func waitError(err error) error {
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
-		// A non-zero status is a result, not an error of Wait.
-		err = nil
+		return nil
 	}
+	return err
+}
+
+func (c *Container) reapCmd() {
+	err := waitError(c.cmd.Wait())
+	st := exitStatusOf(c.cmd.ProcessState)
 	if c.cg != nil {
 		c.cg.remove()
 	}

@@ -36,9 +36,7 @@ type ExecSpec struct {
 
 // ExecResult is how a command run by Exec ended.
 type ExecResult struct {
-	// ExitCode is the command's exit status, -1 when a signal ended it.
-	ExitCode int
-	Signal   syscall.Signal
+	Status ExitStatus
 	// Output is stdout and stderr together, up to the limit.
 	Output    []byte
 	Truncated bool
@@ -101,17 +99,9 @@ func Exec(ctx context.Context, pid int, e ExecSpec) (ExecResult, error) {
 		_ = o.cmd.Process.Kill()
 		werr = <-done
 	}
-	r := ExecResult{ExitCode: -1, Duration: time.Since(start)}
+	r := ExecResult{Status: exitStatusOf(o.cmd.ProcessState), Duration: time.Since(start)}
 	r.Output, r.Truncated = o.buf.bytes()
-	if ps := o.cmd.ProcessState; ps != nil {
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			r.Signal = ws.Signal()
-		} else {
-			r.ExitCode = ps.ExitCode()
-		}
-	}
-	var exitErr *exec.ExitError
-	if werr != nil && !errors.As(werr, &exitErr) {
+	if werr := waitError(werr); werr != nil {
 		return r, fmt.Errorf("exec %s: %w", e.Args[0], werr)
 	}
 	if ctx.Err() != nil {

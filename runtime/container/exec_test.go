@@ -45,8 +45,8 @@ func TestExec(t *testing.T) {
 				t.Fatalf("Exec: %v", err)
 			}
 			out := string(r.Output)
-			if r.ExitCode != tt.code {
-				t.Errorf("exit code %d, want %d (output %q)", r.ExitCode, tt.code, out)
+			if r.Status.Code != tt.code {
+				t.Errorf("exit code %d, want %d (output %q)", r.Status.Code, tt.code, out)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(out, w) {
