@@ -66,7 +66,9 @@ func vforkPause() int {
 	}
 	if pid == 0 {
 		for {
-			syscall.RawSyscall(syscall.SYS_PAUSE, 0, 0, 0)
+			// ppoll of nothing without a timeout: pause(2), which
+			// not every architecture has.
+			syscall.RawSyscall6(syscall.SYS_PPOLL, 0, 0, 0, 0, 0, 0)
 		}
 	}
 	return int(pid)
