@@ -280,11 +280,18 @@ func mmdebstrap(ctx context.Context, suite, out, format string, include []string
 	args := append([]string{"--variant=essential", "--include=" + strings.Join(include, ","), "--format=" + format}, aptOptions(suite)...)
 	cmd := exec.CommandContext(ctx, bin, append(args, suite, out, debianMirror())...)
 	// mmdebstrap cleans up its temporary root on SIGTERM, not on SIGKILL.
+	// It runs in a process group of its own: once it has ended, whatever
+	// it started (apt, dpkg) and left behind is killed with the group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("build %s rootfs: %w", suite, ctx.Err())
 		}
