@@ -353,11 +353,22 @@ var (
 	procPidfdNote = "a pidfd: CRIU 3.x cannot dump pidfds (newer CRIU can, when the process it refers to is in the tree)"
 )
 
+// procPidfdFrom is the first CRIU release kata-cr does not hold to fail
+// on a pidfd: CRIU 3.17.1 fails ("Can't dump file N of that type [600]
+// (anon anon_inode:[pidfd])"); pidfd support was added to CRIU later.
+// Go's os/exec keeps a pidfd for every child it starts, so many Go
+// workloads hold one.
+var procPidfdFrom = criu.Version{Major: 4}
+
 // checkProcFiles finds descriptors CRIU has no dumper for: some
 // anonymous inodes (io_uring, perf events) and character devices other
 // than the memory devices (/dev/null ...), tun and terminals; CRIU fails
 // with "Can't dump file N of that type".
-func checkProcFiles(_ context.Context, t *procTree) []reports.Finding {
+func checkProcFiles(ctx context.Context, env *Env, t *procTree) []reports.Finding {
+	v, vLine := procCRIUVersion(ctx, env)
+	// An unknown version is held to the older CRIU: the failure is certain
+	// there and only likely to pass on the newer ones.
+	pidfdFails := v.IsZero() || v.Int() < procPidfdFrom.Int()
 	var vanished []string
 	fdsOf, err := procFDsOf(t, &vanished)
 	if err != nil {
@@ -370,14 +381,16 @@ func checkProcFiles(_ context.Context, t *procTree) []reports.Finding {
 		for _, fd := range fdsOf[p] {
 			total++
 			where := fmt.Sprintf("%s fd %d -> %s", p.label(), fd.FD, fd.Target)
-			if strings.HasPrefix(fd.Target, "pidfd:") {
-				odd = append(odd, where+": "+procPidfdNote)
+			if typ, ok := proc.AnonType(fd.Target); strings.HasPrefix(fd.Target, "pidfd:") || (ok && typ == "pidfd") {
+				if pidfdFails {
+					bad = append(bad, where+": a pidfd, which this CRIU cannot dump (\"Can't dump file "+strconv.Itoa(fd.FD)+" of that type [600] (anon anon_inode:[pidfd])\"); "+vLine)
+				} else {
+					odd = append(odd, where+": "+procPidfdNote)
+				}
 				continue
 			}
 			if typ, ok := proc.AnonType(fd.Target); ok {
-				if typ == "pidfd" {
-					odd = append(odd, where+": "+procPidfdNote)
-				} else if why, ok := procAnonUnsupported[typ]; ok {
+				if why, ok := procAnonUnsupported[typ]; ok {
 					bad = append(bad, where+": "+why)
 				} else if !procAnonSupported[typ] {
 					odd = append(odd, where+": an anonymous inode kata-cr does not know; CRIU fails on types it has no dumper for")
@@ -399,7 +412,7 @@ func checkProcFiles(_ context.Context, t *procTree) []reports.Finding {
 	if len(bad) > 0 {
 		return []reports.Finding{{Status: reports.Fail, Evidence: append(append(bad, odd...), gone...),
 			Summary: fmt.Sprintf("%s of the tree of a kind CRIU cannot dump", procN(len(bad), "file descriptor", "file descriptors")),
-			Fix:     &reports.Fix{Description: "close these descriptors before dumping, or run the workload without them (for a console device: give the workload its stdio on /dev/null, pipes or a pty)"}}}
+			Fix:     &reports.Fix{Description: "close these descriptors before dumping, or run the workload without them (for a console device: give the workload its stdio on /dev/null, pipes or a pty; for a pidfd: a CRIU that dumps pidfds, or a program that does not keep them, such as one that reaps its children at once)"}}}
 	}
 	if len(odd) > 0 {
 		return []reports.Finding{{Status: reports.Warn, Evidence: append(odd, gone...),

@@ -67,7 +67,7 @@ func ProcessChecks() []Check {
 		mk("process.fanotify", reports.Recommended, "fanotify marks", checkProcFanotify),
 		mk("process.ptrace", reports.Required, "traced processes", checkProcPtrace),
 		mk("process.fd-mounts", reports.Required, "open files on mounts of the process's mount namespace", checkProcFDMounts),
-		mk("process.files", reports.Required, "file descriptors CRIU cannot dump", checkProcFiles),
+		procEnvCheck("process.files", reports.Required, "file descriptors CRIU cannot dump", checkProcFiles),
 		procEnvCheck("process.ghost-files", reports.Required, "deleted files held open (--ghost-limit)", checkProcGhosts),
 		mk("process.link-remap", reports.Required, "open files under a removed name, linked elsewhere (--link-remap)", checkProcLinkRemap),
 		mk("process.vfork", reports.Required, "tasks waiting in vfork() for their child", checkProcVfork),

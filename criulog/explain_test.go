@@ -141,6 +141,7 @@ var signatureCases = []struct {
 	{"Error (criu/sk-tcp.c:77): tcp: Failed to lock TCP connection 26c9", "network-lock-iptables", "iptables"},
 	{"Error (criu/sk-inet.c:128): inet: Unsupported proto 262 for socket 26d5", "inet-proto-unsupported", "GODEBUG=multipathtcp=0"},
 	{"Error (criu/sk-inet.c:474): inet: Can't dump corked dgram socket 1a2b", "udp-corked", "inode 0x1a2b"},
+	{"Error (criu/files.c:465): Can't dump file 10 of that type [600] (anon anon_inode:[pidfd])", "file-type-unsupported", "fd 10 (anon anon_inode:[pidfd])"},
 	{"Error (criu/files-reg.c:1042): Can't create link remap for /run/kata-cr-watched. Use link-remap option.", "link-remap", "holds /run/kata-cr-watched open"},
 	{"Error (criu/fsnotify.c:263): fsnotify: Can't find suitable path for handle (dev 0x24 ino 0x1a7): -2", "inotify-no-path", "inode 0x1a7 of device 0x24"},
 	{"Error (criu/sk-unix.c:506): unix: Non-empty write queue on an in-flight socket 0x5e1f", "unix-inflight-data", "accept"},

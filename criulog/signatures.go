@@ -312,6 +312,15 @@ var Signatures = []Signature{
 		Findings: []string{"process.socket-protocols"},
 	},
 	{
+		ID:      "file-type-unsupported",
+		Pattern: regexp.MustCompile(`Can't dump file (?P<fd>\d+) of that type \[(?P<mode>[0-7]+)\] \((?P<what>[^)]*)\)`),
+		Cause: "A dumped process holds fd ${fd} (${what}), a kind of file this CRIU has no dumper for: " +
+			"a pidfd (CRIU 3.x; Go's os/exec keeps one for every child it starts), io_uring, a perf event, or a character device other than the memory devices, tun and terminals.",
+		Fix: "Run the workload without that descriptor (reap children at once, or use a CRIU that dumps pidfds), " +
+			"or give it its stdio on /dev/null, pipes or a pty instead of a console device; no CRIU option dumps it.",
+		Findings: []string{"process.files"},
+	},
+	{
 		ID:       "udp-corked",
 		Pattern:  regexp.MustCompile(`Can't dump corked dgram socket (?P<ino>[0-9a-f]+)`),
 		Cause:    "A dumped process holds the UDP socket with inode 0x${ino} with UDP_CORK set; CRIU refuses a corked UDP socket, whether data waits in it or not.",
