@@ -68,7 +68,44 @@ func newCheckpointCmdWith(deps *Deps, g *globalOptions, runF func(context.Contex
 	c := &cobra.Command{
 		Use:   "checkpoint [WORKLOAD] [-- COMMAND [ARG...]]",
 		Short: "Checkpoint a container workload in a Kata-style guest and restore it in a fresh one",
-		Long: `checkpoint boots a Kata-style guest, starts WORKLOAD in it as a container the
+		Long:  checkpointLong(),
+		Example: `  kata-cr checkpoint --auto-fix
+  kata-cr checkpoint counter --auto-fix --images-dir /tmp/counter
+  kata-cr checkpoint --auto-fix -- sh -c 'while :; do sleep 1; done'
+  kata-cr checkpoint nginx --auto-fix --no-restore -o json
+  kata-cr checkpoint --bundle ./mybundle --auto-fix --verify-exec-before 'cat /run/state' --verify-exec '["sh","-c","test -s /run/state"]'`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := o.parseArgs(args, c.ArgsLenAtDash()); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(c.Context(), o)
+			}
+			return runCheckpoint(c.Context(), deps, g, o)
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&o.AutoFix, "auto-fix", false, "apply the fixes and CRIU options the checks call for, then dump")
+	f.BoolVar(&o.NoRestart, "no-restart", false, "with --auto-fix, refuse to restart the workload (which loses its state) to make its init a session leader")
+	f.BoolVar(&o.RuntimeSetsid, "runtime-setsid", false, "start the init as a session leader, as runc and the Kata agent 4.1.0 do")
+	f.BoolVarP(&o.Terminal, "tty", "t", false, "give the workload a terminal")
+	f.StringVar(&o.ImagesDir, "images-dir", "", "write the checkpoint to this new `DIR` (default: a new directory under kata-cr's cache)")
+	f.BoolVar(&o.NoRestore, "no-restore", false, "stop after the dump: do not restore in a fresh guest")
+	f.BoolVar(&o.LeaveRunning, "leave-running", false, "keep the original workload running after the dump")
+	f.BoolVar(&o.Prove, "prove", false, "with --auto-fix, first dump without each CRIU option the plan adds (leaving the workload running) to show CRIU fails as predicted")
+	f.StringVar(&o.Bundle, "bundle", "", "run the OCI bundle in `DIR` (config.json and its rootfs) as Kata would, instead of a named workload")
+	f.Var(&o.VerifyExecBefore, "verify-exec-before", "run `CMD` in the container before the dump to record its state, retried until it exits 0 (repeatable; "+probeSyntax+")")
+	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container; the checkpoint is verified only when every one exits 0 (repeatable; "+probeSyntax+")")
+	f.BoolVar(&o.Bench, "bench", false, "also time a raw criu dump and restore of the workload in the same guest")
+	_ = f.MarkHidden("bench")
+	o.guest.addFlags(f, true)
+	return c
+}
+
+// checkpointLong is checkpoint's help text; it lists the registered
+// workloads.
+func checkpointLong() string {
+	return `checkpoint boots a Kata-style guest, starts WORKLOAD in it as a container the
 way the Kata agent does, from an OCI runtime spec (the one containerd's CRI
 plugin would write for it: own pid, mount, uts, ipc and cgroup namespaces, a
 cgroup v2 of its own, proc, a /dev tmpfs, devpts, /dev/shm, /dev/mqueue, a
@@ -111,38 +148,7 @@ Exit codes: 0 everything asked for succeeded; 1 kata-cr could not do its
 work (a guest failure, an images directory it refuses); 2 bad command line
 (unknown workload, a command not in the image, an images directory that
 cannot be written, a bundle key kata-cr does not support); 3 the dump, the
-restore or its verification failed.`,
-		Example: `  kata-cr checkpoint --auto-fix
-  kata-cr checkpoint counter --auto-fix --images-dir /tmp/counter
-  kata-cr checkpoint --auto-fix -- sh -c 'while :; do sleep 1; done'
-  kata-cr checkpoint nginx --auto-fix --no-restore -o json
-  kata-cr checkpoint --bundle ./mybundle --auto-fix --verify-exec-before 'cat /run/state' --verify-exec '["sh","-c","test -s /run/state"]'`,
-		RunE: func(c *cobra.Command, args []string) error {
-			if err := o.parseArgs(args, c.ArgsLenAtDash()); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(c.Context(), o)
-			}
-			return runCheckpoint(c.Context(), deps, g, o)
-		},
-	}
-	f := c.Flags()
-	f.BoolVar(&o.AutoFix, "auto-fix", false, "apply the fixes and CRIU options the checks call for, then dump")
-	f.BoolVar(&o.NoRestart, "no-restart", false, "with --auto-fix, refuse to restart the workload (which loses its state) to make its init a session leader")
-	f.BoolVar(&o.RuntimeSetsid, "runtime-setsid", false, "start the init as a session leader, as runc and the Kata agent 4.1.0 do")
-	f.BoolVarP(&o.Terminal, "tty", "t", false, "give the workload a terminal")
-	f.StringVar(&o.ImagesDir, "images-dir", "", "write the checkpoint to this new `DIR` (default: a new directory under kata-cr's cache)")
-	f.BoolVar(&o.NoRestore, "no-restore", false, "stop after the dump: do not restore in a fresh guest")
-	f.BoolVar(&o.LeaveRunning, "leave-running", false, "keep the original workload running after the dump")
-	f.BoolVar(&o.Prove, "prove", false, "with --auto-fix, first dump without each CRIU option the plan adds (leaving the workload running) to show CRIU fails as predicted")
-	f.StringVar(&o.Bundle, "bundle", "", "run the OCI bundle in `DIR` (config.json and its rootfs) as Kata would, instead of a named workload")
-	f.Var(&o.VerifyExecBefore, "verify-exec-before", "run `CMD` in the container before the dump to record its state, retried until it exits 0 (repeatable; "+probeSyntax+")")
-	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container; the checkpoint is verified only when every one exits 0 (repeatable; "+probeSyntax+")")
-	f.BoolVar(&o.Bench, "bench", false, "also time a raw criu dump and restore of the workload in the same guest")
-	_ = f.MarkHidden("bench")
-	o.guest.addFlags(f, true)
-	return c
+restore or its verification failed.`
 }
 
 // parseArgs reads WORKLOAD or -- COMMAND; dash is cobra's ArgsLenAtDash.
