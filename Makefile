@@ -41,16 +41,9 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 40m ./...
 
-# Runs every Fuzz target of every package for FUZZTIME (go test -fuzz takes
-# one target in one package at a time).
+# Runs every Fuzz target of every package for FUZZTIME (scripts/fuzz.sh).
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-		list=$$($(GO) test -list '^Fuzz' $$pkg); \
-		for target in $$(echo "$$list" | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
-		done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 deps:
 	scripts/install-deps.sh
