@@ -93,7 +93,7 @@ func killQemuAt(t *testing.T, match func(agentapi.Event) bool, args ...string) (
 		t.Fatalf("the fault was never injected: exit %d, %s", code, stderr)
 	}
 	if syscall.Kill(killed, 0) == nil {
-		if st, _ := os.ReadFile(filepath.Join("/proc", itoa(killed), "stat")); !strings.Contains(string(st), ") Z ") {
+		if st, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(killed), "stat")); !strings.Contains(string(st), ") Z ") {
 			t.Errorf("qemu %d still runs", killed)
 		}
 	}
@@ -107,7 +107,6 @@ func killQemuAt(t *testing.T, match func(agentapi.Event) bool, args ...string) (
 	return code, r, stderr
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestFaultQemuKilledDuringDump: the guest dies while CRIU dumps. Nothing
 // can keep a workload whose VM died; kata-cr says the guest failed, leaves
