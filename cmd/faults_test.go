@@ -107,7 +107,6 @@ func killQemuAt(t *testing.T, match func(agentapi.Event) bool, args ...string) (
 	return code, r, stderr
 }
 
-
 // TestFaultQemuKilledDuringDump: the guest dies while CRIU dumps. Nothing
 // can keep a workload whose VM died; kata-cr says the guest failed, leaves
 // no directory that looks like a checkpoint and no qemu.
