@@ -63,6 +63,7 @@ func init() {
 		ModeInotifyRemoved, []string{"fd", "link"}, verifyInotify))
 	container.Register(NewWorkload("ghost-large", "a deleted 2 MiB file held open, over CRIU's default ghost limit ("+Name+" "+ModeGhost+" 2097152)",
 		ModeGhost, []string{"2097152"}, verifyGhost))
+	container.Register(NewWorkload("ghost-small", "a deleted 64 KiB file held open, below CRIU's default ghost limit ("+Name+" "+ModeGhost+" 65536)", ModeGhost, []string{"65536"}, verifyGhost))
 	container.Register(NewWorkload("ghost-sparse", "a deleted sparse 8 MiB file held open, 4 KiB of it data ("+Name+" "+ModeGhost+" 8388608 sparse)",
 		ModeGhost, []string{"8388608", "sparse"}, verifyGhost))
 	container.Register(NewWorkload("fifo", "a FIFO with data in it and a device node, made in the container's files and held open ("+Name+" "+ModeFIFO+")",
