@@ -18,6 +18,10 @@ type DoctorOptions struct {
 	// BeforeRecheck runs after the fixes and before the checks run again
 	// (a fixer that restarted the workload moves env.PID there).
 	BeforeRecheck func(env *Env)
+	// BeforeFix runs, when fixes are applied, after the first checks and
+	// their prediction and before any fixer: the system and the workload
+	// as they were found (--prove lets CRIU judge that prediction there).
+	BeforeFix func(res DoctorResult)
 }
 
 // DoctorResult is what a doctor pass found and did.
@@ -48,6 +52,9 @@ func Doctor(ctx context.Context, env *Env, runner Runner, fixers []Fixer, o Doct
 	if !o.Fix || o.DryRun {
 		res.Actions = ApplyFixes(ctx, env, res.Before, fixers, true)
 		return res
+	}
+	if o.BeforeFix != nil {
+		o.BeforeFix(res)
 	}
 	recheck := func() {
 		if o.BeforeRecheck != nil {

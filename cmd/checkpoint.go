@@ -640,46 +640,11 @@ func restoreHalf(ctx context.Context, deps *Deps, gopt guestOptions, gst *guest,
 	if rr == nil || rr.Checkpoint == nil {
 		return errors.New("guest agent finished without sending a restore report")
 	}
-	mergeRestore(r, rr)
+	r.MergeRestore(rr)
 	boot := gst.bootFinding(res)
 	boot.ID = "guest.boot-restore"
 	r.Findings = append(r.Findings, boot)
 	return nil
-}
-
-// mergeRestore copies the restore's outcome into the checkpoint's report.
-func mergeRestore(r, rr *reports.Report) {
-	cp, rc := r.Checkpoint, rr.Checkpoint
-	if r.Target.Kind == "" {
-		r.Target = rr.Target
-	}
-	cp.RestoreRan = true
-	cp.RestoreOK = rc.RestoreOK
-	cp.RestoreOptions = rc.RestoreOptions
-	cp.RestoreSeconds = rc.RestoreSeconds
-	cp.RestoredPID = rc.RestoredPID
-	cp.Verified = rc.Verified
-	cp.Verification = rc.Verification
-	if cp.StateBefore == nil {
-		cp.StateBefore = rc.StateBefore
-	}
-	cp.StateAfter = rc.StateAfter
-	cp.SandboxFilesSeen = rc.SandboxFilesSeen
-	cp.RestoredContainer = rc.RestoredContainer
-	cp.Probes = append(cp.Probes, rc.Probes...)
-	cp.Stage = rc.Stage
-	if rc.Error != "" {
-		cp.Error = "restore: " + rc.Error
-	}
-	cp.Explanations = append(cp.Explanations, rc.Explanations...)
-	for _, a := range rr.Actions {
-		a.Summary = "restore guest: " + a.Summary
-		r.Actions = append(r.Actions, a)
-	}
-	for _, f := range rr.Findings {
-		f.ID = "restore." + f.ID
-		r.Findings = append(r.Findings, f)
-	}
 }
 
 // benchFinding shows kata-cr's dump and restore next to raw criu's.

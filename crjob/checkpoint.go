@@ -210,11 +210,19 @@ func (j *cpJob) preflight(ctx context.Context) checks.DoctorResult {
 		j.cp.Stage = "fix"
 	}
 	res := checks.Doctor(ctx, j.env, runner, fixers, checks.DoctorOptions{Fix: j.fix, Predict: true,
+		BeforeFix: func(first checks.DoctorResult) {
+			if j.opts.Prove {
+				j.judgePlain(ctx, first.Prediction)
+			}
+		},
 		BeforeRecheck: func(env *checks.Env) {
 			env.PID = j.ctr.PID()
 			h.Progress("checks", "checking again after the fixes")
 		}})
 	j.r.Prediction = res.Prediction
+	if j.fix {
+		j.r.Plan = res.Plan
+	}
 	h.Progress("predict", "%s", predictionLine(res.Prediction))
 	if j.fix {
 		for _, a := range res.Actions {

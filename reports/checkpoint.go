@@ -42,6 +42,10 @@ type Checkpoint struct {
 	// that predicted it.
 	FailureSignature string   `json:"failure_signature,omitempty"`
 	PredictedBy      []string `json:"predicted_by,omitempty"`
+	// Plain is raw CRIU's judgement of the prediction before any fix:
+	// with --prove, a dump of the workload as it was started, with no
+	// option kata-cr plans (--leave-running, into a scratch directory).
+	Plain *RawDump `json:"plain,omitempty"`
 	// Proofs are the dumps --prove ran without one finding's options.
 	Proofs []Proof `json:"proofs,omitempty"`
 	// InitExit is how the container init ended when the workload died
@@ -106,6 +110,25 @@ type Proof struct {
 	// WorkloadRunning says whether the workload ran on after the proof's
 	// dump (it must: CRIU thaws the tree, or lets go of it when killed).
 	WorkloadRunning *bool `json:"workload_running,omitempty"`
+}
+
+// RawDump is one dump kata-cr ran only to let CRIU judge a prediction.
+type RawDump struct {
+	// Options are the options of that dump, as criu words (none for the
+	// plain dump).
+	Options []string `json:"options,omitempty"`
+	// OK says the dump succeeded.
+	OK bool `json:"ok"`
+	// Signature is the cause CRIU's log names for a failure (a criulog
+	// signature ID), empty when kata-cr knows none; Unexplained says the
+	// dump failed on a cause no signature explains.
+	Signature   string `json:"signature,omitempty"`
+	Unexplained bool   `json:"unexplained,omitempty"`
+	// Hung says CRIU did not answer within the dump's time limit.
+	Hung bool `json:"hung,omitempty"`
+	// PredictedBy are the prediction's blockers the failure's cause names.
+	PredictedBy []string `json:"predicted_by,omitempty"`
+	Seconds     float64  `json:"seconds,omitempty"`
 }
 
 // Refusal is a step kata-cr refused to take.

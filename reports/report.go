@@ -156,18 +156,20 @@ func (e Explanation) Label() string {
 
 // Report is what a kata-cr command produced.
 type Report struct {
-	SchemaVersion string        `json:"schema_version"`
-	Tool          string        `json:"tool"`
-	Version       string        `json:"version"`
-	Command       string        `json:"command"`
-	Target        Target        `json:"target"`
-	Findings      []Finding     `json:"findings,omitempty"`
-	Prediction    *Prediction   `json:"prediction,omitempty"`
-	Actions       []Action      `json:"actions,omitempty"`
-	Explanations  []Explanation `json:"explanations,omitempty"`
-	Checkpoint    *Checkpoint   `json:"checkpoint,omitempty"`
-	Tally         Tally         `json:"tally"`
-	Verdict       string        `json:"verdict"`
+	SchemaVersion string      `json:"schema_version"`
+	Tool          string      `json:"tool"`
+	Version       string      `json:"version"`
+	Command       string      `json:"command"`
+	Target        Target      `json:"target"`
+	Findings      []Finding   `json:"findings,omitempty"`
+	Prediction    *Prediction `json:"prediction,omitempty"`
+	// Plan is the prediction after the fixes, when fixes were applied.
+	Plan         *Prediction   `json:"plan,omitempty"`
+	Actions      []Action      `json:"actions,omitempty"`
+	Explanations []Explanation `json:"explanations,omitempty"`
+	Checkpoint   *Checkpoint   `json:"checkpoint,omitempty"`
+	Tally        Tally         `json:"tally"`
+	Verdict      string        `json:"verdict"`
 	// Failed is true when a required finding failed: the exit code is 3.
 	Failed bool `json:"failed"`
 }

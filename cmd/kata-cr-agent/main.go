@@ -47,26 +47,34 @@ var handlers = map[agentapi.JobKind]handler{
 		return guest.Doctor(ctx, s, job, version)
 	},
 	agentapi.JobShell: guest.Shell,
-	agentapi.JobCheckpoint: func(ctx context.Context, s *guest.Session, job agentapi.Job) error {
-		var o agentapi.CheckpointOptions
+	agentapi.JobCheckpoint: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.CheckpointOptions, job agentapi.Job) error {
+		return crjob.Checkpoint(ctx, d, o, job.Fix)
+	}),
+	agentapi.JobRestore: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.RestoreOptions, job agentapi.Job) error {
+		return crjob.Restore(ctx, d, o, job.LoadModules)
+	}),
+	agentapi.JobCorpus: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.CorpusOptions, job agentapi.Job) error {
+		return crjob.Corpus(ctx, d, o, job.Fix)
+	}),
+	agentapi.JobCorpusRestore: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.CorpusRestoreOptions, _ agentapi.Job) error {
+		return crjob.CorpusRestore(ctx, d, o)
+	}),
+}
+
+// crJob is the handler of a job that runs containers: it decodes the
+// job's options into O and refuses the initramfs root, which CRIU cannot
+// dump.
+func crJob[O any](run func(ctx context.Context, d *crjob.Deps, o O, job agentapi.Job) error) handler {
+	return func(ctx context.Context, s *guest.Session, job agentapi.Job) error {
+		var o O
 		if err := decodeOptions(job, &o); err != nil {
 			return err
 		}
 		if err := s.RequireTmpfsRoot(); err != nil {
 			return err
 		}
-		return crjob.Checkpoint(ctx, deps(s), o, job.Fix)
-	},
-	agentapi.JobRestore: func(ctx context.Context, s *guest.Session, job agentapi.Job) error {
-		var o agentapi.RestoreOptions
-		if err := decodeOptions(job, &o); err != nil {
-			return err
-		}
-		if err := s.RequireTmpfsRoot(); err != nil {
-			return err
-		}
-		return crjob.Restore(ctx, deps(s), o, job.LoadModules)
-	},
+		return run(ctx, deps(s), o, job)
+	}
 }
 
 // deps wires a checkpoint or restore job to this guest.

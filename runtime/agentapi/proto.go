@@ -37,6 +37,10 @@ const (
 	JobShell      JobKind = "shell"
 	JobCheckpoint JobKind = "checkpoint"
 	JobRestore    JobKind = "restore"
+	// JobCorpus checkpoints many workloads in one guest (CorpusOptions),
+	// JobCorpusRestore restores them in another (CorpusRestoreOptions).
+	JobCorpus        JobKind = "corpus"
+	JobCorpusRestore JobKind = "corpus-restore"
 )
 
 // Job is the one task the agent runs before it powers the guest off.
