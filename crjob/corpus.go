@@ -110,5 +110,3 @@ func (h *entryHost) Send(ev agentapi.Event) error {
 func (h *entryHost) Progress(stage, format string, args ...any) {
 	h.Host.Progress(stage, "%s: %s", h.entry.Name, fmt.Sprintf(format, args...))
 }
-
-

@@ -36,4 +36,3 @@ func (r *Report) MergeRestore(rr *Report) {
 		r.Findings = append(r.Findings, f)
 	}
 }
-
