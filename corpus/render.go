@@ -19,7 +19,7 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 	b.WriteString("| workload | no options: predicted / CRIU | fix | with the fix: predicted / CRIU | CRIU without each option | outcome |\n")
 	b.WriteString("|---|---|---|---|---|---|\n")
 	for _, e := range r.Entries {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", e.Name, cellOutcome(e.Plain), mdList(fixWords(e.Fix)),
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", e.Name, cellOutcome(e.Plain), mdList(codeWords(fixWords(e.Fix))),
 			cellOutcome(e.Planned), mdList(withoutWords(e.Without)), outcome(e))
 	}
 	b.WriteString("\n")
@@ -31,7 +31,7 @@ func WriteMarkdown(w io.Writer, r *Result) error {
 // then the disagreements and the counts.
 func WriteText(w io.Writer, r *Result) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "corpus on %s (%s)\n\n", r.Cell.Name(), orNone(r.Cell.Accelerator))
+	fmt.Fprintf(&b, "corpus on %s\n\n", r.Cell.Name())
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKLOAD\tNO OPTIONS\tWITH THE FIX\tWITHOUT EACH\tOUTCOME")
 	for _, e := range r.Entries {
@@ -121,7 +121,7 @@ func withoutWords(ws []Without) []string {
 		if !w.Confirmed {
 			mark = "NOT CONFIRMED (" + failedOn(w.Signature != "", w.Signature) + ")"
 		}
-		out = append(out, w.Options+": "+mark)
+		out = append(out, "`"+w.Options+"`: "+mark)
 	}
 	if binds > 0 {
 		out = append(out, fmt.Sprintf("each sandbox bind: %d of %d fail as predicted", bindsOK, binds))
@@ -142,14 +142,19 @@ func confirmed(ws []Without) string {
 	return fmt.Sprintf("%d/%d confirmed", n, len(ws))
 }
 
-func mdList(words []string) string {
-	if len(words) == 0 {
-		return "-"
-	}
+// codeWords marks the options among words as code.
+func codeWords(words []string) []string {
 	for i, w := range words {
 		if strings.HasPrefix(w, "--") {
 			words[i] = "`" + w + "`"
 		}
+	}
+	return words
+}
+
+func mdList(words []string) string {
+	if len(words) == 0 {
+		return "-"
 	}
 	return strings.Join(words, "<br>")
 }

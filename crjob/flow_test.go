@@ -25,6 +25,7 @@ import (
 
 type fakeHost struct {
 	stages  []string
+	results []result
 	reports []*reports.Report
 	sent    []images.Manifest
 	sendErr error
@@ -38,7 +39,16 @@ func (h *fakeHost) Send(ev agentapi.Event) error {
 	}
 	return nil
 }
-func (h *fakeHost) Result(string, any) error { return nil }
+func (h *fakeHost) Result(stage string, v any) error {
+	h.results = append(h.results, result{stage, v})
+	return nil
+}
+
+// result is a structured result a job sent.
+type result struct {
+	stage string
+	v     any
+}
 func (h *fakeHost) SendImages(m images.Manifest, _ string) (agentapi.ImagesSaved, error) {
 	h.sent = append(h.sent, m)
 	if h.sendErr != nil {
