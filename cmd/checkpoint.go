@@ -37,6 +37,7 @@ type checkpointOptions struct {
 
 	AutoFix       bool
 	NoRestart     bool
+	AcceptLoss    bool
 	RuntimeSetsid bool
 	Terminal      bool
 	ImagesDir     string
@@ -87,6 +88,7 @@ func newCheckpointCmdWith(deps *Deps, g *globalOptions, runF func(context.Contex
 	f := c.Flags()
 	f.BoolVar(&o.AutoFix, "auto-fix", false, "apply the fixes and CRIU options the checks call for, then dump")
 	f.BoolVar(&o.NoRestart, "no-restart", false, "with --auto-fix, refuse to restart the workload (which loses its state) to make its init a session leader")
+	f.BoolVar(&o.AcceptLoss, "accept-loss", false, "with --auto-fix, dump even when the checks predict that CRIU loses part of the workload's state (refused by default)")
 	f.BoolVar(&o.RuntimeSetsid, "runtime-setsid", false, "start the init as a session leader, as runc and the Kata agent 4.1.0 do")
 	f.BoolVarP(&o.Terminal, "tty", "t", false, "give the workload a terminal")
 	f.StringVar(&o.ImagesDir, "images-dir", "", "write the checkpoint to this new `DIR` (default: a new directory under kata-cr's cache)")
@@ -381,7 +383,7 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	}
 	co := agentapi.CheckpointOptions{
 		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
-		NoRestart: o.NoRestart, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove,
+		NoRestart: o.NoRestart, AcceptLoss: o.AcceptLoss, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove,
 		VerifyExecBefore: o.VerifyExecBefore.Argvs(), VerifyExec: o.VerifyExec.Argvs(),
 		Bundle: o.bundleOptions(),
 	}

@@ -92,7 +92,7 @@ func TestCheckpointBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"unknown workload", []string{"nosuch"}, ExitUsage, `unknown workload "nosuch": known workloads are counter, `},
+		{"unknown workload", []string{"nosuch"}, ExitUsage, `unknown workload "nosuch": known workloads are `},
 		{"two workloads", []string{"sleep", "counter"}, ExitUsage, "one workload at a time"},
 		{"workload and command", []string{"sleep", "--", "sleep", "1"}, ExitUsage, "not both"},
 		{"command not in image", []string{"--", "no-such-program", "x"}, ExitUsage, `command "no-such-program" is not in the guest image`},

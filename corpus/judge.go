@@ -14,7 +14,8 @@ const SchemaVersion = 1
 // Outcome is what one dump was predicted to do and what CRIU did.
 type Outcome struct {
 	// Predicted and CRIU are "ok", "fail", "hang", or "-" when that dump
-	// did not run.
+	// did not run; a prediction is "loses" when CRIU is predicted to dump
+	// the tree but lose part of its state.
 	Predicted string `json:"predicted"`
 	CRIU      string `json:"criu"`
 	// Signature is the cause CRIU's log names for a failure.
@@ -166,6 +167,9 @@ func (j judge) planned(r *reports.Report, cp *reports.Checkpoint) {
 	}
 	if plan != nil {
 		j.res.Planned.Predicted = predicted(plan.WithOptions)
+		if plan.WithOptions && len(plan.Losses) > 0 {
+			j.res.Planned.Predicted = "loses"
+		}
 		j.res.Fix = append(j.res.Fix, plan.CRIU.DumpArgs()...)
 	}
 	for _, a := range r.Actions {

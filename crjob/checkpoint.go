@@ -122,8 +122,13 @@ func (j *cpJob) run(ctx context.Context) error {
 	if j.refuseHang(ctx, cr, do, j.predicted(res), probe) {
 		return nil
 	}
-	if j.opts.Prove && j.fix {
+	// The options are proven only for a plan predicted to work: a dump
+	// without one of them would fail first on a blocker they do not mend.
+	if j.opts.Prove && j.fix && res.Plan.WithOptions {
 		j.r.Findings = append(j.r.Findings, j.prove(ctx, cr, res.Findings, do)...)
+	}
+	if j.refuseLoss(ctx, res.Plan, probe) {
+		return nil
 	}
 	dumped, ok := j.dump(ctx, cr, do, j.expect(res), res.Plan, probe)
 	if !ok {

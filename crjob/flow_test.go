@@ -49,6 +49,7 @@ type result struct {
 	stage string
 	v     any
 }
+
 func (h *fakeHost) SendImages(m images.Manifest, _ string) (agentapi.ImagesSaved, error) {
 	h.sent = append(h.sent, m)
 	if h.sendErr != nil {

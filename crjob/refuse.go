@@ -62,6 +62,20 @@ func (j *cpJob) refuseHang(ctx context.Context, cr CRIU, do criu.DumpOpts, p *re
 	return true
 }
 
+// refuseLoss ends the job before the dump when, with --auto-fix, the plan
+// predicts that CRIU would dump the tree but lose some of its state
+// (Prediction.Losses): the workload would be stopped and come back without
+// it. --accept-loss dumps anyway. It reports whether it refused.
+func (j *cpJob) refuseLoss(ctx context.Context, plan *reports.Prediction, probe container.Probe) bool {
+	if !j.fix || j.opts.AcceptLoss || plan == nil || len(plan.Losses) == 0 {
+		return false
+	}
+	j.cp.Refusals = append(j.cp.Refusals, reports.Refusal{Step: "dump", BlockedBy: plan.Losses,
+		Reason: "CRIU would dump the tree but lose part of its state (" + strings.Join(plan.Losses, ", ") + "): the restored workload would not carry on; --accept-loss dumps anyway"})
+	j.refused(ctx, probe)
+	return true
+}
+
 // refused records a refusal: the error, the finding that fails the
 // checkpoint, whether the workload still runs and its state as it runs on.
 func (j *cpJob) refused(ctx context.Context, probe container.Probe) {

@@ -22,6 +22,10 @@ type CheckpointOptions struct {
 	// NoRestart refuses the restart-setsid fix instead of restarting the
 	// workload (which loses its in-memory state).
 	NoRestart bool `json:"no_restart,omitempty"`
+	// AcceptLoss dumps, with fixes, even a tree the plan predicts CRIU
+	// dumps with a loss of state (Prediction.Losses); without it such a
+	// dump is refused and the workload left running.
+	AcceptLoss bool `json:"accept_loss,omitempty"`
 	// LeaveRunning keeps the original workload running after the dump.
 	LeaveRunning bool `json:"leave_running,omitempty"`
 	// Bench also times a raw criu dump and restore of the same workload
