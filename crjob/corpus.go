@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 )
 
@@ -21,6 +22,15 @@ func Corpus(ctx context.Context, d *Deps, o agentapi.CorpusOptions, fix bool) er
 		if err := d.Guest.LoadCRIUModules(); err != nil {
 			return fmt.Errorf("load the modules CRIU needs: %w", err)
 		}
+	}
+	// The guest's kernel and CRIU are the same for every entry: what their
+	// checks found once holds for all (checks.Settled).
+	if d.Guest.Env != nil && len(d.Guest.Checks) > 0 {
+		env, _ := d.Guest.Env(ctx)
+		d.Host.Progress("checks", "checking the guest once for all %d entries", len(o.Entries))
+		settled := *d
+		settled.Guest.Checks = checks.Settled(d.Guest.Checks, checks.Runner{Checks: d.Guest.Checks}.Run(ctx, env))
+		d = &settled
 	}
 	return eachEntry(ctx, d, entryNames(o.Entries, func(e agentapi.CorpusCheckpoint) string { return e.Name }),
 		func(ctx context.Context, ed *Deps, i int) error {
