@@ -294,10 +294,14 @@ func carriedKeys(mode string, keys stateKeys) Verifier {
 		if len(diff) > 0 {
 			return "", fmt.Errorf("the restored %s changed: %s", mode, strings.Join(diff, ", "))
 		}
+		msg := fmt.Sprintf("checked again (%s %s->%s); %d key(s) kept their values (%s)", KeyChecks, before[KeyChecks], now[KeyChecks], len(keys.same), strings.Join(keys.same, ", "))
 		var moved []string
 		for _, k := range keys.moved {
 			moved = append(moved, fmt.Sprintf("%s %s->%s", k, before[k], now[k]))
 		}
-		return fmt.Sprintf("%d key(s) kept their values (%s); moved on: %s", len(keys.same), strings.Join(keys.same, ", "), strings.Join(moved, ", ")), nil
+		if len(moved) > 0 {
+			msg += "; moved on: " + strings.Join(moved, ", ")
+		}
+		return msg, nil
 	}
 }
