@@ -24,6 +24,9 @@ type corpusOptions struct {
 	// Only names the entries to run (--only), all when empty.
 	Only []string
 	List bool
+	// Cell picks the kernel and CRIU of a truth-table cell (--cell).
+	Cell      string
+	ListCells bool
 	// Dir keeps the checkpoints (--dir); a new directory under the cache
 	// when empty.
 	Dir   string
@@ -74,6 +77,8 @@ disagreed, failed on a cause kata-cr does not know, or could not be judged;
 	f := c.Flags()
 	f.StringSliceVar(&o.Only, "only", nil, "run only these `ENTRIES` (comma-separated names; --list lists them)")
 	f.BoolVar(&o.List, "list", false, "list the corpus's entries and exit")
+	f.StringVar(&o.Cell, "cell", "", "run in the guest of this truth-table `CELL` (its kernel version and CRIU suite; --list-cells lists them)")
+	f.BoolVar(&o.ListCells, "list-cells", false, "list the truth table's cells and exit")
 	f.StringVar(&o.Dir, "dir", "", "keep the checkpoints in this new `DIR` (default: a new directory under kata-cr's cache)")
 	o.guest.addFlags(f, true)
 	return c
@@ -83,6 +88,16 @@ disagreed, failed on a cause kata-cr does not know, or could not be judged;
 // the defaults; it adds the entries' binaries (nginx, redis-server) to
 // the image.
 func (o *corpusOptions) validate() ([]corpus.Entry, error) {
+	if o.Cell != "" {
+		if o.guest.KernelVersion != "" || o.guest.CRIUSuite != "" || o.guest.Kernel != "" || o.guest.Rootfs != "" {
+			return nil, usagef("--cell %s and a kernel or CRIU flag both given: use one", o.Cell)
+		}
+		c, err := corpus.LookupCell(o.Cell)
+		if err != nil {
+			return nil, usagef("--cell: %v", err)
+		}
+		o.guest.KernelVersion, o.guest.CRIUSuite = c.KernelVersion, c.CRIUSuite
+	}
 	entries, err := corpus.Select(o.Only)
 	if err != nil {
 		return nil, usageError{err}
@@ -130,9 +145,15 @@ func runCorpus(ctx context.Context, deps *Deps, g *globalOptions, o *corpusOptio
 	if opts.Format == reports.JUnit {
 		return usagef("-o junit: the corpus writes text, json or markdown")
 	}
-	if o.List {
+	switch {
+	case o.List:
 		for _, e := range corpus.Entries {
 			fmt.Fprintf(deps.Stdout, "%-24s %s\n", e.Name, e.Covers)
+		}
+		return nil
+	case o.ListCells:
+		for _, c := range corpus.Cells {
+			fmt.Fprintf(deps.Stdout, "%-14s %s\n", c.Name, c.Description)
 		}
 		return nil
 	}
@@ -153,7 +174,7 @@ func runCorpus(ctx context.Context, deps *Deps, g *globalOptions, o *corpusOptio
 		reportGuestError(deps, err)
 		return guestRunError(err, o.guest.Timeout)
 	}
-	res.Cell.Accelerator = gst.accel.Name
+	res.Cell.Accelerator, res.Cell.Spec = gst.accel.Name, o.Cell
 	if err := writeCorpus(deps, opts.Format, res); err != nil {
 		return err
 	}

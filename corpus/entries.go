@@ -10,6 +10,7 @@ package corpus
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
@@ -113,4 +114,34 @@ func Check(entries []Entry) error {
 		}
 	}
 	return nil
+}
+
+// CellSpec is a guest the corpus runs in: a Debian kernel series and the
+// Debian suite whose CRIU it ships.
+type CellSpec struct {
+	Name          string
+	KernelVersion string
+	CRIUSuite     string
+	Description   string
+}
+
+// Cells are the cells of the truth table, in its order.
+var Cells = []CellSpec{
+	{Name: "6.1-criu3.17", KernelVersion: "6.1", CRIUSuite: "bookworm", Description: "Debian 12's kernel 6.1 and CRIU 3.17.1"},
+	{Name: "7.3-criu4.1", KernelVersion: "7.3", CRIUSuite: "trixie", Description: "kernel 7.3 (after the 6.13 vDSO and 6.16 SO_PASSCRED changes) and trixie's CRIU 4.1.1"},
+	{Name: "7.3-criu4.2", KernelVersion: "7.3", CRIUSuite: "forky", Description: "kernel 7.3 and forky's CRIU 4.2.1"},
+}
+
+// LookupCell returns the cell named name.
+func LookupCell(name string) (CellSpec, error) {
+	for _, c := range Cells {
+		if c.Name == name {
+			return c, nil
+		}
+	}
+	names := make([]string, len(Cells))
+	for i, c := range Cells {
+		names[i] = c.Name
+	}
+	return CellSpec{}, fmt.Errorf("%q is not a cell: use one of %s", name, strings.Join(names, ", "))
 }

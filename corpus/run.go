@@ -48,6 +48,8 @@ type Result struct {
 
 // Cell is the guest the corpus ran in.
 type Cell struct {
+	// Spec names the cell of Cells the run was asked for, if any.
+	Spec          string `json:"spec,omitempty"`
 	KernelRelease string `json:"kernel_release"`
 	CRIUVersion   string `json:"criu_version"`
 	Accelerator   string `json:"accelerator,omitempty"`
@@ -55,7 +57,11 @@ type Cell struct {
 
 // Name is the cell as the truth table heads it.
 func (c Cell) Name() string {
-	return fmt.Sprintf("kernel %s, CRIU %s", c.KernelRelease, c.CRIUVersion)
+	s := fmt.Sprintf("kernel %s, CRIU %s", c.KernelRelease, c.CRIUVersion)
+	if c.Spec != "" {
+		s = c.Spec + ": " + s
+	}
+	return s
 }
 
 // Counts sums up the entries' verdicts.
