@@ -67,6 +67,8 @@ func TestFixtures(t *testing.T) {
 		{"dump-vfork.log", []string{"seize-timeout", "unseizable-task"}, 4, []string{"state D", "vfork"}},
 		// kata-cr checkpoint tcp-listen --kernel-version 7.3 --criu-suite trixie: CRIU 4.1.1 on 7.3.4.
 		{"dump-inet-sockopt.log", []string{"inet-sockopt-6.16"}, 10, []string{"socket option 1:16", "6.16", "CRIU 4.2"}},
+		// kata-cr checkpoint io-uring --kernel-version 7.3 --criu-suite trixie: CRIU 4.1.1 on 7.3.
+		{"dump-io-uring-4.1.1.log", []string{"send-fds-refused"}, 8, []string{"io_uring", "SCM_RIGHTS"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.log, func(t *testing.T) {
@@ -106,6 +108,8 @@ var signatureCases = []struct {
 	{"Error (criu/namespaces.c:463): Can't dump nested pid namespace for 197", "nested-pidns", "Process 197 lives in a pid namespace of its own"},
 	{"Error (criu/cr-dump.c:1739): Timeout reached. Try to interrupt: 0", "seize-timeout", "vfork"},
 	{"Error (compel/src/lib/infect.c:234): Unseizable non-zombie 211 found, state D, err -1/4", "unseizable-task", "task 211"},
+	{"pie: 1: Error (criu/pie/parasite.c:588): send_fds failed (-22)", "send-fds-refused", "io_uring"},
+	{"Error (compel/src/lib/infect.c:234): Unseizable non-zombie 112 found, state S, err -1/10", "traced-task", "task 112 (state S)"},
 	{"Error (criu/sockets.c:540): sockets: Can't get 1:16 opt: Operation not supported", "inet-sockopt-6.16", "socket option 1:16"},
 	{"Error (criu/cr-check.c:1487): Unable to fsopen overlayfs: No such device", "overlayfs-missing", "modprobe overlay"},
 	{"Error (criu/cr-check.c:1166): failed to mount autofs: No such device", "autofs-missing", "modprobe autofs4"},

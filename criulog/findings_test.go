@@ -55,6 +55,8 @@ func TestSignatureFindings(t *testing.T) {
 		{"inotify-no-path", []string{"process.inotify"}},
 		{"unix-inflight-data", []string{"process.unix-queued"}},
 		{"fifo-missing", nil},
+		{"traced-task", []string{"process.ptrace"}},
+		{"send-fds-refused", []string{"process.files"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sig, func(t *testing.T) {

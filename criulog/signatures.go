@@ -80,6 +80,16 @@ var Signatures = []Signature{
 		Findings: []string{"process.vfork"},
 	},
 	{
+		ID:      "traced-task",
+		Pattern: regexp.MustCompile(`Unseizable non-zombie (?P<pid>\d+) found, state (?P<state>[^DZ\s]), err`),
+		Cause: "CRIU could not seize task ${pid} (state ${state}) with ptrace: a task that another process already " +
+			"traces (a debugger, strace, or a process of the container that ptrace-attached it) cannot be traced a " +
+			"second time, so CRIU can neither stop nor dump it.",
+		Fix: "Detach the tracer from the task before the dump (end the debugger or strace session, or have the " +
+			"tracing process PTRACE_DETACH); no CRIU option dumps a traced task. kata-cr predicts it (process.ptrace).",
+		Findings: []string{"process.ptrace"},
+	},
+	{
 		ID:      "unseizable-task",
 		Pattern: regexp.MustCompile(`Unseizable non-zombie (?P<pid>\d+) found, state (?P<state>\S+), err`),
 		Cause: "CRIU could not stop (seize) task ${pid} before its --timeout ran out: the task is in state ${state}. " +
@@ -312,6 +322,16 @@ var Signatures = []Signature{
 		Findings: []string{"process.socket-protocols"},
 	},
 	{
+		ID:      "send-fds-refused",
+		Pattern: regexp.MustCompile(`send_fds failed \(-22\)`),
+		Cause: "CRIU's parasite could not pass the task's descriptors to CRIU over its unix socket: the kernel refuses " +
+			"with EINVAL to send some kinds of file with SCM_RIGHTS, among them io_uring instances (anon_inode:[io_uring]). " +
+			"CRIU has no dumper for io_uring and fails here, before it can name the file.",
+		Fix: "Run the workload without the io_uring instance (close it before the dump, or use a build of the program " +
+			"without io_uring); no CRIU option dumps it. kata-cr predicts it (process.files).",
+		Findings: []string{"process.files"},
+	},
+	{
 		ID:      "file-type-unsupported",
 		Pattern: regexp.MustCompile(`Can't dump file (?P<fd>\d+) of that type \[(?P<mode>[0-7]+)\] \((?P<what>[^)]*)\)`),
 		Cause: "A dumped process holds fd ${fd} (${what}), a kind of file this CRIU has no dumper for: " +
@@ -443,6 +463,12 @@ var Signatures = []Signature{
 		Pattern: regexp.MustCompile(`\(pid: \d+\) failed with -?\d+|^Pre-dumping files failed \(pid|` +
 			`^Can't dump threads$|^Can't dump thread for pid \d+$|Lazy pages transfer FAILED|^Unable to open fd=\d+ id=0x[0-9a-f]+$`),
 		Cause:    "A dump step gave up for one process; the cause is an earlier error line.",
+		FollowOn: true,
+	},
+	{
+		ID:       "fd-transfer-failed",
+		Pattern:  regexp.MustCompile(`^Can't retrieve FDs from socket|^Message reply from daemon is trimmed`),
+		Cause:    "CRIU did not get a task's descriptors from its parasite; the cause is the parasite's error line before it.",
 		FollowOn: true,
 	},
 	{
