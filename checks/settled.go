@@ -22,7 +22,7 @@ func Settled(cs []Check, found []reports.Finding) []Check {
 				fs = append(fs, f)
 			}
 		}
-		if len(fs) == 0 || slices.ContainsFunc(fs, unsettled) {
+		if len(fs) == 0 || slices.ContainsFunc(fs, Unsettled) {
 			out[i] = c
 			continue
 		}
@@ -35,7 +35,9 @@ func Settled(cs []Check, found []reports.Finding) []Check {
 	return out
 }
 
-func unsettled(f reports.Finding) bool {
+// Unsettled says a finding keeps its check live in Settled: anything but a
+// pass, a skip or a warning without a fix.
+func Unsettled(f reports.Finding) bool {
 	switch f.Status {
 	case reports.Pass, reports.Skip:
 		return false

@@ -111,6 +111,9 @@ func Run(ctx context.Context, b Booter, o Options) (*Result, error) {
 	}
 	for i, e := range o.Entries {
 		rep := r.reports[i]
+		if err := writeReport(o.Dir, e.Name, rep); err != nil {
+			return nil, err
+		}
 		if rep != nil && res.Cell.KernelRelease == "" {
 			res.Cell = Cell{KernelRelease: rep.Target.KernelRelease, CRIUVersion: rep.Target.CRIUVersion}
 		}
@@ -310,6 +313,23 @@ func (r *run) mergeRestore(cr *agentapi.CorpusReport) {
 		return
 	}
 	rep.MergeRestore(cr.Report)
+}
+
+// writeReport keeps an entry's whole report beside its checkpoint, in
+// DIR/NAME.report.json (0600: it quotes the workload's state), for a look
+// at why the entry was judged as it was.
+func writeReport(dir, name string, rep *reports.Report) error {
+	if rep == nil {
+		return nil
+	}
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode the report of %s: %w", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".report.json"), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("keep the report of %s: %w", name, err)
+	}
+	return nil
 }
 
 // errNoEntries is returned for a run without entries.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
@@ -27,9 +29,17 @@ func Corpus(ctx context.Context, d *Deps, o agentapi.CorpusOptions, fix bool) er
 	// checks found once holds for all (checks.Settled).
 	if d.Guest.Env != nil && len(d.Guest.Checks) > 0 {
 		env, _ := d.Guest.Env(ctx)
-		d.Host.Progress("checks", "checking the guest once for all %d entries", len(o.Entries))
 		settled := *d
-		settled.Guest.Checks = checks.Settled(d.Guest.Checks, checks.Runner{Checks: d.Guest.Checks}.Run(ctx, env))
+		found := checks.Runner{Checks: d.Guest.Checks}.Run(ctx, env)
+		settled.Guest.Checks = checks.Settled(d.Guest.Checks, found)
+		var live []string
+		for _, f := range found {
+			if checks.Unsettled(f) && !slices.Contains(live, f.ID) {
+				live = append(live, f.ID)
+			}
+		}
+		d.Host.Progress("checks", "checked the guest once for all %d entries; %d of its %d checks found something to fix and run again for each: %s",
+			len(o.Entries), len(live), len(d.Guest.Checks), strings.Join(live, ", "))
 		d = &settled
 	}
 	return eachEntry(ctx, d, entryNames(o.Entries, func(e agentapi.CorpusCheckpoint) string { return e.Name }),
