@@ -96,6 +96,8 @@ func runTCPHalfClosed(ctx context.Context, s *State, _ []string) error {
 	if n, err := server.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
 		return fmt.Errorf("the server reads %d byte(s), %v, after the client's shutdown: want the end of stream", n, err)
 	}
+	// endOfStream reads through the same descriptor: no deadline there.
+	_ = server.SetReadDeadline(time.Time{})
 	raw, err := server.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		return err
