@@ -69,6 +69,8 @@ func TestFixtures(t *testing.T) {
 		{"dump-inet-sockopt.log", []string{"inet-sockopt-6.16"}, 10, []string{"socket option 1:16", "6.16", "CRIU 4.2"}},
 		// kata-cr checkpoint io-uring --kernel-version 7.3 --criu-suite trixie: CRIU 4.1.1 on 7.3.
 		{"dump-io-uring-4.1.1.log", []string{"send-fds-refused"}, 8, []string{"io_uring", "SCM_RIGHTS"}},
+		// kata-cr checkpoint traced --runtime-setsid --auto-fix, Debian 6.1, CRIU 3.17.1: pid 100 is traced by the init.
+		{"dump-traced.log", []string{"traced-task"}, 9, []string{"task 100 (state S)", "process.ptrace"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.log, func(t *testing.T) {
