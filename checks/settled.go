@@ -7,35 +7,36 @@ import (
 	"github.com/kata-cr/kata-cr/reports"
 )
 
-// Settled returns cs with each check that found nothing to fix replaced by
-// one that gives those findings again without reading the system: for a
-// job that checks many workloads in one guest whose kernel and CRIU do not
-// change between them (a corpus), found being what cs found in that guest.
-// A check with a finding that is not a pass, a skip or a warning without
-// a fix stays live, so that a fix and the check after it see the system.
-func Settled(cs []Check, found []reports.Finding) []Check {
-	out := make([]Check, len(cs))
+// Settle runs cs against env and returns them with each check that found
+// nothing to fix replaced by one that gives those findings again without
+// reading the system: for a job that checks many workloads in one guest
+// whose kernel and CRIU do not change between them (a corpus). A check
+// with a finding that is Unsettled stays live, so that a fix and the check
+// after it see the system. live lists those checks' IDs.
+func Settle(ctx context.Context, env *Env, cs []Check) (settled []Check, live []string) {
+	settled = make([]Check, len(cs))
 	for i, c := range cs {
-		var fs []reports.Finding
-		for _, f := range found {
-			if f.ID == c.ID {
-				fs = append(fs, f)
-			}
-		}
-		if len(fs) == 0 || slices.ContainsFunc(fs, Unsettled) {
-			out[i] = c
+		fs := Runner{Checks: []Check{c}}.Run(ctx, env)
+		if slices.ContainsFunc(fs, Unsettled) {
+			settled[i] = c
+			live = append(live, c.ID)
 			continue
 		}
 		c.Needs = nil
 		c.Run = func(context.Context, *Env) []reports.Finding {
-			return slices.Clone(fs)
+			out := make([]reports.Finding, len(fs))
+			for i, f := range fs {
+				f.Evidence = slices.Clone(f.Evidence)
+				out[i] = f
+			}
+			return out
 		}
-		out[i] = c
+		settled[i] = c
 	}
-	return out
+	return settled, live
 }
 
-// Unsettled says a finding keeps its check live in Settled: anything but a
+// Unsettled says a finding keeps its check live in Settle: anything but a
 // pass, a skip or a warning without a fix.
 func Unsettled(f reports.Finding) bool {
 	switch f.Status {

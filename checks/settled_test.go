@@ -2,19 +2,21 @@ package checks
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/kata-cr/kata-cr/reports"
 )
 
-// TestSettled: checks that found nothing to fix answer again without
-// running; a failure, an error and a fixable warning stay live.
-func TestSettled(t *testing.T) {
+// TestSettle: checks that found nothing to fix answer again without
+// running, under the IDs they gave (a check may give findings of other
+// IDs); a failure, an error and a fixable warning stay live.
+func TestSettle(t *testing.T) {
 	runs := map[string]int{}
 	mk := func(id string, st reports.Status, fix *reports.Fix) Check {
 		return Check{ID: id, Run: func(context.Context, *Env) []reports.Finding {
 			runs[id]++
-			return []reports.Finding{{ID: id, Status: st, Fix: fix}}
+			return []reports.Finding{{ID: id + ".sub", Status: st, Fix: fix}}
 		}}
 	}
 	cs := []Check{
@@ -22,8 +24,10 @@ func TestSettled(t *testing.T) {
 		mk("warn-fix", reports.Warn, &reports.Fix{Description: "x"}), mk("fail", reports.Fail, nil), mk("error", reports.Error, nil),
 	}
 	env := &Env{}
-	found := Runner{Checks: cs}.Run(context.Background(), env)
-	settled := Settled(cs, found)
+	settled, live := Settle(context.Background(), env, cs)
+	if want := []string{"warn-fix", "fail", "error"}; !slices.Equal(live, want) {
+		t.Errorf("live %q, want %q", live, want)
+	}
 	again := Runner{Checks: settled}.Run(context.Background(), env)
 	for i, id := range []string{"pass", "skip", "warn", "warn-fix", "fail", "error"} {
 		want := 1
@@ -33,8 +37,8 @@ func TestSettled(t *testing.T) {
 		if runs[id] != want {
 			t.Errorf("%s ran %d times, want %d", id, runs[id], want)
 		}
-		if again[i].ID != id || again[i].Status != found[i].Status {
-			t.Errorf("finding %d: %s %s, want %s %s", i, again[i].ID, again[i].Status, id, found[i].Status)
+		if again[i].ID != id+".sub" {
+			t.Errorf("finding %d: %s, want %s.sub", i, again[i].ID, id)
 		}
 	}
 }

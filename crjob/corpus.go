@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/kata-cr/kata-cr/checks"
@@ -30,14 +29,8 @@ func Corpus(ctx context.Context, d *Deps, o agentapi.CorpusOptions, fix bool) er
 	if d.Guest.Env != nil && len(d.Guest.Checks) > 0 {
 		env, _ := d.Guest.Env(ctx)
 		settled := *d
-		found := checks.Runner{Checks: d.Guest.Checks}.Run(ctx, env)
-		settled.Guest.Checks = checks.Settled(d.Guest.Checks, found)
 		var live []string
-		for _, f := range found {
-			if checks.Unsettled(f) && !slices.Contains(live, f.ID) {
-				live = append(live, f.ID)
-			}
-		}
+		settled.Guest.Checks, live = checks.Settle(ctx, env, d.Guest.Checks)
 		d.Host.Progress("checks", "checked the guest once for all %d entries; %d of its %d checks found something to fix and run again for each: %s",
 			len(o.Entries), len(live), len(d.Guest.Checks), strings.Join(live, ", "))
 		d = &settled
