@@ -64,6 +64,7 @@ var Entries = []Entry{
 	{Name: "fifo", Workload: "fifo", Covers: "a FIFO with data and a device node in the container's files"},
 	{Name: "ghost-small", Workload: "ghost-small", Covers: "a deleted file held open, below CRIU's ghost limit"},
 	{Name: "ghost-large", Workload: "ghost-large", Covers: "a deleted file held open, above CRIU's ghost limit"},
+	{Name: "ghost-sparse", Workload: "ghost-sparse", Covers: "a deleted sparse file held open, most of it holes"},
 	{Name: "memfd", Workload: "memfd", Covers: "a memfd mapped and written"},
 	{Name: "sysv-shm", Workload: "sysv-shm", Covers: "a SysV shared memory segment attached"},
 	{Name: "sysv-sem", Workload: "sysv-sem", Covers: "a SysV semaphore set"},
