@@ -32,6 +32,9 @@ type Options struct {
 	Verbose bool
 	// Event, when set, sees every event of the agents (progress).
 	Event func(agentapi.Event)
+	// NoFix runs the checkpoints without kata-cr's fixers (no module
+	// loads, no restart): the plan holds CRIU options only.
+	NoFix bool
 }
 
 // Result is the corpus on one cell.
@@ -156,10 +159,10 @@ func (r *run) checkpointJob() agentapi.Job {
 	var co agentapi.CorpusOptions
 	for _, e := range r.o.Entries {
 		co.Entries = append(co.Entries, agentapi.CorpusCheckpoint{Name: e.Name, Checkpoint: agentapi.CheckpointOptions{
-			Workload: e.Workload, Terminal: e.Terminal, RuntimeSetsid: !e.OldAgent, Prove: true}})
+			Workload: e.Workload, Command: e.Command, Terminal: e.Terminal, RuntimeSetsid: !e.OldAgent, Prove: true}})
 	}
 	data, _ := json.Marshal(co)
-	return agentapi.Job{Kind: agentapi.JobCorpus, Fix: true, Verbose: r.o.Verbose, Options: data}
+	return agentapi.Job{Kind: agentapi.JobCorpus, Fix: !r.o.NoFix, Verbose: r.o.Verbose, Options: data}
 }
 
 // restoreJob restores every entry whose checkpoint was saved; ok is false
