@@ -66,6 +66,7 @@ func ProcessChecks() []Check {
 		mk("process.inotify", reports.Recommended, "inotify watches", checkProcInotify),
 		mk("process.fanotify", reports.Recommended, "fanotify marks", checkProcFanotify),
 		mk("process.ptrace", reports.Required, "traced processes", checkProcPtrace),
+		mk("process.userns", reports.Required, "user namespaces nested in the tree's", checkProcUserNS),
 		mk("process.fd-mounts", reports.Required, "open files on mounts of the process's mount namespace", checkProcFDMounts),
 		procEnvCheck("process.files", reports.Required, "file descriptors CRIU cannot dump", checkProcFiles),
 		procEnvCheck("process.ghost-files", reports.Required, "deleted files held open (--ghost-limit)", checkProcGhosts),

@@ -71,6 +71,8 @@ func TestFixtures(t *testing.T) {
 		{"dump-io-uring-4.1.1.log", []string{"send-fds-refused"}, 8, []string{"io_uring", "SCM_RIGHTS"}},
 		// kata-cr checkpoint traced --runtime-setsid --auto-fix, Debian 6.1, CRIU 3.17.1: pid 100 is traced by the init.
 		{"dump-traced.log", []string{"traced-task"}, 9, []string{"task 100 (state S)", "process.ptrace"}},
+		// kata-cr checkpoint nested-userns --runtime-setsid --auto-fix, Debian 6.1, CRIU 3.17.1.
+		{"dump-nested-userns.log", []string{"nested-userns"}, 14, []string{"Process 101", "CLONE_NEWUSER"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.log, func(t *testing.T) {
@@ -108,6 +110,7 @@ var signatureCases = []struct {
 	{"Error (criu/cr-restore.c:2146): The root process 42 is not a session leader. Consider using --shell-job option", "not-session-leader-on-restore", "--shell-job"},
 	{"Error (criu/namespaces.c:1071): Can't dump a pid namespace without the process init", "pidns-without-init", "pid 1"},
 	{"Error (criu/namespaces.c:463): Can't dump nested pid namespace for 197", "nested-pidns", "Process 197 lives in a pid namespace of its own"},
+	{"Error (criu/namespaces.c:463): Can't dump nested user namespace for 101", "nested-userns", "Process 101 lives in a user namespace of its own"},
 	{"Error (criu/cr-dump.c:1739): Timeout reached. Try to interrupt: 0", "seize-timeout", "vfork"},
 	{"Error (compel/src/lib/infect.c:234): Unseizable non-zombie 211 found, state D, err -1/4", "unseizable-task", "task 211"},
 	{"pie: 1: Error (criu/pie/parasite.c:588): send_fds failed (-22)", "send-fds-refused", "io_uring"},

@@ -57,6 +57,7 @@ func TestSignatureFindings(t *testing.T) {
 		{"fifo-missing", nil},
 		{"traced-task", []string{"process.ptrace"}},
 		{"send-fds-refused", []string{"process.files"}},
+		{"nested-userns", []string{"process.userns"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sig, func(t *testing.T) {

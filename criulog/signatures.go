@@ -71,6 +71,15 @@ var Signatures = []Signature{
 		Findings: []string{"process.pidns"},
 	},
 	{
+		ID:      "nested-userns",
+		Pattern: regexp.MustCompile(`Can't dump nested user namespace for (?P<pid>\d+)`),
+		Cause: "Process ${pid} lives in a user namespace of its own, nested in the one of the tree's root: it or an " +
+			"ancestor was created with CLONE_NEWUSER (unshare -U, a rootless sandbox inside the container). CRIU dumps " +
+			"the user namespace of the tree's root only and cannot dump nested ones.",
+		Fix:      "Checkpoint a workload that creates no user namespace inside its container; no CRIU option helps.",
+		Findings: []string{"process.userns"},
+	},
+	{
 		ID:      "seize-timeout",
 		Pattern: regexp.MustCompile(`Timeout reached\. Try to interrupt`),
 		Cause: "CRIU's --timeout ran out before it could stop every task of the tree: a task in state D (a parent " +
@@ -485,8 +494,8 @@ var Signatures = []Signature{
 	},
 	{
 		ID:       "pidns-id",
-		Pattern:  regexp.MustCompile(`Can't make pidns id`),
-		Cause:    "CRIU could not record a process's pid namespace; the cause is the error line before it.",
+		Pattern:  regexp.MustCompile(`Can't make (?:pid|user)ns id`),
+		Cause:    "CRIU could not record a process's pid or user namespace; the cause is the error line before it.",
 		FollowOn: true,
 	},
 	{
