@@ -1,0 +1,141 @@
+package gate
+
+import (
+	"strings"
+)
+
+// locator finds the line of a key in a matrix file. The TOML decoder
+// says where a value of the wrong type is, but not where a key it
+// decoded (or could not place) is written: the locator reads the file's
+// lines for their table headers and keys, enough to point at a line.
+type locator struct {
+	keys []locKey
+}
+
+type locKey struct {
+	table string
+	// idx counts the [[table]] headers of one name from 0; -1 for a
+	// [table] or the top level.
+	idx  int
+	key  string
+	line int
+}
+
+func newLocator(data []byte) *locator {
+	l := &locator{}
+	count := map[string]int{}
+	table, idx, depth := "", -1, 0
+	for i, raw := range strings.Split(string(data), "\n") {
+		line := strings.TrimSpace(stripComment(raw))
+		if depth > 0 {
+			// Inside a value that spans lines (an array).
+			depth += brackets(line)
+			continue
+		}
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "[["):
+			table = unquoteKey(strings.TrimSuffix(strings.TrimPrefix(line, "[["), "]]"))
+			idx = count[table]
+			count[table]++
+			l.keys = append(l.keys, locKey{table: table, idx: idx, line: i + 1})
+		case strings.HasPrefix(line, "["):
+			table, idx = unquoteKey(strings.TrimSuffix(strings.TrimPrefix(line, "["), "]")), -1
+			l.keys = append(l.keys, locKey{table: table, idx: idx, line: i + 1})
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			key := unquoteKey(k)
+			// A dotted key (a.b = 1) belongs to a table below this one.
+			t := table
+			if dot := strings.LastIndex(key, "."); dot > 0 {
+				t = join(table, key[:dot])
+				key = key[dot+1:]
+			}
+			l.keys = append(l.keys, locKey{table: t, idx: idx, key: key, line: i + 1})
+			depth = brackets(v)
+		}
+	}
+	return l
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}
+
+// unquoteKey turns a key as written (spaces, quotes, dotted parts) into
+// its dotted name.
+func unquoteKey(k string) string {
+	parts := strings.Split(strings.TrimSpace(k), ".")
+	for i, p := range parts {
+		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
+	}
+	return strings.Join(parts, ".")
+}
+
+// stripComment drops a # comment outside strings.
+func stripComment(s string) string {
+	var quote rune
+	for i, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+		case r == '"' || r == '\'':
+			quote = r
+		case r == '#':
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// brackets counts the array brackets a value opens and does not close,
+// outside strings.
+func brackets(s string) int {
+	n := 0
+	var quote rune
+	for _, r := range s {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+		case r == '"' || r == '\'':
+			quote = r
+		case r == '[' || r == '{':
+			n++
+		case r == ']' || r == '}':
+			n--
+		}
+	}
+	return max(n, 0)
+}
+
+// line is the line of key in the idx-th [[table]] (idx -1: the [table]
+// or the top level; -2: any of them, the first); key "" is the table's
+// header. A key not written in that table (a default) falls back to the
+// header, and a table not written at all to 0.
+func (l *locator) line(table string, idx int, key string) int {
+	header := 0
+	for _, k := range l.keys {
+		if k.table != table || (idx != -2 && k.idx != idx) {
+			continue
+		}
+		if k.key == key {
+			return k.line
+		}
+		if k.key == "" && header == 0 {
+			header = k.line
+		}
+	}
+	if header == 0 && table == "" && key != "" {
+		// A table of its own at the top level: [name] or [[name]].
+		return l.line(key, -2, "")
+	}
+	return header
+}
