@@ -140,8 +140,8 @@ func compareWorkload(cmp *Comparison, ch Change, was, now WorkloadResult, tol To
 		return
 	case !judged(was) && judged(now):
 		cmp.improve(ch, ChangeNotJudged, "not judged before, now %s", describe(now))
-	}
-	if !judged(now) {
+		return
+	case !judged(now):
 		return
 	}
 	switch {

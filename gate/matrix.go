@@ -11,7 +11,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -289,6 +291,11 @@ func Parse(name string, data []byte) (*Matrix, error) {
 		if errors.As(err, &pe) {
 			return nil, &MatrixError{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
 		}
+		// A value of the wrong type: the decoder says where in its text.
+		if m := typeError.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &MatrixError{File: name, Line: line, Key: m[2], Msg: m[3]}
+		}
 		return nil, &MatrixError{File: name, Msg: err.Error()}
 	}
 	p := &parser{name: name, dir: filepath.Dir(name), loc: newLocator(data)}
@@ -297,6 +304,9 @@ func Parse(name string, data []byte) (*Matrix, error) {
 	}
 	return p.matrix(&f)
 }
+
+// typeError is how the TOML decoder words a value of the wrong type.
+var typeError = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
 
 type parser struct {
 	name string
