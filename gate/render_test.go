@@ -65,10 +65,10 @@ func fixtureResults() map[string]*corpus.Result {
 		Disagreements: []string{"with no options CRIU failed on vdso-rt-bounds, predicted ok"}}
 	return map[string]*corpus.Result{
 		"6.1/bookworm": {Cell: corpus.Cell{KernelRelease: "6.1.0-57-amd64", CRIUVersion: "3.17.1", Accelerator: "tcg"},
-			Entries: []corpus.EntryResult{restored("counter", 0.5, 0.7), unfixable("vfork", "process.vfork", ""), restored("tcp-established", 0.6, 0.8)},
+			Entries:           []corpus.EntryResult{restored("counter", 0.5, 0.7), unfixable("vfork", "process.vfork", ""), restored("tcp-established", 0.6, 0.8)},
 			CheckpointSeconds: 100, RestoreSeconds: 40},
 		"7.3/bookworm": {Cell: corpus.Cell{KernelRelease: "7.3.0-1-amd64", CRIUVersion: "3.17.1", Accelerator: "tcg"},
-			Entries: []corpus.EntryResult{unfixable("counter", "criu.kernel-compat", "vdso-rt-bounds"), unfixable("vfork", "process.vfork", ""), wrong},
+			Entries:           []corpus.EntryResult{unfixable("counter", "criu.kernel-compat", "vdso-rt-bounds"), unfixable("vfork", "process.vfork", ""), wrong},
 			CheckpointSeconds: 90, RestoreSeconds: 0},
 	}
 }
