@@ -29,19 +29,23 @@ test:
 test-unit:
 	$(GO) test -short -count=1 ./...
 
-# gofmt, go vet, staticcheck (pinned in go.mod as a tool: nothing to
-# install) and a go.mod/go.sum that go mod tidy would not change.
+# gofmt, go vet, staticcheck and actionlint (pinned in go.mod as tools:
+# nothing to install) and a go.mod/go.sum that go mod tidy would not change.
 lint:
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	$(GO) tool actionlint examples/github-actions/kata-cr-gate.yml
 	$(GO) mod tidy -diff
 
 # The corpus benchmark runs each cell once: the whole corpus, two boots.
+# The gate benchmark runs the default gate (the corpus in its three cells)
+# once with -j 1 and once with -j 2.
 bench:
-	$(GO) test -run '^$$' -bench . -skip BenchmarkCorpus -benchtime $(BENCHTIME) -timeout 40m ./...
+	$(GO) test -run '^$$' -bench . -skip 'BenchmarkCorpus|BenchmarkGate' -benchtime $(BENCHTIME) -timeout 40m ./...
 	$(GO) test -run '^$$' -bench BenchmarkCorpus -benchtime 1x -timeout 60m ./cmd
+	$(GO) test -run '^$$' -bench BenchmarkGate -benchtime 1x -timeout 120m ./cmd
 
 # Runs every Fuzz target of every package for FUZZTIME (scripts/fuzz.sh).
 fuzz:

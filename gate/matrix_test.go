@@ -3,6 +3,7 @@ package gate
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,5 +144,26 @@ func TestDefault(t *testing.T) {
 	es := m.Cells[0].Entries()
 	if len(es) == 0 || es[0].Name != "init-not-session-leader" || !es[0].OldAgent {
 		t.Errorf("default entries do not keep the corpus's own: %+v", es[:1])
+	}
+}
+
+// TestREADMEExample: the README's example matrix is the one TestLoadExample
+// loads.
+func TestREADMEExample(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", "example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "<!-- gate-example:begin -->\n```toml\n")
+	block, _, ok2 := strings.Cut(rest, "```\n<!-- gate-example:end -->")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no gate example between its markers")
+	}
+	if block != string(want) {
+		t.Errorf("README.md's gate example differs from testdata/example.toml:\n%s", block)
 	}
 }

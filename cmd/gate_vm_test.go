@@ -1,0 +1,255 @@
+package cmd
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kata-cr/kata-cr/corpus"
+	"github.com/kata-cr/kata-cr/gate"
+)
+
+// gateMatrix writes a matrix of two cells, stable (the 6.1 kernel with the
+// host's CRIU) and candidate (candidateKernel with Debian bookworm's CRIU
+// 3.17.1), each running the corpus's counter and vfork.
+func gateMatrix(t *testing.T, candidateKernel string) string {
+	t.Helper()
+	body := `[options]
+time_limit = "8m"
+
+[[kernel]]
+name = "stable"
+debian = "6.1"
+
+[[kernel]]
+name = "candidate"
+debian = "` + candidateKernel + `"
+
+[[criu]]
+host = true
+
+[[criu]]
+suite = "bookworm"
+
+[[workload]]
+corpus = "counter"
+
+[[workload]]
+corpus = "vfork"
+
+[[cell]]
+name = "stable"
+kernel = "stable"
+criu = "host"
+
+[[cell]]
+name = "candidate"
+kernel = "candidate"
+criu = "bookworm"
+`
+	if candidateKernel == "6.1" {
+		// One kernel twice is a duplicate: the baseline's candidate is
+		// the stable kernel under another name only in its cell.
+		body = strings.Replace(body, "[[kernel]]\nname = \"candidate\"\ndebian = \"6.1\"\n\n", "", 1)
+		body = strings.Replace(body, "kernel = \"candidate\"", "kernel = \"stable\"", 1)
+	}
+	p := filepath.Join(t.TempDir(), "gate.toml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func gateResult(t *testing.T, stdout, stderr string, code int) *gate.Result {
+	t.Helper()
+	var r gate.Result
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("exit %d, no JSON result: %v\nstderr: %s", code, err, lastLines(stderr, 30))
+	}
+	for _, c := range r.Cells {
+		t.Logf("cell %s: %s, kernel %s, CRIU %s, predictions %s, %.0fs: %s", c.Name, c.Status, c.KernelRelease, c.CRIUVersion, c.Accuracy, c.Seconds, c.Error)
+		for _, w := range c.Workloads {
+			if w.Corpus != nil {
+				t.Logf("  %s: %s %s; plain predicted %s / CRIU %s (%s); planned predicted %s / CRIU %s (%s); dump %.2fs restore %.2fs",
+					w.Name, w.Status, w.Verdict, w.Corpus.Plain.Predicted, w.Corpus.Plain.CRIU, w.Corpus.Plain.Signature,
+					w.Corpus.Planned.Predicted, w.Corpus.Planned.CRIU, w.Corpus.Planned.Signature, w.DumpSeconds, w.RestoreSeconds)
+			}
+		}
+	}
+	return &r
+}
+
+// TestGateBaselineRegression makes a baseline from a passing matrix (6.1
+// with CRIU 3.17.1 twice), then moves the candidate cell to the 7.3
+// kernel, where CRIU before 4.1 fails on the vDSO: the gate exits 3 naming
+// the candidate's counter, which restored before and does not now, while
+// the stable cell passes unchanged.
+func TestGateBaselineRegression(t *testing.T) {
+	needGuest(t, "6.1")
+	needGuest(t, "7.3")
+	tmp := t.TempDir()
+	base := filepath.Join(tmp, "baseline.json")
+	code, stdout, stderr := runKataCR("gate", "--matrix", gateMatrix(t, "6.1"), "-j", "1", "-o", "json",
+		"--write-baseline", base, "--dir", filepath.Join(tmp, "base"))
+	r := gateResult(t, stdout, stderr, code)
+	if code != ExitOK {
+		t.Fatalf("the baseline's matrix does not pass: exit %d\n%s", code, lastLines(stderr, 20))
+	}
+	for _, c := range r.Cells {
+		if c.Status != gate.Pass || c.Accuracy.Agreed != c.Accuracy.Predictions {
+			t.Errorf("baseline cell %s: %s, predictions %s", c.Name, c.Status, c.Accuracy)
+		}
+	}
+	junitFile := filepath.Join(tmp, "gate.xml")
+	code, stdout, stderr = runKataCR("gate", "--matrix", gateMatrix(t, "7.3"), "-j", "1", "-o", "json",
+		"--baseline", base, "--junit", junitFile, "--dir", filepath.Join(tmp, "regress"))
+	r = gateResult(t, stdout, stderr, code)
+	if code != ExitCheckFailed {
+		t.Errorf("exit %d, want %d (a regression)", code, ExitCheckFailed)
+	}
+	if r.Baseline == nil {
+		t.Fatal("no comparison with the baseline")
+	}
+	named := false
+	for _, ch := range r.Baseline.Regressions {
+		t.Logf("regression: %s (%s)", ch, ch.Kind)
+		if ch.Cell != "candidate" {
+			t.Errorf("a regression outside the candidate cell: %s", ch)
+		}
+		if ch.Cell == "candidate" && ch.Workload == "counter" && ch.Kind == gate.ChangeRestore {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("the candidate's counter is not named as no longer restored: %+v", r.Baseline.Regressions)
+	}
+	for _, c := range r.Cells {
+		switch c.Name {
+		case "stable":
+			if c.Status != gate.Pass {
+				t.Errorf("the unchanged cell: %s", c.Status)
+			}
+		case "candidate":
+			if !strings.HasPrefix(c.KernelRelease, "7.3") || c.CRIUVersion != "3.17.1" {
+				t.Errorf("candidate ran kernel %s, CRIU %s", c.KernelRelease, c.CRIUVersion)
+			}
+			for _, w := range c.Workloads {
+				// CRIU is the judge: on 7.3, CRIU 3.17.1 fails every dump,
+				// as kata-cr predicts.
+				if w.Name == "counter" && (w.Verdict != corpus.VerdictUnfixable || w.Corpus == nil || w.Corpus.Plain.CRIU != "fail" || w.Corpus.Plain.Predicted != "fail") {
+					t.Errorf("candidate counter: %s, %+v", w.Verdict, w.Corpus)
+				}
+			}
+		}
+	}
+	if _, err := os.Stat(junitFile); err != nil {
+		t.Errorf("--junit: %v", err)
+	}
+}
+
+// TestGateInterrupted: Ctrl-C while a cell's guest runs stops the gate
+// (exit 1, saying so), skips the cells not started, and leaves no qemu.
+func TestGateInterrupted(t *testing.T) {
+	needGuest(t, "6.1")
+	tmp, err := os.MkdirTemp("", "kcrg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	cmd := exec.Command(os.Args[0], "gate", "--matrix", gateMatrix(t, "6.1"), "-j", "1", "-v", "-o", "json", "--dir", filepath.Join(t.TempDir(), "gate"))
+	cmd.Env = append(os.Environ(), "KATA_CR_TEST_MAIN=1", "TMPDIR="+tmp)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	up := make(chan bool, 1)
+	rest := make(chan string, 1)
+	go func() {
+		var all strings.Builder
+		sc := bufio.NewScanner(stderr)
+		seen := false
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if !seen && strings.Contains(sc.Text(), "agent up") {
+				seen = true
+				up <- true
+			}
+		}
+		if !seen {
+			up <- false
+		}
+		rest <- all.String()
+	}()
+	select {
+	case ok := <-up:
+		if !ok {
+			t.Fatalf("the gate ended before a guest came up: %s", <-rest)
+		}
+	case <-time.After(4 * time.Minute):
+		t.Fatal("no guest came up")
+	}
+	if len(qemuLeft(tmp)) == 0 {
+		t.Fatal("no qemu found by the marker")
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the gate did not end within a minute of SIGINT")
+	}
+	errText := <-rest
+	noQemuLeft(t, tmp)
+	if code := cmd.ProcessState.ExitCode(); code != ExitToolError || !strings.Contains(errText, "interrupted") {
+		t.Errorf("exit %d, stderr %s: want %d saying it was interrupted", code, lastLines(errText, 5), ExitToolError)
+	}
+	var r gate.Result
+	if err := json.Unmarshal([]byte(stdout.String()), &r); err != nil {
+		t.Fatalf("no JSON result after the interrupt: %v", err)
+	}
+	for _, c := range r.Cells {
+		if c.Status != gate.Skipped {
+			t.Errorf("cell %s: %s (%s), want skipped", c.Name, c.Status, c.Error)
+		}
+	}
+}
+
+// BenchmarkGate times the default gate (the whole corpus in the corpus's
+// three cells) with one cell at a time and with two (make bench runs it
+// once: -benchtime 1x).
+func BenchmarkGate(b *testing.B) {
+	needGuest(b, "6.1")
+	needGuest(b, "7.3")
+	for _, j := range []string{"1", "2"} {
+		b.Run("j"+j, func(b *testing.B) {
+			var secs float64
+			for i := 0; i < b.N; i++ {
+				code, stdout, stderr := runKataCR("gate", "-j", j, "-o", "json", "--dir", filepath.Join(b.TempDir(), "gate"))
+				var r gate.Result
+				if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+					b.Fatalf("exit %d, no JSON result: %v\n%s", code, err, lastLines(stderr, 20))
+				}
+				secs += r.Seconds
+				for _, c := range r.Cells {
+					b.Logf("-j %s: %s", j, gate.CellLine(c))
+				}
+			}
+			b.ReportMetric(secs/float64(b.N), "gate-s")
+		})
+	}
+}
