@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,7 +160,15 @@ func TestFaultQemuKilledDuringRestore(t *testing.T) {
 // once a stderr line contains stage.
 func startKataCR(t *testing.T, tmp, stage string, args ...string) (*exec.Cmd, <-chan string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{args[0], "-o", "json", "-v", "--kernel-version", "6.1", "--timeout", "5m"}, args[1:]...)...)
+	return startKataCRArgs(t, tmp, stage, nil, append([]string{args[0], "-o", "json", "-v", "--kernel-version", "6.1", "--timeout", "5m"}, args[1:]...)...)
+}
+
+// startKataCRArgs is startKataCR with the command line as given and its
+// stdout written to stdout (when not nil).
+func startKataCRArgs(t *testing.T, tmp, stage string, stdout io.Writer, args ...string) (*exec.Cmd, <-chan string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Stdout = stdout
 	cmd.Env = append(os.Environ(), "KATA_CR_TEST_MAIN=1", "TMPDIR="+tmp)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

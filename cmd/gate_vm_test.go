@@ -1,10 +1,8 @@
 package cmd
 
 import (
-	"bufio"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -162,44 +160,8 @@ func TestGateInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(tmp) })
-	cmd := exec.Command(os.Args[0], "gate", "--matrix", gateMatrix(t, "6.1"), "-j", "1", "-v", "-o", "json", "--dir", filepath.Join(t.TempDir(), "gate"))
-	cmd.Env = append(os.Environ(), "KATA_CR_TEST_MAIN=1", "TMPDIR="+tmp)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var stdout strings.Builder
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	up := make(chan bool, 1)
-	rest := make(chan string, 1)
-	go func() {
-		var all strings.Builder
-		sc := bufio.NewScanner(stderr)
-		seen := false
-		for sc.Scan() {
-			all.WriteString(sc.Text() + "\n")
-			if !seen && strings.Contains(sc.Text(), "agent up") {
-				seen = true
-				up <- true
-			}
-		}
-		if !seen {
-			up <- false
-		}
-		rest <- all.String()
-	}()
-	select {
-	case ok := <-up:
-		if !ok {
-			t.Fatalf("the gate ended before a guest came up: %s", <-rest)
-		}
-	case <-time.After(4 * time.Minute):
-		t.Fatal("no guest came up")
-	}
+	cmd, rest := startKataCRArgs(t, tmp, "agent up", &stdout, "gate", "--matrix", gateMatrix(t, "6.1"), "-j", "1", "-v", "-o", "json", "--dir", filepath.Join(t.TempDir(), "gate"))
 	if len(qemuLeft(tmp)) == 0 {
 		t.Fatal("no qemu found by the marker")
 	}

@@ -78,8 +78,9 @@ func unquoteKey(k string) string {
 	return strings.Join(parts, ".")
 }
 
-// stripComment drops a # comment outside strings.
-func stripComment(s string) string {
+// outsideStrings calls f with each rune of s outside a quoted string and
+// its byte offset, until f returns false.
+func outsideStrings(s string, f func(i int, r rune) bool) {
 	var quote rune
 	for i, r := range s {
 		switch {
@@ -88,31 +89,38 @@ func stripComment(s string) string {
 		case quote != 0:
 		case r == '"' || r == '\'':
 			quote = r
-		case r == '#':
-			return s[:i]
+		case !f(i, r):
+			return
 		}
 	}
-	return s
+}
+
+// stripComment drops a # comment outside strings.
+func stripComment(s string) string {
+	end := len(s)
+	outsideStrings(s, func(i int, r rune) bool {
+		if r == '#' {
+			end = i
+			return false
+		}
+		return true
+	})
+	return s[:end]
 }
 
 // brackets counts the array brackets a value opens and does not close,
 // outside strings.
 func brackets(s string) int {
 	n := 0
-	var quote rune
-	for _, r := range s {
-		switch {
-		case quote != 0 && r == quote:
-			quote = 0
-		case quote != 0:
-		case r == '"' || r == '\'':
-			quote = r
-		case r == '[' || r == '{':
+	outsideStrings(s, func(_ int, r rune) bool {
+		switch r {
+		case '[', '{':
 			n++
-		case r == ']' || r == '}':
+		case ']', '}':
 			n--
 		}
-	}
+		return true
+	})
 	return max(n, 0)
 }
 
