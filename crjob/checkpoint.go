@@ -166,6 +166,7 @@ func (j *cpJob) startContainer(ctx context.Context) (ok bool, err error) {
 	} else {
 		j.spec.ID, j.spec.Args, j.spec.Hostname = j.w.Name, j.w.Args, SandboxHostname
 		j.spec.Terminal = j.opts.Terminal || j.w.Terminal
+		j.spec.Resources = j.w.Resources
 	}
 	how := "as the Kata agent 2.5.0 to 4.0.0 does: the init is not a session leader"
 	if j.spec.Setsid || j.spec.HasTerminal() {

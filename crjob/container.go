@@ -215,6 +215,9 @@ func (d *Deps) prepareCgroup(m images.Manifest, stage string) error {
 		return nil
 	}
 	spec := container.GenerateSpec(m.Workload, m.Command)
+	if w, err := container.Lookup(m.Workload); err == nil {
+		spec.Linux.Resources = w.Resources
+	}
 	if m.Bundle != nil && m.Bundle.Spec != nil {
 		spec = m.Bundle.Spec
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
@@ -19,6 +21,13 @@ const ModeCgroupLimits = "cgroup-limits"
 // cgroupLimitFiles are the limits the cgroup-limits mode records, read at
 // the root of the container's cgroup namespace.
 var cgroupLimitFiles = []string{"memory.max", "pids.max"}
+
+// The limits the cgroup-limits workload's spec sets, as a pod's limits
+// would: 256 MiB of memory, 64 tasks.
+const (
+	cgroupMemoryLimit = 256 << 20
+	cgroupPidsLimit   = 64
+)
 
 func init() {
 	Register(Mode{Name: ModeCgroupLimits, Description: "an init and two beating children, recording their cgroups and the container cgroup's memory.max and pids.max", Run: runCgroupLimits})
@@ -32,6 +41,13 @@ func init() {
 		if err != nil {
 			return "", err
 		}
+		// The restored tree must be under the limits its spec sets, not
+		// merely under the same ones as at the dump.
+		for f, want := range map[string]int{"memory.max": cgroupMemoryLimit, "pids.max": cgroupPidsLimit} {
+			if got := now["limit_"+f]; got != strconv.Itoa(want) {
+				return "", fmt.Errorf("the container's cgroup has %s %s, want the spec's %d", f, got, want)
+			}
+		}
 		seen, err := observeCgroup(p)
 		if err != nil {
 			return "", err
@@ -41,8 +57,11 @@ func init() {
 		}
 		return msg + "; the init is in " + seen[KeyCgroupOutside] + " as at the dump", nil
 	}
-	registerWorkload(WithObserver(NewWorkload("cgroup-limits", "an init and two children in the container's cgroup, with its limits recorded ("+Name+" "+ModeCgroupLimits+")",
-		ModeCgroupLimits, nil, verify), observeCgroup))
+	w := WithObserver(NewWorkload("cgroup-limits", "an init and two children in the container's cgroup, with its limits recorded ("+Name+" "+ModeCgroupLimits+")",
+		ModeCgroupLimits, nil, verify), observeCgroup)
+	memory, pids := int64(cgroupMemoryLimit), int64(cgroupPidsLimit)
+	w.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &memory}, Pids: &specs.LinuxPids{Limit: &pids}}
+	registerWorkload(w)
 }
 
 // KeyCgroupOutside is the container init's cgroup as the prober sees it.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
@@ -56,7 +58,23 @@ func start(t *testing.T, w container.Workload) container.Probe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := container.Start(container.Spec{Rootfs: rootfs, Sandbox: sb, Args: w.Args, Setsid: true})
+	spec := container.Spec{Rootfs: rootfs, Sandbox: sb, Args: w.Args, Setsid: true}
+	if w.Resources != nil {
+		// Limits need a cgroup v2 of the test's own.
+		root := t.TempDir()
+		if err := unix.Mount("cgroup2", root, "cgroup2", 0, ""); err != nil {
+			t.Fatalf("mount cgroup2 for the test: %v", err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(root, unix.MNT_DETACH) })
+		ctrl, _ := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+		if !strings.Contains(string(ctrl), "memory") || !strings.Contains(string(ctrl), "pids") {
+			// A cgroup v1 host: the corpus (TestCorpus) runs this
+			// workload in a guest with cgroup v2 and its limits.
+			t.Skipf("this host's cgroup v2 has no memory and pids controllers (%q): the limits need a cgroup v2 host or the guest", strings.TrimSpace(string(ctrl)))
+		}
+		spec.ID, spec.Resources, spec.CgroupRoot = w.Name, w.Resources, root
+	}
+	c, err := container.Start(spec)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

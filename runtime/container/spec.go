@@ -86,6 +86,9 @@ type Spec struct {
 	// linux.resources. Empty: it stays in the launcher's cgroup, and a
 	// spec with limits is refused.
 	CgroupRoot string
+	// Resources are a generated spec's linux.resources (a named
+	// workload's limits); nil for none.
+	Resources *specs.LinuxResources
 }
 
 // HasTerminal reports whether the container's process gets a pty.
@@ -201,6 +204,7 @@ func (s *Spec) resolve() (*specs.Spec, error) {
 		out.Process.Terminal = s.Terminal
 		out.Hostname = s.Hostname
 		out.Mounts = DefaultMounts(s.ShmSize)
+		out.Linux.Resources = s.Resources
 	}
 	p := out.Process
 	if p.Cwd == "" {

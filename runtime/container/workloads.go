@@ -74,6 +74,10 @@ type Workload struct {
 	// Verify checks the restored workload against the snapshot and says
 	// in one line what it saw.
 	Verify func(ctx context.Context, p Probe, before State) (string, error)
+	// Resources are the limits of a named workload's generated spec
+	// (linux.resources, as a pod's requests and limits become): its
+	// cgroup gets them.
+	Resources *specs.LinuxResources
 	// Spec is a bundle's runtime spec (FromBundle); nil for a named
 	// workload or a command, whose spec is generated.
 	Spec *specs.Spec
