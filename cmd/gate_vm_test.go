@@ -15,7 +15,7 @@ import (
 
 // gateMatrix writes a matrix of two cells, stable (the 6.1 kernel with the
 // host's CRIU) and candidate (candidateKernel with Debian bookworm's CRIU
-// 3.17.1), each running the corpus's counter and vfork.
+// 3.17.1), each running the corpus's counter and zombie.
 func gateMatrix(t *testing.T, candidateKernel string) string {
 	t.Helper()
 	body := `[options]
@@ -39,7 +39,7 @@ suite = "bookworm"
 corpus = "counter"
 
 [[workload]]
-corpus = "vfork"
+corpus = "zombie"
 
 [[cell]]
 name = "stable"
