@@ -62,3 +62,12 @@ func TestCRIUInetSockets(t *testing.T) {
 		t.Errorf("without a kernel release: %s %q, want a skip saying why", f.Status, f.Reason)
 	}
 }
+
+func TestProcParsePacket(t *testing.T) {
+	data := []byte("sk               RefCnt Type Proto  Iface R Rmem   User   Inode\n" +
+		"ffff8e0a43a1f000 3      3    0003   1     1 0      0      24131\n" +
+		"ffff8e0a43a1f800 3      2    0800   0     1 0      0      0\n\n")
+	if got := procParsePacket(data); len(got) != 1 || got[0] != 24131 {
+		t.Errorf("procParsePacket = %v, want [24131]", got)
+	}
+}
