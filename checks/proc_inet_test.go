@@ -32,9 +32,9 @@ func TestCRIUInetSockets(t *testing.T) {
 		want    reports.Status
 		summary string
 	}{
-		{"proc-seed", 100, "7.3.0+deb13-amd64", reports.Fail, "2 TCP or UDP sockets in the tree, and criu " + v.String() + " on kernel 7.3.0+deb13-amd64 cannot dump any"},
-		{"proc-seed", 100, "6.1.0-57-amd64", reports.Pass, "2 TCP or UDP sockets in the tree: criu " + v.String() + " on kernel 6.1.0-57-amd64 dumps them"},
-		{"proc-setsid", 200, "7.3.0+deb13-amd64", reports.Pass, "the tree holds no TCP or UDP socket"},
+		{"proc-seed", 100, "7.3.0+deb13-amd64", reports.Fail, "2 TCP, UDP or packet sockets in the tree, and criu " + v.String() + " on kernel 7.3.0+deb13-amd64 cannot dump any"},
+		{"proc-seed", 100, "6.1.0-57-amd64", reports.Pass, "2 TCP, UDP or packet sockets in the tree: criu " + v.String() + " on kernel 6.1.0-57-amd64 dumps them"},
+		{"proc-setsid", 200, "7.3.0+deb13-amd64", reports.Pass, "the tree holds no TCP, UDP or packet socket"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir+" "+tt.kernel, func(t *testing.T) {
