@@ -22,7 +22,7 @@ build:
 
 # The full suite (README, .ci/run). Real guest boots included.
 test:
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) test -count=1 -timeout 55m ./...
 
 # The fast tests: -short skips every test that boots a guest (and the
 # mmdebstrap build of the trixie rootfs); no qemu needed.

@@ -494,30 +494,6 @@ func TestCheckpointCounter(t *testing.T) {
 	}
 }
 
-// TestCheckpointFlock: a held flock fails a plain dump; --auto-fix adds
-// --file-locks and the restored workload holds its lock again.
-func TestCheckpointFlock(t *testing.T) {
-	code, r := runCheckpointVM(t, "checkpoint", "flock", "--auto-fix", "--prove", "--images-dir", filepath.Join(t.TempDir(), "images"))
-	c := r.Checkpoint
-	if code != ExitOK || !c.Verified {
-		t.Fatalf("exit %d, verified %v: %s %s", code, c.Verified, c.Verification, c.Error)
-	}
-	// The dump without --file-locks really fails on the lock, and the
-	// workload runs on to be dumped with it.
-	if n := provedAs(t, r, "checkpoint.proof.process.file-locks", "file-locks"); n != 1 {
-		t.Errorf("%d proofs for process.file-locks, want 1", n)
-	}
-	if r.Prediction == nil || !r.Prediction.CRIU.FileLocks {
-		t.Errorf("the prediction does not ask for --file-locks: %+v", r.Prediction)
-	}
-	if !slices.Contains(c.DumpOptions, "--file-locks") || !slices.Contains(c.RestoreOptions, "--file-locks") {
-		t.Errorf("dump %v / restore %v options lack --file-locks", c.DumpOptions, c.RestoreOptions)
-	}
-	if c.StateBefore["lock"] != "held" || c.StateAfter["lock"] != "held" {
-		t.Errorf("lock before the dump %q, after the restore %q: want held both times", c.StateBefore["lock"], c.StateAfter["lock"])
-	}
-}
-
 // TestCheckpointTerminal: a terminal container (-t) keeps its pty's master
 // outside the tree; kata-cr declares the pty an external tty on dump and
 // hands the restored init a new pty, rather than --shell-job.
