@@ -240,6 +240,10 @@ func judgeWorkload(w Workload, e *corpus.EntryResult, dir string) WorkloadResult
 		wr.Message = "expected unfixable, but kata-cr checkpointed it, and it was restored and verified: if the kernel or CRIU now handle it, expect restore"
 	default:
 		wr.Status = Pass
+		if e.Verdict == corpus.VerdictUnfixable {
+			// Why, for a baseline that later sees it restored or not.
+			wr.Message = unfixableMessage(e, dir)
+		}
 	}
 	return wr
 }
