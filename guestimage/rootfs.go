@@ -141,6 +141,9 @@ func lockCache(ctx context.Context, dir string) (unlock func(), err error) {
 // manifest is written beside an extracted payload so that later calls
 // skip the extraction while the tarball is unchanged.
 type manifest struct {
+	// Layout is payloadLayout of the code that wrote it: a payload laid
+	// out by another is extracted again.
+	Layout   int
 	Tar      string
 	TarSize  int64
 	TarMTime time.Time
@@ -148,6 +151,11 @@ type manifest struct {
 }
 
 const manifestName = "payload.json"
+
+// payloadLayout numbers the way payloads place their libraries
+// (rootFS.closure); 2: every library outside a DT_RUNPATH in the loader's
+// first directory.
+const payloadLayout = 2
 
 func rootfsPayload(ctx context.Context, tarPath, dir string) (*CRIUPayload, error) {
 	st, err := os.Stat(tarPath)
@@ -214,7 +222,7 @@ func rootfsPayload(ctx context.Context, tarPath, dir string) (*CRIUPayload, erro
 		}
 		p.Files[guest] = filepath.Join(dir, guest)
 	}
-	m, err := json.MarshalIndent(manifest{Tar: tarPath, TarSize: st.Size(), TarMTime: st.ModTime(), Payload: *p}, "", "  ")
+	m, err := json.MarshalIndent(manifest{Layout: payloadLayout, Tar: tarPath, TarSize: st.Size(), TarMTime: st.ModTime(), Payload: *p}, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +246,7 @@ func loadManifest(dir, tarPath string, st fs.FileInfo) *CRIUPayload {
 		return nil
 	}
 	var m manifest
-	if json.Unmarshal(b, &m) != nil || m.Tar != tarPath || m.TarSize != st.Size() || !m.TarMTime.Equal(st.ModTime()) {
+	if json.Unmarshal(b, &m) != nil || m.Layout != payloadLayout || m.Tar != tarPath || m.TarSize != st.Size() || !m.TarMTime.Equal(st.ModTime()) {
 		return nil
 	}
 	for _, h := range m.Payload.Files {
@@ -479,10 +487,9 @@ func (r rootFS) resolve(v string) (string, error) {
 
 // closure adds to the given guest-path-to-file map the dynamic loader and
 // every shared library the files need, transitively, found the way
-// glibc's loader finds them. Libraries go where the guest's loader will
-// look without an ld.so.cache: the directory they were found in when that
-// is one of its built-in directories or a DT_RUNPATH, else the first
-// built-in directory.
+// glibc's loader finds them. Libraries go where the guest's loader looks
+// first without an ld.so.cache: the directory they were found in when
+// that is a DT_RUNPATH, else the first built-in directory.
 func (r rootFS) closure(want map[string]string) (map[string]string, error) {
 	files := map[string]string{}
 	type item struct{ guest, file string }
@@ -546,8 +553,14 @@ func (r rootFS) findLib(name string, machine elf.Machine, class elf.Class, runpa
 		if err != nil || !sameArch(r.real(v), machine, class) {
 			continue
 		}
+		// Outside a DT_RUNPATH, a library goes to the loader's first
+		// directory, whichever directory of the rootfs held it: an
+		// --include's host library of the same name (added later, with
+		// ldd) must find the place taken, or the loader would pick the
+		// host's older one there first (seen: forky's CRIU, whose
+		// ld.so.conf lists /usr/lib first, got the host's glibc 2.36).
 		g := path.Join(d, name)
-		if !slices.Contains(runpath, d) && !slices.Contains(system, d) {
+		if !slices.Contains(runpath, d) {
 			g = path.Join(system[0], name)
 		}
 		return g, v, nil
