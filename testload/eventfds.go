@@ -121,6 +121,11 @@ func verifyBeats(countKey, what string) Verifier {
 // its value at the dump, and fails when the process records a failed use
 // of its object (KeyBeatError) it had not at the dump.
 func countPast(ctx context.Context, p container.Probe, before container.State, countKey string) (container.State, error) {
+	return countPastWith(ctx, p, before, countKey, KeyBeatError)
+}
+
+// countPastWith is countPast with the failures recorded under errKey.
+func countPastWith(ctx context.Context, p container.Probe, before container.State, countKey, errKey string) (container.State, error) {
 	dumped, err := strconv.Atoi(before[countKey])
 	if err != nil {
 		return nil, fmt.Errorf("the snapshot has no %s (%q)", countKey, before[countKey])
@@ -131,7 +136,7 @@ func countPast(ctx context.Context, p container.Probe, before container.State, c
 		if err != nil {
 			return container.NotYet("%v", err)
 		}
-		if e := st[KeyBeatError]; e != "" && e != before[KeyBeatError] {
+		if e := st[errKey]; e != "" && e != before[errKey] {
 			return fmt.Errorf("the restored process failed: %s", e)
 		}
 		if n, _ := strconv.Atoi(st[countKey]); n <= dumped {

@@ -137,29 +137,11 @@ func runTCP(ctx context.Context, s *State, _ []string) error {
 // verifyTCP checks that the restored connection carried on: more round
 // trips than at the dump, none failed.
 func verifyTCP(ctx context.Context, p container.Probe, before, _ container.State) (string, error) {
-	dumped, err := strconv.Atoi(before[KeyEchoes])
-	if err != nil {
-		return "", fmt.Errorf("the snapshot has no %s (%q)", KeyEchoes, before[KeyEchoes])
-	}
-	var now container.State
-	err = p.Poll(ctx, fmt.Sprintf("wait for a round trip over the restored connection past %d", dumped), func() error {
-		st, err := ReadState(p)
-		if err != nil {
-			return container.NotYet("%v", err)
-		}
-		if e := st[KeyTCPError]; e != "" && e != before[KeyTCPError] {
-			return fmt.Errorf("the restored connection failed: %s", e)
-		}
-		if n, _ := strconv.Atoi(st[KeyEchoes]); n <= dumped {
-			return container.NotYet("%d round trips", n)
-		}
-		now = st
-		return nil
-	})
+	now, err := countPastWith(ctx, p, before, KeyEchoes, KeyTCPError)
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("the TCP connection %s -> %s still answers: %d round trips at the dump, %s now", now["tcp_client"], now["tcp_server"], dumped, now[KeyEchoes]), nil
+	return fmt.Sprintf("the TCP connection %s -> %s still answers: %s round trips at the dump, %s now", now["tcp_client"], now["tcp_server"], before[KeyEchoes], now[KeyEchoes]), nil
 }
 
 func runUDPCork(ctx context.Context, s *State, _ []string) error {
