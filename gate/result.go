@@ -320,9 +320,13 @@ func explain(dir string, e *corpus.EntryResult) string {
 	}
 	var out []string
 	for _, id := range blockers {
-		i := slices.IndexFunc(r.Findings, func(f reports.Finding) bool { return f.ID == id && f.Status != reports.Pass })
-		if i < 0 {
+		i := slices.IndexFunc(r.Findings, func(f reports.Finding) bool { return f.ID == id })
+		switch {
+		case i < 0:
 			out = append(out, id)
+			continue
+		case r.Findings[i].Status != reports.Fail && r.Findings[i].Status != reports.Error:
+			// A warning the plan works around is not why it failed.
 			continue
 		}
 		f := r.Findings[i]
