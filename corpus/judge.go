@@ -24,10 +24,15 @@ type Outcome struct {
 
 // Without is CRIU's answer to a dump without one finding's options.
 type Without struct {
-	Finding   string `json:"finding"`
+	Finding string `json:"finding"`
+	// Options are the options left out, as criu words; for a refused
+	// dump (a tree CRIU cannot seize), what the proof did instead.
 	Options   string `json:"options"`
+	Failed    bool   `json:"failed"`
 	Signature string `json:"signature,omitempty"`
-	Confirmed bool   `json:"confirmed"`
+	// Hung says CRIU did not answer and was killed at kata-cr's limit.
+	Hung      bool `json:"hung,omitempty"`
+	Confirmed bool `json:"confirmed"`
 }
 
 // The verdicts of an entry.
@@ -89,7 +94,7 @@ func Judge(e Entry, r *reports.Report, why string) EntryResult {
 	j.plain(r.Prediction, cp.Plain)
 	j.planned(r, cp)
 	for _, p := range cp.Proofs {
-		res.Without = append(res.Without, Without{Finding: p.Finding, Options: p.Without, Signature: p.Signature, Confirmed: p.Confirmed})
+		res.Without = append(res.Without, Without{Finding: p.Finding, Options: p.Without, Failed: p.Failed, Signature: p.Signature, Hung: p.Hung, Confirmed: p.Confirmed})
 		if !p.Confirmed {
 			j.disagree("without %s CRIU %s, not what %s predicts", p.Without, failedOn(p.Failed, p.Signature), p.Finding)
 		}

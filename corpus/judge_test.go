@@ -94,7 +94,9 @@ func TestWriteMarkdown(t *testing.T) {
 	res.add(Judge(Entry{Name: "tcp-established", Workload: "tcp-established"}, tcp, ""))
 	res.add(Judge(Entry{Name: "vfork", Workload: "vfork"}, report(false, false, []string{"process.vfork"}, reports.Checkpoint{
 		Plain:    &reports.RawDump{Signature: "seize-timeout", PredictedBy: []string{"process.vfork"}},
-		Refusals: []reports.Refusal{{Step: "dump", BlockedBy: []string{"process.vfork"}}}, WorkloadRunning: ptr(true)}), ""))
+		Refusals: []reports.Refusal{{Step: "dump", BlockedBy: []string{"process.vfork"}}}, WorkloadRunning: ptr(true),
+		Proofs: []reports.Proof{{Finding: "process.vfork", Without: "the refusal to dump", Failed: true, Signature: "seize-timeout", Confirmed: true},
+			{Finding: "process.vfork", Without: "the refusal to dump", Failed: true, Hung: true, Confirmed: true}}}), ""))
 	res.add(Judge(Entry{Name: "broken", Workload: "broken"}, nil, "the workload did not start"))
 	var md, text bytes.Buffer
 	if err := WriteMarkdown(&md, res); err != nil {

@@ -117,11 +117,19 @@ func withoutWords(ws []Without) []string {
 			}
 			continue
 		}
-		mark := "fails on " + orNone(w.Signature)
-		if !w.Confirmed {
-			mark = "NOT CONFIRMED (" + failedOn(w.Signature != "", w.Signature) + ")"
+		what := "`" + w.Options + "`"
+		if !strings.HasPrefix(w.Options, "--") {
+			// A refused dump's proof: CRIU let loose on the tree.
+			what = "dumping anyway"
 		}
-		out = append(out, "`"+w.Options+"`: "+mark)
+		mark := "fails on " + orNone(w.Signature)
+		switch {
+		case !w.Confirmed:
+			mark = "NOT CONFIRMED (" + failedOn(w.Failed, w.Signature) + ")"
+		case w.Hung:
+			mark = "hangs, killed at kata-cr's limit"
+		}
+		out = append(out, what+": "+mark)
 	}
 	if binds > 0 {
 		out = append(out, fmt.Sprintf("each sandbox bind: %d of %d fail as predicted", bindsOK, binds))
