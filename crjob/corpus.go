@@ -25,7 +25,7 @@ func Corpus(ctx context.Context, d *Deps, o agentapi.CorpusOptions, fix bool) er
 		}
 	}
 	// The guest's kernel and CRIU are the same for every entry: what their
-	// checks found once holds for all (checks.Settled).
+	// checks found once holds for all (checks.Settle).
 	if d.Guest.Env != nil && len(d.Guest.Checks) > 0 {
 		env, _ := d.Guest.Env(ctx)
 		settled := *d
@@ -69,6 +69,9 @@ func eachEntry(ctx context.Context, d *Deps, names []string, job func(ctx contex
 	for i, name := range names {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
+			return fmt.Errorf("corpus entry %q: a name is one path element (it names the entry's directory)", name)
 		}
 		e := agentapi.CorpusEntry{Index: i, Name: name}
 		if err := d.Host.Result(agentapi.ResultCorpusEntry, e); err != nil {

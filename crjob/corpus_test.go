@@ -70,3 +70,16 @@ func TestCorpus(t *testing.T) {
 		}
 	}
 }
+
+// TestCorpusEntryNames: an entry's name becomes its directory: one path
+// element only.
+func TestCorpusEntryNames(t *testing.T) {
+	for _, name := range []string{"", ".", "..", "../etc", "a/b"} {
+		h, rt, cr := &fakeHost{}, &fakeRuntime{ctr: &self{}}, &fakeCRIU{}
+		d := testDeps(t, h, rt, cr)
+		o := agentapi.CorpusOptions{Entries: []agentapi.CorpusCheckpoint{{Name: name, Checkpoint: agentapi.CheckpointOptions{Command: selfCommand(t)}}}}
+		if err := Corpus(t.Context(), d, o, true); err == nil || rt.starts != 0 {
+			t.Errorf("entry %q: error %v, %d starts: want a refusal before anything starts", name, err, rt.starts)
+		}
+	}
+}
