@@ -22,6 +22,7 @@ status=0
 		"$kata_cr" corpus --cell "$cell" -o markdown || status=$?
 	done
 } > "$tmp"
+mkdir -p "$(dirname "$out")"
 cp "$tmp" "$out"
 awk -v table="$tmp" '
 	/<!-- corpus-truth:begin -->/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
