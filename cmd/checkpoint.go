@@ -332,28 +332,33 @@ func busyboxAppletPaths() ([]string, error) {
 // not be written to dir: it exists and is not an empty directory, or its
 // parent cannot be created or written.
 func checkImagesDirWritable(dir string) error {
+	return checkDirWritable("--images-dir", dir)
+}
+
+// checkDirWritable is checkImagesDirWritable for the directory of flag.
+func checkDirWritable(flag, dir string) error {
 	fi, err := os.Lstat(dir)
 	switch {
 	case err == nil && !fi.IsDir():
-		return usagef("--images-dir %s: exists and is not a directory: give a new directory", dir)
+		return usagef("%s %s: exists and is not a directory: give a new directory", flag, dir)
 	case err == nil:
 		entries, err := os.ReadDir(dir)
 		if err != nil {
-			return usagef("--images-dir %s: %v", dir, errors.Unwrap(err))
+			return usagef("%s %s: %v", flag, dir, errors.Unwrap(err))
 		}
 		if len(entries) > 0 {
-			return usagef("--images-dir %s: not empty: give a new directory (a checkpoint never overwrites another)", dir)
+			return usagef("%s %s: not empty: give a new directory (a checkpoint never overwrites another)", flag, dir)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
-		return usagef("--images-dir %s: %v", dir, errors.Unwrap(err))
+		return usagef("%s %s: %v", flag, dir, errors.Unwrap(err))
 	}
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return usagef("--images-dir %s: cannot create %s: %v: give a writable directory", dir, parent, errors.Unwrap(err))
+		return usagef("%s %s: cannot create %s: %v: give a writable directory", flag, dir, parent, errors.Unwrap(err))
 	}
 	probe, err := os.MkdirTemp(parent, ".kata-cr-probe-")
 	if err != nil {
-		return usagef("--images-dir %s: %s is not writable: %v: give a writable directory", dir, parent, errors.Unwrap(err))
+		return usagef("%s %s: %s is not writable: %v: give a writable directory", flag, dir, parent, errors.Unwrap(err))
 	}
 	if err := os.Remove(probe); err != nil {
 		return fmt.Errorf("remove the write probe: %w", err)

@@ -131,7 +131,7 @@ func (o *corpusOptions) validate() ([]corpus.Entry, error) {
 		return nil, usagef("--dir %s: %v", o.Dir, err)
 	}
 	o.Dir = abs
-	if err := checkImagesDirWritable(abs); err != nil {
+	if err := checkDirWritable("--dir", abs); err != nil {
 		return nil, err
 	}
 	return entries, nil

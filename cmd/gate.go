@@ -242,7 +242,7 @@ func (o *gateOptions) validate() error {
 		return usagef("--dir %s: %v", o.Dir, err)
 	}
 	o.Dir = abs
-	return checkImagesDirWritable(abs)
+	return checkDirWritable("--dir", abs)
 }
 
 func runGate(ctx context.Context, deps *Deps, g *globalOptions, o *gateOptions) error {
