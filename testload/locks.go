@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -32,7 +31,7 @@ func init() {
 	Register(Mode{Name: ModeLockOFD, Description: "holds an open file description lock (fcntl F_OFD_SETLK) on " + OFDLockFile, Run: func(ctx context.Context, s *State, _ []string) error {
 		return runRecordLock(ctx, s, OFDLockFile, unix.F_OFD_SETLK, "OFDLCK")
 	}})
-	keys := stateKeys{same: []string{KeyLockHeld, "lock_inode", "lock_kind"}}
+	keys := stateKeys{same: []string{KeyLockHeld, "lock_kind"}}
 	registerWorkload(NewWorkload("lock-posix", "a POSIX record lock held on a file of the container ("+Name+" "+ModeLockPosix+")",
 		ModeLockPosix, nil, carriedKeys(ModeLockPosix, keys)))
 	registerWorkload(NewWorkload("lock-ofd", "an open file description lock held on a file of the container ("+Name+" "+ModeLockOFD+")",
@@ -51,16 +50,18 @@ func runRecordLock(ctx context.Context, s *State, path string, cmd int, kind str
 	if err := unix.FcntlFlock(uintptr(fd), cmd, &lk); err != nil {
 		return fmt.Errorf("lock %s: %w", path, err)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
 	return readyAndBeat(ctx, s, func() ([]string, error) {
+		// The file's device and inode are read again every beat: a
+		// restored container's /run is a new tmpfs, its files new inodes.
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return nil, err
+		}
 		held, err := recordLockHeld(path, st, kind)
 		if err != nil {
 			return nil, err
 		}
-		return []string{KeyLockHeld, held, "lock_inode", strconv.FormatUint(st.Ino, 10), "lock_kind", kind}, nil
+		return []string{KeyLockHeld, held, "lock_kind", kind}, nil
 	})
 }
 
