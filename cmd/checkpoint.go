@@ -94,7 +94,7 @@ func newCheckpointCmdWith(deps *Deps, g *globalOptions, runF func(context.Contex
 	f.StringVar(&o.ImagesDir, "images-dir", "", "write the checkpoint to this new `DIR` (default: a new directory under kata-cr's cache)")
 	f.BoolVar(&o.NoRestore, "no-restore", false, "stop after the dump: do not restore in a fresh guest")
 	f.BoolVar(&o.LeaveRunning, "leave-running", false, "keep the original workload running after the dump")
-	f.BoolVar(&o.Prove, "prove", false, "with --auto-fix, first dump without each CRIU option the plan adds (leaving the workload running) to show CRIU fails as predicted")
+	f.BoolVar(&o.Prove, "prove", false, "with --auto-fix, let raw CRIU judge the prediction first: a dump with no options, then one without each CRIU option the plan adds (all leaving the workload running)")
 	f.StringVar(&o.Bundle, "bundle", "", "run the OCI bundle in `DIR` (config.json and its rootfs) as Kata would, instead of a named workload")
 	f.Var(&o.VerifyExecBefore, "verify-exec-before", "run `CMD` in the container before the dump to record its state, retried until it exits 0 (repeatable; "+probeSyntax+")")
 	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container; the checkpoint is verified only when every one exits 0 (repeatable; "+probeSyntax+")")
