@@ -2,8 +2,6 @@ package kernel
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +35,8 @@ type FindOptions struct {
 	// --modules. Config and Modules also override what is found beside a
 	// Kata or cached kernel.
 	Kernel, Config, Modules string
-	// Version picks a cached kernel ("6.1", "6.12", "7.3") and skips Kata's
+	// Version picks a cached kernel ("6.1", "6.12", "7.3", or the name of
+	// a kernel `kata-cr kernel build` built) and skips Kata's
 	// configuration. Empty means Kata's kernel if there is one, else the
 	// cached DefaultSeries. It cannot be combined with Kernel.
 	Version string
@@ -125,6 +124,8 @@ func Find(opts FindOptions) (*Guest, error) {
 		return nil, fmt.Errorf("--kernel %s and kernel version %s both given: use one", opts.Kernel, opts.Version)
 	case opts.Kernel != "":
 		k, err = flagKernel(opts)
+	case opts.Version != "" && !slices.Contains(Series, opts.Version):
+		k, err = builtKernel(opts.CacheDir, opts.Version)
 	case opts.Version != "":
 		k, err = cachedKernel(opts.CacheDir, opts.Version, "")
 	default:
@@ -324,17 +325,11 @@ func verifySums(dir string) error {
 		if !ok || len(want) != 64 || name == "" || !filepath.IsLocal(name) {
 			return fmt.Errorf("SHA256SUMS line %q is not sha256sum's", line)
 		}
-		f, err := os.Open(filepath.Join(dir, name))
+		got, err := FileSHA256(filepath.Join(dir, name))
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, notExist(err))
 		}
-		h := sha256.New()
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if hex.EncodeToString(h.Sum(nil)) != want {
+		if got != want {
 			return fmt.Errorf("%s does not match its checksum", name)
 		}
 	}
