@@ -50,7 +50,7 @@ func BuiltNames(cache string) []string {
 // A unique prefix of a name is enough.
 func builtKernel(cache, name string) (*Guest, error) {
 	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
-		return nil, fmt.Errorf("unknown kernel %q: use one of %s, or the name of a kernel built by kata-cr kernel build", name, strings.Join(Series, ", "))
+		return nil, fmt.Errorf("unknown kernel version %q: use one of %s, or the name of a kernel built by kata-cr kernel build", name, strings.Join(Series, ", "))
 	}
 	dir := filepath.Join(BuiltDir(cache), name)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
@@ -68,7 +68,7 @@ func builtKernel(cache, name string) (*Guest, error) {
 			if names := BuiltNames(cache); len(names) > 0 {
 				built = strings.Join(names, ", ")
 			}
-			return nil, fmt.Errorf("unknown kernel %q: use one of %s, or a kernel built by kata-cr kernel build (built: %s)", name, strings.Join(Series, ", "), built)
+			return nil, fmt.Errorf("unknown kernel version %q: use one of %s, or a kernel built by kata-cr kernel build (built: %s)", name, strings.Join(Series, ", "), built)
 		default:
 			return nil, fmt.Errorf("kernel %q names %d built kernels (%s): give more of the name", name, len(match), strings.Join(match, ", "))
 		}
