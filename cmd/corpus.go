@@ -142,8 +142,8 @@ func runCorpus(ctx context.Context, deps *Deps, g *globalOptions, o *corpusOptio
 	if err != nil {
 		return err
 	}
-	if opts.Format == reports.JUnit {
-		return usagef("-o junit: the corpus writes text, json or markdown")
+	if opts.Format == reports.JUnit || opts.Format == reports.Prometheus {
+		return usagef("-o %s: the corpus writes text, json or markdown", opts.Format)
 	}
 	switch {
 	case o.List:

@@ -26,12 +26,16 @@ type Deps struct {
 	IsTerminal func(w io.Writer) bool
 	// Getenv reads the environment (NO_COLOR, TERM).
 	Getenv func(string) string
+	// output is the --output-file being written, in place of Stdout.
+	output *outputFile
 }
 
 // globalOptions are the flags every command shares.
 type globalOptions struct {
 	Output string
-	Color  string
+	// OutputFile receives the report instead of stdout, atomically.
+	OutputFile string
+	Color      string
 	// All lists every finding in text output; Quiet prints the verdict
 	// only.
 	All, Quiet bool
@@ -42,7 +46,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	deps := &Deps{Stdout: stdout, Stderr: stderr, IsTerminal: isTerminal, Getenv: os.Getenv}
 	root := newRootCmd(deps)
 	root.SetArgs(args)
-	return exitCode(root.Execute(), stderr)
+	err := root.Execute()
+	if deps.output != nil {
+		err = deps.output.finish(err)
+	}
+	return exitCode(err, stderr)
 }
 
 func newRootCmd(deps *Deps) *cobra.Command {
@@ -59,13 +67,14 @@ succeed); kata-cr COMMAND --help says what each means for that command.`,
 		Version:           Version,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
-		PersistentPreRunE: func(c *cobra.Command, _ []string) error { return emptyFlag(c) },
+		PersistentPreRunE: func(c *cobra.Command, _ []string) error { return preRun(c, deps, g) },
 	}
 	root.SetOut(deps.Stdout)
 	root.SetErr(deps.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text, json, junit, markdown")
+	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text, json, junit, markdown, prometheus (node_exporter textfile metrics)")
+	pf.StringVar(&g.OutputFile, "output-file", "", "write the report to `FILE` instead of stdout: atomically (a temporary file renamed over it), mode 0644, and only when the command produced its report")
 	pf.StringVar(&g.Color, "color", "auto", "colour: auto, always, never (NO_COLOR is honoured)")
 	pf.BoolVar(&g.All, "all", false, "text output: list every finding (by default passes are counted per category)")
 	pf.BoolVarP(&g.Quiet, "quiet", "q", false, "text output: print the verdict only")
@@ -73,6 +82,22 @@ succeed); kata-cr COMMAND --help says what each means for that command.`,
 		root.AddCommand(c(deps, g))
 	}
 	return root
+}
+
+// preRun checks the flags every command shares, then points Stdout at
+// --output-file when it is given.
+func preRun(c *cobra.Command, deps *Deps, g *globalOptions) error {
+	if err := emptyFlag(c); err != nil {
+		return err
+	}
+	if g.OutputFile != "" {
+		out, err := openOutputFile(g.OutputFile)
+		if err != nil {
+			return err
+		}
+		deps.output, deps.Stdout = out, out.tmp
+	}
+	return nil
 }
 
 // emptyFlag refuses a flag given with an empty value (--pid ”, --criu ”):

@@ -3,6 +3,7 @@ package reports
 import (
 	"fmt"
 	"io"
+	"time"
 )
 
 // Format is an output format.
@@ -14,6 +15,8 @@ const (
 	JSON     Format = "json"
 	JUnit    Format = "junit"
 	Markdown Format = "markdown"
+	// Prometheus is node_exporter textfile metrics (prometheus.go).
+	Prometheus Format = "prometheus"
 )
 
 // Options control rendering.
@@ -26,17 +29,20 @@ type Options struct {
 	All bool
 	// Quiet prints only the verdict in text.
 	Quiet bool
+	// Now is the time of the run the Prometheus format reports; zero
+	// means the time of rendering.
+	Now time.Time
 }
 
 // ParseFormat checks a format name given by the user.
 func ParseFormat(s string) (Format, error) {
 	switch Format(s) {
-	case Text, JSON, JUnit, Markdown:
+	case Text, JSON, JUnit, Markdown, Prometheus:
 		return Format(s), nil
 	case "md":
 		return Markdown, nil
 	}
-	return "", fmt.Errorf("output format %q: use text, json, junit or markdown", s)
+	return "", fmt.Errorf("output format %q: use text, json, junit, markdown or prometheus", s)
 }
 
 // Render writes r to w in the format of opts.
@@ -49,6 +55,12 @@ func Render(w io.Writer, r *Report, opts Options) error {
 		return renderJUnit(w, terminalSafe(r))
 	case Markdown:
 		return renderMarkdown(w, terminalSafe(r))
+	case Prometheus:
+		now := opts.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		return renderPrometheus(w, r, now)
 	default:
 		return renderText(w, terminalSafe(r), opts)
 	}

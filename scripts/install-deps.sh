@@ -43,6 +43,7 @@ packages=(
 	file            # identifies kernel images
 	procps          # ps, pgrep in tests
 	redis-server    # the redis workload
+	prometheus      # promtool: the tests check -o prometheus with promtool check metrics
 	git             # make build: git describe gives the version
 	make
 )
