@@ -232,8 +232,15 @@ type DumpStats struct {
 	MemdumpTime  time.Duration `json:"memdump_time"`
 	MemwriteTime time.Duration `json:"memwrite_time"`
 	PagesScanned uint64        `json:"pages_scanned"`
-	PagesWritten uint64        `json:"pages_written"`
+	// PagesSkippedParent are the pages a previous pre-dump's images
+	// already hold unchanged (--prev-images-dir with --track-mem).
+	PagesSkippedParent uint64 `json:"pages_skipped_parent"`
+	PagesWritten       uint64 `json:"pages_written"`
 }
+
+// Freeze is the time the tree was stopped: CRIU's time to freeze it and
+// the time it stayed frozen until the dump ended.
+func (s *DumpStats) Freeze() time.Duration { return s.FreezingTime + s.FrozenTime }
 
 // ReadDumpStats reads the stats-dump file of an images directory.
 func ReadDumpStats(dir string) (*DumpStats, error) {
@@ -243,11 +250,12 @@ func ReadDumpStats(dir string) (*DumpStats, error) {
 	}
 	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
 	return &DumpStats{
-		FreezingTime: us(s.GetFreezingTime()),
-		FrozenTime:   us(s.GetFrozenTime()),
-		MemdumpTime:  us(s.GetMemdumpTime()),
-		MemwriteTime: us(s.GetMemwriteTime()),
-		PagesScanned: s.GetPagesScanned(),
-		PagesWritten: s.GetPagesWritten(),
+		FreezingTime:       us(s.GetFreezingTime()),
+		FrozenTime:         us(s.GetFrozenTime()),
+		MemdumpTime:        us(s.GetMemdumpTime()),
+		MemwriteTime:       us(s.GetMemwriteTime()),
+		PagesScanned:       s.GetPagesScanned(),
+		PagesSkippedParent: s.GetPagesSkippedParent(),
+		PagesWritten:       s.GetPagesWritten(),
 	}, nil
 }
