@@ -42,6 +42,7 @@ func newKernelCmd(deps *Deps, g *globalOptions) *cobra.Command {
 		},
 	}
 	k.AddCommand(newKernelCheckCmd(deps, g))
+	k.AddCommand(newKernelBuildCmd(deps, g))
 	return k
 }
 
@@ -205,16 +206,7 @@ func kernelVerdict(fs []reports.Finding) string {
 // writeFragment writes the fragment that adds the required and recommended
 // options missing from configs.
 func writeFragment(deps *Deps, path string, configs []*kernel.Config) error {
-	seen := map[string]bool{}
-	var missing []kernel.Requirement
-	for _, c := range configs {
-		for _, req := range kernel.MissingAt(kernel.Evaluate(c), reports.Required, reports.Recommended) {
-			if !seen[req.Option] {
-				seen[req.Option] = true
-				missing = append(missing, req)
-			}
-		}
-	}
+	missing := kernel.MissingFor(configs...)
 	// EmitFragment leaves out what the config it is given already has; with
 	// several sources an option one has may be what another misses, so the
 	// fragment then sets every option of the missing requirements.

@@ -89,10 +89,10 @@ func builtKernel(cache, name string) (*Guest, error) {
 	}, nil
 }
 
-// SealBuilt writes dir's SHA256SUMS over the files of a built kernel, the
-// seal builtKernel verifies.
-func SealBuilt(dir string) error {
-	return writeSums(dir, BuiltImage, BuiltConfig, BuiltRelease, BuiltReport)
+// SealBuilt writes dir's SHA256SUMS over the files of a built kernel (and
+// extra files of dir), the seal builtKernel verifies.
+func SealBuilt(dir string, extra ...string) error {
+	return writeSums(dir, append([]string{BuiltImage, BuiltConfig, BuiltRelease, BuiltReport}, extra...)...)
 }
 
 // writeSums writes dir/SHA256SUMS, in sha256sum's format, over names.
@@ -124,3 +124,11 @@ func FileSHA256(path string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// VerifySums checks the files dir/SHA256SUMS lists (an entry of the cache
+// written by scripts/fetch-kernel.sh or kata-cr kernel build).
+func VerifySums(dir string) error { return verifySums(dir) }
+
+// FragmentRoot is the directory of a Kata fragment tree holding common/
+// and the arch directories: dir itself, or dir/fragments.
+func FragmentRoot(dir string) (string, error) { return fragmentRoot(dir) }

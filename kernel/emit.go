@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+
+	"github.com/kata-cr/kata-cr/reports"
 )
 
 // EmitFragment writes a Kata-style kernel config fragment that turns on the
@@ -87,4 +89,20 @@ func olderThan(v, release string) bool {
 		return false
 	}
 	return a.Less(b)
+}
+
+// MissingFor returns the required and recommended requirements configs
+// miss, each once: what EmitFragment is given to fix them.
+func MissingFor(configs ...*Config) []Requirement {
+	seen := map[string]bool{}
+	var missing []Requirement
+	for _, c := range configs {
+		for _, req := range MissingAt(Evaluate(c), reports.Required, reports.Recommended) {
+			if !seen[req.Option] {
+				seen[req.Option] = true
+				missing = append(missing, req)
+			}
+		}
+	}
+	return missing
 }
