@@ -11,9 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/kata-cr/kata-cr/corpus"
 	"github.com/kata-cr/kata-cr/guestimage"
 	"github.com/kata-cr/kata-cr/internal/safefile"
+	"github.com/kata-cr/kata-cr/internal/tomlfile"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/runtime/container"
 )
@@ -180,23 +179,7 @@ func Default() *Matrix {
 
 // MatrixError is a mistake in a matrix file: one line naming the file, the line
 // and the key.
-type MatrixError struct {
-	File string
-	Line int
-	Key  string
-	Msg  string
-}
-
-func (e *MatrixError) Error() string {
-	at := e.File
-	if e.Line > 0 {
-		at = fmt.Sprintf("%s:%d", e.File, e.Line)
-	}
-	if e.Key == "" {
-		return at + ": " + e.Msg
-	}
-	return at + ": " + e.Key + ": " + e.Msg
-}
+type MatrixError = tomlfile.Error
 
 // The matrix file as TOML has it.
 type fileOptions struct {
@@ -287,16 +270,7 @@ func Parse(name string, data []byte) (*Matrix, error) {
 	var f file
 	md, err := toml.Decode(string(data), &f)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, &MatrixError{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
-		}
-		// A value of the wrong type: the decoder says where in its text.
-		if m := typeError.FindStringSubmatch(err.Error()); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			return nil, &MatrixError{File: name, Line: line, Key: m[2], Msg: m[3]}
-		}
-		return nil, &MatrixError{File: name, Msg: err.Error()}
+		return nil, tomlfile.DecodeError(name, err)
 	}
 	p := &parser{name: name, dir: filepath.Dir(name), loc: newLocator(data)}
 	if err := p.undecoded(md.Undecoded()); err != nil {
@@ -304,9 +278,6 @@ func Parse(name string, data []byte) (*Matrix, error) {
 	}
 	return p.matrix(&f)
 }
-
-// typeError is how the TOML decoder words a value of the wrong type.
-var typeError = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
 
 type parser struct {
 	name string
@@ -327,36 +298,7 @@ func (p *parser) errAt(table string, idx int, key, format string, args ...any) e
 }
 
 func (p *parser) undecoded(keys []toml.Key) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	// The first in the file.
-	best, bestLine := keys[0], 0
-	for _, k := range keys {
-		table, key := "", k[len(k)-1]
-		if len(k) > 1 {
-			table = strings.Join(k[:len(k)-1], ".")
-		}
-		if l := p.loc.line(table, -2, key); l > 0 && (bestLine == 0 || l < bestLine) {
-			best, bestLine = k, l
-		}
-	}
-	parent := ""
-	if len(best) > 1 {
-		parent = best[0]
-	}
-	known, ok := knownKeys[parent]
-	if !ok || len(best) > 2 {
-		return &MatrixError{File: p.name, Line: bestLine, Key: best.String(), Msg: "unknown key"}
-	}
-	where := "at the top"
-	if parent != "" {
-		where = "in [" + parent + "]"
-		if parent != "options" {
-			where = "in [[" + parent + "]]"
-		}
-	}
-	return &MatrixError{File: p.name, Line: bestLine, Key: best.String(), Msg: fmt.Sprintf("unknown key: the keys %s are %s", where, known)}
+	return p.loc.Undecoded(p.name, keys, tomlfile.Keys{Known: knownKeys, Tables: map[string]bool{"options": true}})
 }
 
 // path makes a path of the file absolute, relative to the file's
