@@ -81,7 +81,7 @@ kernel source, an arch the tree has no fragments for, a full disk), 2 usage
 	f.IntVarP(&o.Jobs, "jobs", "j", 0, "make -j `N` (default: every CPU)")
 	f.StringVar(&o.KataConfigDir, "kata-config-dir", "", "write a Kata drop-in booting the kernel into `DIR`/config.d (DIR holds configuration.toml)")
 	f.BoolVar(&o.Print, "print", false, "print the Kata drop-in on stdout instead of the report")
-	f.BoolVarP(&o.Verbose, "verbose", "v", false, "show merge_config.sh's and make's output on stderr")
+	f.BoolVarP(&o.Verbose, "verbose", "v", false, "show progress, and merge_config.sh's and make's output, on stderr")
 	_ = c.MarkFlagRequired("fragments")
 	return c
 }
@@ -102,8 +102,9 @@ func runKernelBuild(ctx context.Context, deps *Deps, g *globalOptions, o *kernel
 	}
 	ctx, stop := signalContext(ctx)
 	defer stop()
+	p := newProgress(deps, o.Verbose)
 	bo := kbuild.Options{Fragments: o.Fragments, Source: o.Source, Arch: o.Arch, Jobs: o.Jobs,
-		Progress: func(msg string) { fmt.Fprintf(deps.Stderr, "kata-cr: %s\n", msg) }}
+		Progress: func(msg string) { p.printf("%s", msg) }}
 	if o.Stock {
 		bo.Variant = kbuild.Stock
 	}
