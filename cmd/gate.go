@@ -18,6 +18,7 @@ import (
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/container"
+	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
 func init() { commandConstructors = append(commandConstructors, newGateCmd) }
@@ -194,6 +195,10 @@ func (o *gateOptions) cellGuest(m *gate.Matrix, c gate.Cell) (gateCell, error) {
 		}
 	}
 	for _, e := range c.Entries() {
+		if e.Bundle != nil {
+			// Its rootfs is shared with the guest, not in the image.
+			continue
+		}
 		if len(e.Command) > 0 {
 			co := checkpointOptions{guest: g}
 			if err := co.checkCommandInImage(e.Command[0]); err != nil {
@@ -341,8 +346,14 @@ func runGateCell(ctx context.Context, deps *Deps, errMu *sync.Mutex, c gate.Cell
 	if err != nil {
 		return nil, err
 	}
+	entries := c.Entries()
+	for _, e := range entries {
+		if e.Bundle != nil {
+			gst.shares = append(gst.shares, vm.Share{Tag: e.RootfsTag, Path: e.Bundle.Rootfs, ReadOnly: true})
+		}
+	}
 	b := &corpusBooter{gst: gst, o: &gopt, p: p}
-	res, err := corpus.Run(ctx, b, corpus.Options{Entries: c.Entries(), Dir: dir, Version: Version, Verbose: gopt.Verbose,
+	res, err := corpus.Run(ctx, b, corpus.Options{Entries: entries, Dir: dir, Version: Version, Verbose: gopt.Verbose,
 		Event: p.event, NoFix: !c.Options.AutoFix})
 	if err != nil {
 		return nil, guestRunError(err, gopt.Timeout)

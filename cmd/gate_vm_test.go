@@ -2,8 +2,10 @@ package cmd
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/kata-cr/kata-cr/corpus"
 	"github.com/kata-cr/kata-cr/gate"
+	"github.com/kata-cr/kata-cr/reports"
+	"github.com/kata-cr/kata-cr/runtime/container"
 )
 
 // gateMatrix writes a matrix of two cells, stable (the 6.1 kernel with the
@@ -213,5 +217,74 @@ func BenchmarkGate(b *testing.B) {
 			}
 			b.ReportMetric(secs/float64(b.N), "gate-s")
 		})
+	}
+}
+
+// TestGateBundles: OCI bundles as a matrix's workloads. Two bundles whose
+// rootfs is the python3 tree, each with its own virtio-9p share, run an
+// HTTP counter kept only in memory; each bundle's own probe fetches the
+// counter before the dump and in the restored container, and the counter
+// must carry on past its value. CRIU judges both as for any workload.
+func TestGateBundles(t *testing.T) {
+	needGuest(t, "6.1")
+	tree := pythonTree(t)
+	tmp := t.TempDir()
+	body := "[options]\ntime_limit = \"10m\"\n\n[[kernel]]\ndebian = \"6.1\"\n\n[[criu]]\nhost = true\n"
+	for _, name := range []string{"web-a", "web-b"} {
+		spec := container.GenerateSpec(name, []string{"python3", "-c", httpCounter})
+		spec.Root.Path = tree
+		data, err := json.MarshalIndent(spec, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(tmp, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, container.BundleConfig), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		body += fmt.Sprintf("\n[[workload]]\nbundle = %q\nverify_exec = [%s]\n", dir, fetchCounter)
+	}
+	matrix := filepath.Join(tmp, "gate.toml")
+	if err := os.WriteFile(matrix, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runKataCR("gate", "--matrix", matrix, "-o", "json", "--dir", filepath.Join(tmp, "out"))
+	r := gateResult(t, stdout, stderr, code)
+	if code != ExitOK || len(r.Cells) != 1 {
+		t.Fatalf("exit %d, %d cells: want 0 and 1\n%s", code, len(r.Cells), lastLines(stderr, 30))
+	}
+	c := r.Cells[0]
+	if c.Status != gate.Pass || len(c.Workloads) != 2 || c.Accuracy.Agreed != c.Accuracy.Predictions {
+		t.Fatalf("cell %s, %d workloads, predictions %s", c.Status, len(c.Workloads), c.Accuracy)
+	}
+	for _, w := range c.Workloads {
+		if w.Expect != gate.ExpectRestore || w.Status != gate.Pass || w.Verdict != corpus.VerdictRestored {
+			t.Errorf("%s: expect %s, %s %s: %s", w.Name, w.Expect, w.Status, w.Verdict, w.Message)
+		}
+		data, err := os.ReadFile(filepath.Join(c.Dir, w.Name+".report.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep reports.Report
+		if err := json.Unmarshal(data, &rep); err != nil || rep.Checkpoint == nil {
+			t.Fatalf("%s: the workload's report: %v", w.Name, err)
+		}
+		counters := map[string]int{}
+		for _, p := range rep.Checkpoint.Probes {
+			n, err := strconv.Atoi(strings.TrimSpace(p.Output))
+			if !p.Passed() || err != nil {
+				t.Errorf("%s: probe %s: exit %d, output %q", w.Name, p.Phase, p.ExitCode, p.Output)
+			}
+			counters[p.Phase] = n
+		}
+		t.Logf("%s: counter %d before the dump, %d after the restore", w.Name, counters[reports.ProbeBefore], counters[reports.ProbeAfter])
+		if counters[reports.ProbeBefore] < 1 || counters[reports.ProbeAfter] <= counters[reports.ProbeBefore] {
+			t.Errorf("%s: counter %d before, %d after: want it to carry on", w.Name, counters[reports.ProbeBefore], counters[reports.ProbeAfter])
+		}
+		if ci := rep.Checkpoint.Container; ci == nil || ci.Spec != filepath.Join(tmp, w.Name) {
+			t.Errorf("%s: the container's spec is not the bundle's: %+v", w.Name, ci)
+		}
 	}
 }

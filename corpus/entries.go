@@ -36,6 +36,16 @@ type Entry struct {
 	// builds the image adds them (kata-cr gate's workloads).
 	Command []string
 	Include []string
+	// Bundle, when set, runs a user's OCI bundle instead (Workload is then
+	// container.BundleWorkload): its rootfs is the virtio-9p share tagged
+	// RootfsTag, which the caller adds to both guests (kata-cr gate's
+	// workloads).
+	Bundle    *container.Bundle
+	RootfsTag string
+	// VerifyExec are the entry's own probes, each an argv run in the
+	// container: before the dump to record its state, and in the restored
+	// container, which is verified only when every one exits 0.
+	VerifyExec [][]string
 }
 
 // Entries is the corpus, in the order it runs and is shown.
@@ -117,7 +127,7 @@ func Check(entries []Entry) error {
 			return fmt.Errorf("corpus entry %q is listed twice", e.Name)
 		}
 		seen[e.Name] = true
-		if len(e.Command) > 0 {
+		if len(e.Command) > 0 || e.Bundle != nil {
 			continue
 		}
 		if _, err := container.Lookup(e.Workload); err != nil {

@@ -158,8 +158,12 @@ type run struct {
 func (r *run) checkpointJob() agentapi.Job {
 	var co agentapi.CorpusOptions
 	for _, e := range r.o.Entries {
-		co.Entries = append(co.Entries, agentapi.CorpusCheckpoint{Name: e.Name, Checkpoint: agentapi.CheckpointOptions{
-			Workload: e.Workload, Command: e.Command, Terminal: e.Terminal, RuntimeSetsid: !e.OldAgent, Prove: true}})
+		cp := agentapi.CheckpointOptions{Workload: e.Workload, Command: e.Command, Terminal: e.Terminal, RuntimeSetsid: !e.OldAgent, Prove: true,
+			VerifyExecBefore: e.VerifyExec, VerifyExec: e.VerifyExec}
+		if b := e.Bundle; b != nil {
+			cp.Bundle = &agentapi.BundleOptions{Dir: b.Dir, Spec: b.Spec, RootfsTag: e.RootfsTag}
+		}
+		co.Entries = append(co.Entries, agentapi.CorpusCheckpoint{Name: e.Name, Checkpoint: cp})
 	}
 	data, _ := json.Marshal(co)
 	return agentapi.Job{Kind: agentapi.JobCorpus, Fix: !r.o.NoFix, Verbose: r.o.Verbose, Options: data}
@@ -171,7 +175,7 @@ func (r *run) restoreJob() (agentapi.Job, bool) {
 	var ro agentapi.CorpusRestoreOptions
 	for i, e := range r.o.Entries {
 		if r.saved[i] != nil {
-			ro.Entries = append(ro.Entries, agentapi.CorpusRestore{Name: e.Name, Restore: agentapi.RestoreOptions{Manifest: r.saved[i].Manifest}})
+			ro.Entries = append(ro.Entries, agentapi.CorpusRestore{Name: e.Name, Restore: agentapi.RestoreOptions{Manifest: r.saved[i].Manifest, RootfsTag: e.RootfsTag}})
 		}
 	}
 	data, _ := json.Marshal(ro)

@@ -94,15 +94,23 @@ func (c CRIU) Source() string {
 	return "host"
 }
 
-// Workload is a workload of the matrix: a corpus entry, or a command with
-// the files it needs in the guest.
+// Workload is a workload of the matrix: a corpus entry, a command with
+// the files it needs in the guest, or an OCI bundle (its rootfs shared
+// with both guests over virtio-9p).
 type Workload struct {
 	Name     string   `json:"name"`
 	Corpus   string   `json:"corpus,omitempty"`
 	Command  []string `json:"command,omitempty"`
 	Include  []string `json:"include,omitempty"`
 	Terminal bool     `json:"terminal,omitempty"`
-	Expect   Expect   `json:"expect"`
+	Bundle   string   `json:"bundle,omitempty"`
+	// VerifyExec are the workload's own probes (a command's or a
+	// bundle's), each an argv run in the container before the dump and in
+	// the restored container.
+	VerifyExec [][]string `json:"verify_exec,omitempty"`
+	Expect     Expect     `json:"expect"`
+	// bundle is Bundle as read when the matrix was checked.
+	bundle *container.Bundle
 	// Line is where the matrix file declares it (0: the default matrix).
 	Line int `json:"-"`
 }
@@ -131,21 +139,28 @@ type Cell struct {
 	Line int `json:"-"`
 }
 
-// Entries are the cell's workloads as corpus entries.
+// Entries are the cell's workloads as corpus entries. Each bundle's rootfs
+// is the share tagged BundleTag(n), n counting the cell's bundles.
 func (c Cell) Entries() []corpus.Entry {
 	out := make([]corpus.Entry, 0, len(c.Workloads))
+	bundles := 0
 	for _, w := range c.Workloads {
 		var e corpus.Entry
-		if w.Corpus != "" {
+		switch {
+		case w.bundle != nil:
+			e = corpus.Entry{Name: w.Name, Workload: container.BundleWorkload, Covers: "the OCI bundle " + w.Bundle,
+				Bundle: w.bundle, RootfsTag: BundleTag(bundles), VerifyExec: w.VerifyExec}
+			bundles++
+		case w.Corpus != "":
 			for _, ce := range corpus.Entries {
 				if ce.Name == w.Corpus {
 					e = ce
 				}
 			}
 			e.Name = w.Name
-		} else {
+		default:
 			e = corpus.Entry{Name: w.Name, Workload: container.CommandWorkload, Covers: "the command " + strings.Join(w.Command, " "),
-				Command: w.Command, Include: w.Include, Terminal: w.Terminal}
+				Command: w.Command, Include: w.Include, Terminal: w.Terminal, VerifyExec: w.VerifyExec}
 		}
 		if c.Options.RuntimeSetsid != nil {
 			e.OldAgent = !*c.Options.RuntimeSetsid
@@ -153,6 +168,11 @@ func (c Cell) Entries() []corpus.Entry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// BundleTag is the virtio-9p tag of the rootfs of a cell's n-th bundle.
+func BundleTag(n int) string {
+	return fmt.Sprintf("%s.%d", container.BundleRootfsTag, n)
 }
 
 // Matrix is the gate's matrix: its cells, in order.
@@ -211,7 +231,10 @@ type fileWorkload struct {
 	Command  []string `toml:"command"`
 	Include  []string `toml:"include"`
 	Terminal bool     `toml:"terminal"`
-	Expect   string   `toml:"expect"`
+	Bundle   string   `toml:"bundle"`
+	// VerifyExec are the workload's probes: an array of argv arrays.
+	VerifyExec [][]string `toml:"verify_exec"`
+	Expect     string     `toml:"expect"`
 }
 
 type fileCell struct {
@@ -238,7 +261,7 @@ var knownKeys = map[string]string{
 	"options":  "auto_fix, runtime_setsid, time_limit",
 	"kernel":   "name, debian, image, config, modules, kata_config",
 	"criu":     "name, host, binary, suite, rootfs",
-	"workload": "name, corpus, command, include, terminal, expect",
+	"workload": "name, corpus, command, bundle, include, terminal, verify_exec, expect",
 	"cell":     "name, kernel, criu, workloads, expect, auto_fix, runtime_setsid, time_limit",
 }
 
@@ -531,7 +554,8 @@ func (p *parser) workloads(fw []fileWorkload) ([]Workload, error) {
 	var out []Workload
 	seen := map[string]int{}
 	for i, w := range fw {
-		if err := p.exactlyOne("workload", i, map[string]bool{"corpus": w.Corpus != "", "command": len(w.Command) > 0}, "corpus", "command"); err != nil {
+		if err := p.exactlyOne("workload", i, map[string]bool{"corpus": w.Corpus != "", "command": len(w.Command) > 0, "bundle": w.Bundle != ""},
+			"corpus", "command", "bundle"); err != nil {
 			return nil, err
 		}
 		ex, err := p.expect("workload", i, "expect", w.Expect)
@@ -539,7 +563,15 @@ func (p *parser) workloads(fw []fileWorkload) ([]Workload, error) {
 			return nil, err
 		}
 		ww := Workload{Name: w.Name, Corpus: w.Corpus, Command: w.Command, Terminal: w.Terminal, Expect: ex, Line: p.loc.line("workload", i, "")}
-		if w.Corpus != "" {
+		if err := p.probes(&ww, w, i); err != nil {
+			return nil, err
+		}
+		switch {
+		case w.Bundle != "":
+			if err := p.bundle(&ww, w, i); err != nil {
+				return nil, err
+			}
+		case w.Corpus != "":
 			if !slices.ContainsFunc(corpus.Entries, func(e corpus.Entry) bool { return e.Name == w.Corpus }) {
 				return nil, p.errAt("workload", i, "corpus", "%q is not a corpus entry: `kata-cr corpus --list` lists them", w.Corpus)
 			}
@@ -557,7 +589,7 @@ func (p *parser) workloads(fw []fileWorkload) ([]Workload, error) {
 			if ww.Expect == "" {
 				ww.Expect = ExpectJudged
 			}
-		} else {
+		default:
 			if w.Command[0] == "" {
 				return nil, p.errAt("workload", i, "command", "the command's first word is empty")
 			}
@@ -594,6 +626,49 @@ func (p *parser) workloads(fw []fileWorkload) ([]Workload, error) {
 		out = append(out, ww)
 	}
 	return out, nil
+}
+
+// probes checks a workload's verify_exec: a corpus entry has its own.
+func (p *parser) probes(ww *Workload, w fileWorkload, i int) error {
+	if len(w.VerifyExec) == 0 {
+		return nil
+	}
+	if w.Corpus != "" {
+		return p.errAt("workload", i, "verify_exec", "verify_exec goes with command or bundle: a corpus entry brings its own probe")
+	}
+	for _, argv := range w.VerifyExec {
+		if len(argv) == 0 || argv[0] == "" {
+			return p.errAt("workload", i, "verify_exec", "each probe is a non-empty argv, its first word a command: [[\"cmd\", \"arg\"]]")
+		}
+	}
+	ww.VerifyExec = w.VerifyExec
+	return nil
+}
+
+// bundle reads a workload's OCI bundle: its runtime spec must be one
+// kata-cr runs, with its rootfs on this machine.
+func (p *parser) bundle(ww *Workload, w fileWorkload, i int) error {
+	for _, k := range []struct {
+		set  bool
+		name string
+	}{{len(w.Include) > 0, "include"}, {w.Terminal, "terminal"}} {
+		if k.set {
+			return p.errAt("workload", i, k.name, "%s goes with command: a bundle's rootfs and spec bring their own", k.name)
+		}
+	}
+	b, err := container.LoadBundle(p.path(w.Bundle))
+	if err != nil {
+		return p.errAt("workload", i, "bundle", "%v", err)
+	}
+	ww.Bundle, ww.bundle = b.Dir, b
+	if ww.Name == "" {
+		ww.Name = filepath.Base(b.Dir)
+	}
+	// A user's own workload is in the gate to be checkpointed.
+	if ww.Expect == "" {
+		ww.Expect = ExpectRestore
+	}
+	return nil
 }
 
 func (p *parser) cells(m *Matrix, fc []fileCell, kernels []Kernel, crius []CRIU, workloads []Workload, def Options) error {

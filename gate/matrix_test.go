@@ -41,6 +41,9 @@ func TestLoadBad(t *testing.T) {
 		{"include-missing.toml", 10, "workload.include", "no such file"},
 		{"kata-missing.toml", 2, "kernel.kata_config", "no such file"},
 		{"rootfs-missing.toml", 5, "criu.rootfs", "no such file"},
+		{"bundle-missing.toml", 8, "workload.bundle", "config.json: no such file"},
+		{"bundle-terminal.toml", 9, "workload.terminal", "goes with command"},
+		{"corpus-probe.toml", 9, "workload.verify_exec", "brings its own probe"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -93,15 +96,20 @@ func TestLoadExample(t *testing.T) {
 	if c.Options.TimeLimit != 20*time.Minute || !c.Options.AutoFix || c.Options.RuntimeSetsid != nil {
 		t.Errorf("options %+v", c.Options)
 	}
-	want := map[string]Expect{"counter": ExpectJudged, "vfork": ExpectUnfixable, "sleeper": ExpectRestore}
+	want := map[string]Expect{"counter": ExpectJudged, "vfork": ExpectUnfixable, "sleeper": ExpectRestore, "web": ExpectRestore}
 	for _, w := range c.Workloads {
 		if want[w.Name] != w.Expect {
 			t.Errorf("workload %s expects %q, want %q", w.Name, w.Expect, want[w.Name])
 		}
 	}
 	es := c.Entries()
-	if len(es) != 3 || es[0].Workload != "counter" || es[2].Workload != "command" || strings.Join(es[2].Command, " ") != "sleep 3600" {
-		t.Errorf("entries %+v", es)
+	if len(es) != 4 || es[0].Workload != "counter" || es[2].Workload != "command" || strings.Join(es[2].Command, " ") != "sleep 3600" {
+		t.Fatalf("entries %+v", es)
+	}
+	web := es[3]
+	if web.Name != "web" || web.Bundle == nil || web.Bundle.Rootfs != filepath.Join(web.Bundle.Dir, "rootfs") || web.RootfsTag != BundleTag(0) ||
+		len(web.VerifyExec) != 1 || web.VerifyExec[0][0] != "python3" {
+		t.Errorf("the bundle's entry %+v", web)
 	}
 }
 
