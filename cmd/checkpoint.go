@@ -54,6 +54,8 @@ type checkpointOptions struct {
 	// VerifyExecBefore and VerifyExec are the commands run in the
 	// container before the dump and in the restored container.
 	VerifyExecBefore, VerifyExec probeList
+	// Export is the checkpoint archive to write (--export FILE.tar).
+	Export string
 
 	guest guestOptions
 }
@@ -98,6 +100,7 @@ func newCheckpointCmdWith(deps *Deps, g *globalOptions, runF func(context.Contex
 	f.StringVar(&o.Bundle, "bundle", "", "run the OCI bundle in `DIR` (config.json and its rootfs) as Kata would, instead of a named workload")
 	f.Var(&o.VerifyExecBefore, "verify-exec-before", "run `CMD` in the container before the dump to record its state, retried until it exits 0 (repeatable; "+probeSyntax+")")
 	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container; the checkpoint is verified only when every one exits 0 (repeatable; "+probeSyntax+")")
+	f.StringVar(&o.Export, "export", "", "also write the saved checkpoint to the new tar `FILE` in the layout checkpointctl, CRI-O and containerd read (kata-cr restore --import reads it)")
 	f.BoolVar(&o.Bench, "bench", false, "also time a raw criu dump and restore of the workload in the same guest")
 	_ = f.MarkHidden("bench")
 	o.guest.addFlags(f, true)
@@ -230,6 +233,11 @@ func (o *checkpointOptions) validate() error {
 		return usagef("--images-dir %s: %v", o.ImagesDir, err)
 	}
 	o.ImagesDir = abs
+	if o.Export != "" {
+		if o.Export, err = checkExportTarget(o.Export); err != nil {
+			return err
+		}
+	}
 	return checkImagesDirWritable(abs)
 }
 
@@ -434,6 +442,9 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	}
 	if saved != nil {
 		cp.ImagesDir, cp.ImageBytes = saved.Dir, saved.Size()
+		if o.Export != "" {
+			exportCheckpoint(r, saved, o.Export)
+		}
 	}
 	if !cp.DumpOK || o.NoRestore {
 		return render(deps, g, r)

@@ -116,7 +116,7 @@ func TestCheckpointBadInput(t *testing.T) {
 			}
 		})
 	}
-	if code, _, stderr := runKataCR("restore"); code != ExitUsage || !strings.Contains(stderr, "--images-dir is required") {
+	if code, _, stderr := runKataCR("restore"); code != ExitUsage || !strings.Contains(stderr, "--images-dir or --import is required") {
 		t.Errorf("restore without --images-dir: exit %d, %q", code, stderr)
 	}
 }

@@ -17,6 +17,8 @@ func init() { commandConstructors = append(commandConstructors, newRestoreCmd) }
 // restoreCmdOptions are the flags of kata-cr restore.
 type restoreCmdOptions struct {
 	ImagesDir string
+	// Import is a checkpoint archive to restore (--import FILE.tar).
+	Import string
 	// VerifyExec replaces the checkpoint's own --verify-exec commands.
 	VerifyExec probeList
 	guest      guestOptions
@@ -31,7 +33,7 @@ func newRestoreCmd(deps *Deps, g *globalOptions) *cobra.Command {
 func newRestoreCmdWith(deps *Deps, g *globalOptions, runF func(context.Context, *restoreCmdOptions) error) *cobra.Command {
 	o := &restoreCmdOptions{}
 	c := &cobra.Command{
-		Use:   "restore --images-dir DIR",
+		Use:   "restore --images-dir DIR | --import FILE.tar",
 		Short: "Restore a checkpoint taken by kata-cr checkpoint in a fresh Kata-style guest",
 		Long: `restore checks the checkpoint in DIR (every file against the manifest's
 checksums, and the kernel, CRIU and architecture it was taken on against the
@@ -50,17 +52,24 @@ A checkpoint of an OCI bundle (--bundle) needs the bundle's rootfs, shared
 with the guest again, unchanged (images.bundle-missing,
 images.bundle-changed). The checkpoint's --verify-exec commands run in the
 restored container again; --verify-exec here replaces them.
+--import FILE.tar restores the archive kata-cr checkpoint --export wrote:
+every entry is checked against the manifest the archive carries while it is
+extracted into a new 0700 directory (--images-dir names it and keeps it);
+an entry that differs, is not listed, leaves the directory, or is a link or
+a device node refuses the archive in one line naming the entry
+(images.checksum, archive.unsafe-entry, archive.unexpected-entry, ...).
 
 Exit codes: 0 restored and verified; 1 the checkpoint is refused (the reason
 ID, such as images.kernel-mismatch or images.checksum, is in the message) or
 the guest failed; 2 bad command line; 3 the restore or its verification
 failed.`,
 		Example: `  kata-cr restore --images-dir /tmp/counter
-  kata-cr restore --images-dir /tmp/counter -o json`,
+  kata-cr restore --images-dir /tmp/counter -o json
+  kata-cr restore --import /tmp/counter.tar`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if o.ImagesDir == "" {
-				return usagef("--images-dir is required: give the directory kata-cr checkpoint wrote")
+			if o.ImagesDir == "" && o.Import == "" {
+				return usagef("--images-dir or --import is required: give the directory kata-cr checkpoint wrote, or its --export archive")
 			}
 			if err := o.guest.validate(); err != nil {
 				return err
@@ -72,7 +81,8 @@ failed.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.ImagesDir, "images-dir", "", "the checkpoint `DIR` written by kata-cr checkpoint")
+	f.StringVar(&o.ImagesDir, "images-dir", "", "the checkpoint `DIR` written by kata-cr checkpoint (with --import: the new directory to extract the archive into, kept)")
+	f.StringVar(&o.Import, "import", "", "restore the checkpoint archive `FILE` written by kata-cr checkpoint --export: checked against its manifest and extracted into a new 0700 directory first")
 	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container instead of the checkpoint's own --verify-exec commands; verified only when every one exits 0 (repeatable; "+probeSyntax+")")
 	o.guest.addFlags(f, true)
 	return c
@@ -84,10 +94,11 @@ func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmd
 	if _, err := renderOptions(deps, g); err != nil {
 		return err
 	}
-	set, err := openCheckpoint(o.ImagesDir)
+	set, cleanup, err := o.openSet()
 	if err != nil {
 		return err
 	}
+	defer cleanup()
 	if err := o.guest.includeFrom(set); err != nil {
 		return err
 	}
@@ -128,7 +139,7 @@ func runRestore(ctx context.Context, deps *Deps, g *globalOptions, o *restoreCmd
 	r := reports.New("restore", Version)
 	r.Checkpoint = &reports.Checkpoint{
 		Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true, DumpOptions: m.DumpOptions.DumpArgs(),
-		ImagesDir: set.Dir, ImageBytes: set.Size(), WantRestore: true,
+		ImagesDir: set.Dir, ImageBytes: set.Size(), WantRestore: true, Archive: o.Import,
 	}
 	if err := restoreHalf(ctx, deps, o.guest, gst, set, r, p); err != nil {
 		return err

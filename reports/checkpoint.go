@@ -18,6 +18,9 @@ type Checkpoint struct {
 	RestoredPID    int      `json:"restored_pid,omitempty"`
 	Verified       bool     `json:"verified"`
 	Verification   string   `json:"verification,omitempty"`
+	// Archive is the checkpoint archive written by --export, or read by
+	// restore --import.
+	Archive string `json:"archive,omitempty"`
 	// WorkloadRunning reports whether the original workload was still
 	// running after a failed dump (it must be).
 	WorkloadRunning *bool `json:"workload_running,omitempty"`
