@@ -115,6 +115,10 @@ func checkKernelOption(ctx context.Context, env *Env, r kernel.Requirement, mods
 	case kernel.Enabled:
 		f.Status = reports.Pass
 		f.Summary = fmt.Sprintf("%s=%s: %s", name, st.Value, r.Title)
+		if st.Value == "y" {
+			// Built in: nothing to load, whatever modules the kernel has.
+			f.Summary = fmt.Sprintf("%s=y, built in: %s", name, r.Title)
+		}
 	case kernel.Missing:
 		f.Status = failOrWarn(f.Level)
 		f.Summary = fmt.Sprintf("%s is missing: %s", name, r.Breaks)
