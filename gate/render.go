@@ -2,13 +2,13 @@ package gate
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/kata-cr/kata-cr/internal/junit"
 	"github.com/kata-cr/kata-cr/reports"
 )
 
@@ -239,50 +239,6 @@ func md(s string) string {
 	return strings.ReplaceAll(s, "\n", " ")
 }
 
-// JUnit XML: testsuites > testsuite (a cell) > testcase (a workload).
-type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Errors   int          `xml:"errors,attr"`
-	Skipped  int          `xml:"skipped,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name       string          `xml:"name,attr"`
-	Tests      int             `xml:"tests,attr"`
-	Failures   int             `xml:"failures,attr"`
-	Errors     int             `xml:"errors,attr"`
-	Skipped    int             `xml:"skipped,attr"`
-	Time       string          `xml:"time,attr"`
-	Properties []junitProperty `xml:"properties>property"`
-	Cases      []junitCase     `xml:"testcase"`
-}
-
-type junitProperty struct {
-	Name  string `xml:"name,attr"`
-	Value string `xml:"value,attr"`
-}
-
-type junitCase struct {
-	Classname string        `xml:"classname,attr"`
-	Name      string        `xml:"name,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitProblem `xml:"failure,omitempty"`
-	Error     *junitProblem `xml:"error,omitempty"`
-	Skipped   *junitProblem `xml:"skipped,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
-}
-
-type junitProblem struct {
-	Message string `xml:"message,attr"`
-	Type    string `xml:"type,attr,omitempty"`
-	Text    string `xml:",chardata"`
-}
-
 func secs(f float64) string { return fmt.Sprintf("%.3f", f) }
 
 // WriteJUnit writes the result as JUnit XML: one testsuite per cell with
@@ -290,7 +246,7 @@ func secs(f float64) string { return fmt.Sprintf("%.3f", f) }
 // workload; a failure's message is its explanation and fix, and a
 // regression against the baseline fails its testcase too.
 func WriteJUnit(w io.Writer, r *Result) error {
-	doc := junitSuites{Name: "kata-cr gate", Time: secs(r.Seconds)}
+	doc := junit.Suites{Name: "kata-cr gate", Time: secs(r.Seconds)}
 	regressions := map[[2]string][]string{}
 	if r.Baseline != nil {
 		for _, ch := range r.Baseline.Regressions {
@@ -299,54 +255,35 @@ func WriteJUnit(w io.Writer, r *Result) error {
 		}
 	}
 	for _, c := range r.Cells {
-		s := junitSuite{Name: clean(c.Name), Time: secs(c.Seconds), Properties: []junitProperty{
-			{"kernel", clean(c.Kernel)}, {"kernel_source", clean(c.KernelSource)}, {"kernel_release", clean(c.KernelRelease)},
-			{"criu", clean(c.CRIU)}, {"criu_source", clean(c.CRIUSource)}, {"criu_version", clean(c.CRIUVersion)},
-			{"accelerator", clean(c.Accelerator)}, {"predictions", fmt.Sprint(c.Accuracy.Predictions)},
+		s := junit.Suite{Name: clean(c.Name), Time: secs(c.Seconds)}
+		for _, p := range [][2]string{
+			{"kernel", c.Kernel}, {"kernel_source", c.KernelSource}, {"kernel_release", c.KernelRelease},
+			{"criu", c.CRIU}, {"criu_source", c.CRIUSource}, {"criu_version", c.CRIUVersion},
+			{"accelerator", c.Accelerator}, {"predictions", fmt.Sprint(c.Accuracy.Predictions)},
 			{"predictions_agreed", fmt.Sprint(c.Accuracy.Agreed)}, {"dump_seconds", secs(c.DumpSeconds)},
 			{"restore_seconds", secs(c.RestoreTotalSeconds)},
-		}}
+		} {
+			s.Properties = append(s.Properties, junit.Property{Name: p[0], Value: clean(p[1])})
+		}
 		for _, wr := range c.Workloads {
-			tc := junitCase{Classname: "kata-cr.gate." + clean(c.Name), Name: clean(wr.Name), Time: secs(wr.DumpSeconds + wr.RestoreSeconds)}
+			tc := junit.Case{Classname: "kata-cr.gate." + clean(c.Name), Name: clean(wr.Name), Time: secs(wr.DumpSeconds + wr.RestoreSeconds)}
 			msg := clean(wr.Message)
 			switch wr.Status {
 			case Fail:
-				tc.Failure = &junitProblem{Message: msg, Type: wr.Verdict, Text: msg}
+				tc.Failure = junit.NewProblem(msg, wr.Verdict, msg)
 			case Error:
-				tc.Error = &junitProblem{Message: msg, Type: "not-judged", Text: msg}
+				tc.Error = junit.NewProblem(msg, "not-judged", msg)
 			case Skipped:
-				tc.Skipped = &junitProblem{Message: msg}
+				tc.Skipped = &junit.Skip{Message: msg}
 			}
 			if regs := regressions[[2]string{c.Name, wr.Name}]; len(regs) > 0 && tc.Failure == nil && tc.Error == nil {
 				m := clean("regression against the baseline: " + strings.Join(regs, "; "))
-				tc.Failure = &junitProblem{Message: m, Type: "regression", Text: m}
+				tc.Failure = junit.NewProblem(m, "regression", m)
 			}
-			switch {
-			case tc.Failure != nil:
-				s.Failures++
-			case tc.Error != nil:
-				s.Errors++
-			case tc.Skipped != nil:
-				s.Skipped++
-			}
-			tc.SystemOut = clean(fmt.Sprintf("expect %s, verdict %s, predictions agreed %s", wr.Expect, orDash(wr.Verdict), wr.Accuracy))
+			tc.SystemOut = junit.NewText(clean(fmt.Sprintf("expect %s, verdict %s, predictions agreed %s", wr.Expect, orDash(wr.Verdict), wr.Accuracy)))
 			s.Cases = append(s.Cases, tc)
 		}
-		s.Tests = len(s.Cases)
-		doc.Tests += s.Tests
-		doc.Failures += s.Failures
-		doc.Errors += s.Errors
-		doc.Skipped += s.Skipped
-		doc.Suites = append(doc.Suites, s)
+		doc.Add(s)
 	}
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return err
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
+	return doc.Write(w)
 }

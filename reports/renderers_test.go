@@ -13,6 +13,7 @@ import (
 
 	"github.com/fatih/color"
 	"github.com/kata-cr/kata-cr/criu/criuopt"
+	"github.com/kata-cr/kata-cr/internal/junit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -241,7 +242,7 @@ func TestJUnitCounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var doc junitSuites
+			var doc junit.Suites
 			if err := xml.Unmarshal([]byte(render(t, tt.report, Options{Format: JUnit})), &doc); err != nil {
 				t.Fatalf("junit output is not XML: %v", err)
 			}
@@ -272,7 +273,7 @@ func TestJUnitControlCharacters(t *testing.T) {
 		Summary: "bad \x1b[31m bytes \x00", Evidence: []string{"esc \x1b[0m nul \x00 ff \xff ]]> end"}}}
 	r.Explanations = []Explanation{{Source: "x.log", Line: 1, Signature: "unknown", Quote: []string{"\x07bell ]]>"}}}
 	r.Finish()
-	var doc junitSuites
+	var doc junit.Suites
 	out := render(t, r, Options{Format: JUnit})
 	if err := xml.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("junit output is not XML: %v\n%s", err, out)
