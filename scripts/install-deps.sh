@@ -46,6 +46,8 @@ packages=(
 	prometheus      # promtool: the tests check -o prometheus with promtool check metrics
 	git             # make build: git describe gives the version
 	make
+	# kata-cr kernel build (make guest-kernels builds Kata's guest kernel):
+	gcc libc6-dev flex bison bc libelf-dev libssl-dev perl
 )
 
 installed() {
