@@ -78,6 +78,10 @@ func Start(spec Spec) (*Container, error) {
 	for _, ns := range oci.Linux.Namespaces {
 		flags |= namespaceFlags[ns.Type]
 	}
+	for _, j := range spec.Join {
+		// Born in the sandbox's namespace, not in a new one.
+		flags &^= namespaceFlags[j.Type]
+	}
 	var cg *cgroup
 	if spec.CgroupRoot != "" && oci.Linux.CgroupsPath != "" {
 		if cg, err = createCgroup(spec.CgroupRoot, oci.Linux.CgroupsPath, oci.Linux.Resources); err != nil {
@@ -126,7 +130,7 @@ func start(spec Spec, oci *specs.Spec, flags uintptr, cg *cgroup) (*Container, e
 		defer unix.Close(fd)
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
-	err = cmd.Start()
+	err = startJoined(cmd, spec.Join)
 	child.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start container init: %w", err)

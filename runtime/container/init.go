@@ -177,7 +177,11 @@ func setupMounts(cfg *initConfig) error {
 		if err != nil {
 			return err
 		}
-		if err := ensureFile(target); err != nil {
+		mkpoint := ensureFile
+		if b.Dir {
+			mkpoint = func(p string) error { return os.MkdirAll(p, 0o755) }
+		}
+		if err := mkpoint(target); err != nil {
 			return fmt.Errorf("create mount point %s: %w", b.Target, err)
 		}
 		if err := unix.Mount(b.Source, target, "", unix.MS_BIND, ""); err != nil {

@@ -89,6 +89,9 @@ type Spec struct {
 	// Resources are a generated spec's linux.resources (a named
 	// workload's limits); nil for none.
 	Resources *specs.LinuxResources
+	// Join are namespaces of the pod's sandbox the container joins
+	// instead of getting new ones (its shared IPC and UTS namespaces).
+	Join []JoinNamespace
 }
 
 // HasTerminal reports whether the container's process gets a pty.
@@ -106,6 +109,10 @@ type SandboxFiles struct {
 	Hosts      string
 	Hostname   string
 	ResolvConf string
+	// Volumes are directories of the pod's sandbox (emptyDir-like
+	// volumes) bind-mounted into this container after the files, each
+	// with Dir set.
+	Volumes []BindMount
 }
 
 // BindMount is one file bind-mounted from the sandbox into the container.
@@ -115,6 +122,8 @@ type BindMount struct {
 	Source string `json:"source"`
 	Target string `json:"target"`
 	Key    string `json:"key"`
+	// Dir says the source is a directory (a pod's volume), not a file.
+	Dir bool `json:"dir,omitempty"`
 }
 
 // Binds lists the sandbox files as bind mounts, in a fixed order.
@@ -128,7 +137,7 @@ func (s SandboxFiles) Binds() []BindMount {
 	add(s.Hosts, "/etc/hosts", "hosts")
 	add(s.Hostname, "/etc/hostname", "hostname")
 	add(s.ResolvConf, "/etc/resolv.conf", "resolv.conf")
-	return out
+	return append(out, s.Volumes...)
 }
 
 // validate returns one clear error naming the field that is wrong.
@@ -171,7 +180,10 @@ func (s *Spec) validate() error {
 		if err != nil {
 			return fmt.Errorf("sandbox file for %s: %w", b.Target, err)
 		}
-		if !fi.Mode().IsRegular() {
+		if b.Dir && !fi.IsDir() {
+			return fmt.Errorf("sandbox volume %s for %s: not a directory", b.Source, b.Target)
+		}
+		if !b.Dir && !fi.Mode().IsRegular() {
 			return fmt.Errorf("sandbox file %s for %s: not a regular file", b.Source, b.Target)
 		}
 	}
