@@ -76,7 +76,7 @@ func (o *guestOptions) addFlags(f *pflag.FlagSet, withShared bool) {
 func (o *guestOptions) addBuildFlags(f *pflag.FlagSet, withShared bool) {
 	f.StringVar(&o.Kernel, "kernel", "", "guest kernel `FILE` (a vmlinuz) instead of Kata's or the cached one")
 	f.StringVar(&o.Modules, "modules", "", "the guest kernel's modules `DIR` (/lib/modules/RELEASE, with modules.dep)")
-	f.StringVar(&o.KernelVersion, "kernel-version", "", "use the cached kernel `VERSION` fetched by make guest-kernel (6.1, 6.12, 7.3)")
+	f.StringVar(&o.KernelVersion, "kernel-version", "", "use the cached kernel `VERSION` fetched by make guest-kernel (6.1, 6.12, 7.3), or the name of a kernel kata-cr kernel build built")
 	f.StringVar(&o.CRIUSuite, "criu-suite", "", "ship CRIU from this Debian `SUITE` instead of the host's: host, bookworm (CRIU 3.17.1), trixie (4.1.1), forky or sid (4.2.1)")
 	f.StringVar(&o.Rootfs, "rootfs", "", "ship CRIU from this Debian rootfs `TAR` instead of the host's")
 	f.Var(&o.Include, "include", "add `HOST[:GUEST]` to the guest image, with its shared libraries (repeatable)")
