@@ -19,6 +19,7 @@ require (
 	github.com/u-root/u-root v0.16.0
 	github.com/u-root/uio v0.0.0-20240224005618-d2acac8f3701
 	github.com/ulikunitz/xz v0.5.15
+	github.com/yuin/goldmark v1.8.7
 	golang.org/x/sys v0.50.0
 	google.golang.org/protobuf v1.36.11
 )

@@ -8,11 +8,15 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	junit "github.com/joshdk/go-junit"
+	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/extension"
 
 	"github.com/kata-cr/kata-cr/corpus"
 )
@@ -173,32 +177,56 @@ func TestJUnitConsumer(t *testing.T) {
 	}
 }
 
-// TestMarkdownTable: the summary is a Markdown table, each row as wide
-// as its header.
+// TestMarkdownTable: the summary renders as tables with a real Markdown
+// renderer (goldmark with GitHub's table extension, as
+// $GITHUB_STEP_SUMMARY is rendered): the workloads table has a header of
+// the cells and a row per workload, the cells table a row per cell, every
+// row as wide as its header.
 func TestMarkdownTable(t *testing.T) {
-	var b bytes.Buffer
-	if err := WriteMarkdown(&b, fixtureResult(t)); err != nil {
+	var md, html bytes.Buffer
+	r := fixtureResult(t)
+	if err := WriteMarkdown(&md, r); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(b.String(), "\n")
-	cols, rowsSeen := 0, 0
-	for _, l := range lines {
-		if !strings.HasPrefix(l, "|") {
-			cols = 0
-			continue
-		}
-		n := strings.Count(strings.ReplaceAll(l, `\|`, ""), "|")
-		if cols == 0 {
-			cols = n
-			continue
-		}
-		rowsSeen++
-		if n != cols {
-			t.Errorf("row %q has %d separators, its header %d", l, n, cols)
-		}
+	if err := goldmark.New(goldmark.WithExtensions(extension.Table)).Convert(md.Bytes(), &html); err != nil {
+		t.Fatalf("render the Markdown: %v", err)
 	}
-	if rowsSeen < 3+1+3 {
-		t.Errorf("%d table rows, want the 3 workloads, the separator lines and the 3 cells", rowsSeen)
+	tables := regexp.MustCompile(`(?s)<table>.*?</table>`).FindAllString(html.String(), -1)
+	if len(tables) != 2 {
+		t.Fatalf("%d tables rendered, want 2 (workloads x cells, and the cells):\n%s", len(tables), html.String())
+	}
+	rowsOf := func(table string) [][]string {
+		var out [][]string
+		for _, tr := range regexp.MustCompile(`(?s)<tr>(.*?)</tr>`).FindAllStringSubmatch(table, -1) {
+			var cells []string
+			for _, c := range regexp.MustCompile(`(?s)<t[hd][^>]*>(.*?)</t[hd]>`).FindAllStringSubmatch(tr[1], -1) {
+				cells = append(cells, c[1])
+			}
+			out = append(out, cells)
+		}
+		return out
+	}
+	grid := rowsOf(tables[0])
+	wantHeader := []string{"workload"}
+	for _, c := range r.Cells {
+		wantHeader = append(wantHeader, c.Name)
+	}
+	if !slices.Equal(grid[0], wantHeader) {
+		t.Errorf("workloads table header %q, want %q", grid[0], wantHeader)
+	}
+	if len(grid) != 1+len(rows(r)) {
+		t.Errorf("workloads table has %d rows, want a header and %d workloads", len(grid), len(rows(r)))
+	}
+	cells := rowsOf(tables[1])
+	if len(cells) != 1+len(r.Cells) {
+		t.Errorf("cells table has %d rows, want a header and %d cells", len(cells), len(r.Cells))
+	}
+	for _, table := range [][][]string{grid, cells} {
+		for _, row := range table[1:] {
+			if len(row) != len(table[0]) {
+				t.Errorf("row %q has %d columns, its header %d", row, len(row), len(table[0]))
+			}
+		}
 	}
 }
 
