@@ -160,7 +160,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	name := fmt.Sprintf("%s-%s-%s-%s", src.Version, o.Arch, o.Variant, key[:12])
 	dir := filepath.Join(built, name)
 	r := &Result{
-		Name: name, Dir: dir,
+		SchemaVersion: SchemaVersion,
+		Name:          name, Dir: dir,
 		Kernel: filepath.Join(dir, kernel.BuiltImage), Config: filepath.Join(dir, kernel.BuiltConfig),
 		Release: release, Arch: o.Arch, Variant: o.Variant,
 		CRIUOptions: p.criuAdds,

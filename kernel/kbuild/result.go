@@ -8,6 +8,8 @@ import (
 
 // Result says what a build made, or what the cache held.
 type Result struct {
+	// SchemaVersion changes when the JSON form does.
+	SchemaVersion int `json:"schema_version"`
 	// Name is the built kernel's name in the cache (give it to
 	// --kernel-version), Dir its directory, Kernel and Config its image
 	// and .config, Release its uname -r.
@@ -49,6 +51,9 @@ type Result struct {
 	CacheHit bool    `json:"cache_hit"`
 	Seconds  float64 `json:"seconds"`
 }
+
+// SchemaVersion is the JSON form's version.
+const SchemaVersion = 1
 
 // versionNote says which source version was used against which version
 // Kata's fragments name.
