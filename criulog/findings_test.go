@@ -15,7 +15,7 @@ import (
 func TestSignatureFindingsExist(t *testing.T) {
 	known := map[string]bool{}
 	for _, group := range [][]checks.Check{checks.SystemChecks(), checks.CRIUChecks(),
-		checks.KernelChecks(), checks.ProcessChecks(), checks.MountChecks()} {
+		checks.KernelChecks(), checks.ProcessChecks(), checks.MountChecks(), checks.PodChecks(nil)} {
 		for _, c := range group {
 			known[c.ID] = true
 		}
@@ -54,6 +54,8 @@ func TestSignatureFindings(t *testing.T) {
 		{"link-remap", []string{"process.link-remap", "process.inotify"}},
 		{"inotify-no-path", []string{"process.inotify"}},
 		{"unix-inflight-data", []string{"process.unix-queued"}},
+		{"unix-external", []string{"process.unix-sockets", "process.unix-pod-peer"}},
+		{"unix-stream-external", []string{"process.unix-sockets", "process.unix-pod-peer"}},
 		{"fifo-missing", nil},
 		{"traced-task", []string{"process.ptrace"}},
 		{"send-fds-refused", []string{"process.files"}},

@@ -226,9 +226,10 @@ var Signatures = []Signature{
 		ID:      "unix-stream-external",
 		Pattern: regexp.MustCompile(`Can't dump half of stream unix connection`),
 		Cause:   "A stream unix socket is connected to a peer outside the dumped tree; --ext-unix-sk covers datagram sockets only.",
-		Fix: "Dump with --external unix[INODE] for that socket and restore with --inherit-fd fd[N]:socket[INODE], " +
-			"or keep both ends of the connection inside the dumped tree.",
-		Findings: []string{"process.unix-sockets"},
+		Fix: "Dump with --external unix[INODE] for that socket (INODE is the dumped tree's own end) and restore with " +
+			"--inherit-fd fd[N]:socket:[INODE], N a new socket connected to the peer, or keep both ends of the connection " +
+			"inside the dumped tree (in a pod: checkpoint the whole pod).",
+		Findings: []string{"process.unix-sockets", "process.unix-pod-peer"},
 	},
 	{
 		ID:      "unix-external",
@@ -236,7 +237,7 @@ var Signatures = []Signature{
 		Cause:   "A unix socket is connected to a peer outside the dumped tree.",
 		Fix: "For a datagram socket dump and restore with --ext-unix-sk; a stream connection needs --external " +
 			"unix[INODE] on dump and --inherit-fd on restore.",
-		Findings: []string{"process.unix-sockets"},
+		Findings: []string{"process.unix-sockets", "process.unix-pod-peer"},
 	},
 	{
 		ID:      "tcp-established",
