@@ -16,6 +16,7 @@ import (
 
 	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
+	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
@@ -155,6 +156,10 @@ type Deps struct {
 	Root string
 	// Version is kata-cr's, for the report.
 	Version string
+	// InheritFDs gives the files a restore hands CRIU besides a
+	// terminal's (--inherit-fd): in a pod, a new connection for each unix
+	// socket the dump declared external. Nil for none.
+	InheritFDs func(dump criuopt.Set) ([]criu.InheritFD, error)
 }
 
 // DefaultRoot is where a job builds the container and the images in the

@@ -173,6 +173,18 @@ func (d *Deps) restoreWorkload(ctx context.Context, cr CRIU, m images.Manifest, 
 		rw.pty = append(rw.pty, master, slave)
 		ro.InheritFDs = append(ro.InheritFDs, criu.InheritFD{Key: key, File: slave})
 	}
+	if d.InheritFDs != nil {
+		// A pod's new connections for the unix sockets the dump declared
+		// external; closed with the pty's files.
+		fds, err := d.InheritFDs(m.DumpOptions)
+		if err != nil {
+			return rw, err
+		}
+		for _, f := range fds {
+			rw.pty = append(rw.pty, f.File)
+		}
+		ro.InheritFDs = append(ro.InheritFDs, fds...)
+	}
 	rw.args = ro.Args()
 	if err := d.prepareCgroup(m, stage); err != nil {
 		return rw, err
