@@ -33,11 +33,11 @@ func TestHostDoctorPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	promtool.Check(t, data)
-	failed := "kata_cr_failed 0"
+	failed := `kata_cr_failed{target="host"} 0`
 	if code == ExitCheckFailed {
-		failed = "kata_cr_failed 1"
+		failed = `kata_cr_failed{target="host"} 1`
 	}
-	for _, want := range []string{`target="host"`, failed, "kata_cr_last_run_timestamp_seconds ", `kata_cr_finding{id="kernel.CHECKPOINT_RESTORE",category="kernel",level="required",status=`} {
+	for _, want := range []string{failed, `kata_cr_last_run_timestamp_seconds{target="host"} `, `kata_cr_finding{target="host",id="kernel.CHECKPOINT_RESTORE",category="kernel",level="required",status=`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("metrics lack %q", want)
 		}

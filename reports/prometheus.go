@@ -36,9 +36,13 @@ func (m *promMetric) add(value float64, labels ...string) {
 	m.samples = append(m.samples, s)
 }
 
-// renderPrometheus writes r as gauges. now is the time of the run.
+// renderPrometheus writes r as gauges. now is the time of the run. Every
+// series is labelled with the target kind (host, guest, file) first, so
+// that the host doctor's and the guest doctor's files in one textfile
+// directory never hold the same series.
 func renderPrometheus(w io.Writer, r *Report, now time.Time) error {
 	var out strings.Builder
+	target := [2]string{"target", r.Target.Kind}
 	for _, m := range promMetrics(r, now) {
 		if len(m.samples) == 0 {
 			continue
@@ -46,16 +50,14 @@ func renderPrometheus(w io.Writer, r *Report, now time.Time) error {
 		fmt.Fprintf(&out, "# HELP %s %s\n# TYPE %s gauge\n", m.name, promEscapeHelp(m.help), m.name)
 		for _, s := range m.samples {
 			out.WriteString(m.name)
-			if len(s.labels) > 0 {
-				out.WriteByte('{')
-				for i, l := range s.labels {
-					if i > 0 {
-						out.WriteByte(',')
-					}
-					fmt.Fprintf(&out, "%s=\"%s\"", l[0], promEscapeLabel(l[1]))
+			out.WriteByte('{')
+			for i, l := range append([][2]string{target}, s.labels...) {
+				if i > 0 {
+					out.WriteByte(',')
 				}
-				out.WriteByte('}')
+				fmt.Fprintf(&out, "%s=\"%s\"", l[0], promEscapeLabel(l[1]))
 			}
+			out.WriteByte('}')
 			out.WriteByte(' ')
 			out.WriteString(strconv.FormatFloat(s.value, 'f', -1, 64))
 			out.WriteByte('\n')
@@ -67,9 +69,9 @@ func renderPrometheus(w io.Writer, r *Report, now time.Time) error {
 
 // promMetrics turns the report into metric families, in a fixed order.
 func promMetrics(r *Report, now time.Time) []*promMetric {
-	info := &promMetric{name: "kata_cr_target_info", help: "Where the checks ran: kata-cr's version and command, the target kind (host, guest, file), its kernel release, CRIU version, architecture and accelerator. Always 1."}
+	info := &promMetric{name: "kata_cr_target_info", help: "Where the checks ran: kata-cr's version and command, the target's kernel release, CRIU version, architecture and accelerator. Always 1."}
 	t := r.Target
-	info.add(1, "kata_cr_version", r.Version, "command", r.Command, "target", t.Kind,
+	info.add(1, "kata_cr_version", r.Version, "command", r.Command,
 		"kernel_release", t.KernelRelease, "criu_version", t.CRIUVersion, "arch", t.Arch, "accelerator", t.Accelerator)
 
 	ts := &promMetric{name: "kata_cr_last_run_timestamp_seconds", help: "When kata-cr produced this report, in seconds since the Unix epoch."}

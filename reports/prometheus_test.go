@@ -66,10 +66,10 @@ func TestPrometheusHostileLabels(t *testing.T) {
 	promtool.Check(t, []byte(got))
 	for _, want := range []string{
 		`kernel_release="6.1.0-\"odd\"\\\nrelease"`,
-		`kata_cr_finding{id="kernel.\"quoted\"",category="kernel",level="required",status="fail"} 2`,
-		`kata_cr_finding{id="kernel.\"quoted\"",category="kernel",level="required",status="pass"} 1`,
-		`kata_cr_prediction_blocked_by{stage="preflight",finding="kernel.\"quoted\""} 1`,
-		`kata_cr_last_run_timestamp_seconds 1796142374`,
+		`kata_cr_finding{target="host",id="kernel.\"quoted\"",category="kernel",level="required",status="fail"} 2`,
+		`kata_cr_finding{target="host",id="kernel.\"quoted\"",category="kernel",level="required",status="pass"} 1`,
+		`kata_cr_prediction_blocked_by{target="host",stage="preflight",finding="kernel.\"quoted\""} 1`,
+		`kata_cr_last_run_timestamp_seconds{target="host"} 1796142374`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("metrics lack %s\n%s", want, got)
