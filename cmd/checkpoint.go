@@ -47,6 +47,10 @@ type checkpointOptions struct {
 	Bench bool
 	// Prove dumps without each CRIU option first, to show CRIU agrees.
 	Prove bool
+	// Overlap is --overlap: auto, on or off (boot guest B during the dump).
+	Overlap string
+	// PreDumps is --pre-dump N.
+	PreDumps int
 	// Bundle is the OCI bundle directory to run (--bundle); bundle is it
 	// once read.
 	Bundle string
@@ -101,6 +105,8 @@ func newCheckpointCmdWith(deps *Deps, g *globalOptions, runF func(context.Contex
 	f.Var(&o.VerifyExecBefore, "verify-exec-before", "run `CMD` in the container before the dump to record its state, retried until it exits 0 (repeatable; "+probeSyntax+")")
 	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container; the checkpoint is verified only when every one exits 0 (repeatable; "+probeSyntax+")")
 	f.StringVar(&o.Export, "export", "", "also write the saved checkpoint to the new tar `FILE` in the layout checkpointctl, CRI-O and containerd read (kata-cr restore --import reads it)")
+	f.StringVar(&o.Overlap, "overlap", overlapAuto, "boot the restore guest while the first one checks and dumps: `auto` (under KVM, or TCG with 4 CPUs or more), on or off")
+	f.IntVar(&o.PreDumps, "pre-dump", 0, "copy the memory `N` times with CRIU pre-dumps (soft-dirty tracking) while the workload runs, so that the final dump freezes it only to copy what changed since")
 	f.BoolVar(&o.Bench, "bench", false, "also time a raw criu dump and restore of the workload in the same guest")
 	_ = f.MarkHidden("bench")
 	o.guest.addFlags(f, true)
@@ -174,6 +180,14 @@ func (o *checkpointOptions) parseArgs(args []string, dash int) error {
 	}
 	if o.Prove && !o.AutoFix {
 		return usagef("--prove proves the fixes of --auto-fix: add --auto-fix")
+	}
+	switch o.Overlap {
+	case "", overlapAuto, overlapOn, overlapOff:
+	default:
+		return usagef("--overlap %q: give auto, on or off", o.Overlap)
+	}
+	if o.PreDumps < 0 || o.PreDumps > agentapi.MaxPreDumps {
+		return usagef("--pre-dump %d: give 0 to %d pre-dumps", o.PreDumps, agentapi.MaxPreDumps)
 	}
 	if o.Bundle != "" {
 		switch {
@@ -396,7 +410,7 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	}
 	co := agentapi.CheckpointOptions{
 		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
-		NoRestart: o.NoRestart, AcceptLoss: o.AcceptLoss, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove,
+		NoRestart: o.NoRestart, AcceptLoss: o.AcceptLoss, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove, PreDumps: o.PreDumps,
 		VerifyExecBefore: o.VerifyExecBefore.Argvs(), VerifyExec: o.VerifyExec.Argvs(),
 		Bundle: o.bundleOptions(),
 	}
@@ -416,7 +430,26 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	if o.bundle != nil {
 		gst.shares = append(gst.shares, o.bundle.share())
 	}
-	h := &checkpointEvents{ctx: ctx, p: p, dir: o.ImagesDir, includes: includes, bundle: o.bundle}
+	overlap, overlapWhy := decideOverlap(o.Overlap, gst.accel, o.NoRestore, hostCPUs())
+	sw := newStopwatch()
+	var ahead *aheadGuest
+	if overlap {
+		if ahead, err = bootAhead(ctx, gst.bootSpec(&o.guest, p), p); err != nil {
+			reportGuestError(deps, err)
+			return guestRunError(err, o.guest.Timeout)
+		}
+		defer ahead.close()
+	}
+	h := &checkpointEvents{ctx: ctx, p: p, dir: o.ImagesDir, includes: includes, bundle: o.bundle, sw: sw}
+	var restoring *pendingRestore
+	defer func() { restoring.stop() }()
+	if ahead != nil {
+		// The restore starts as soon as the images are saved, while
+		// guest A still sends its report and powers off.
+		h.onSaved = func(set *images.Set) {
+			restoring = startRestore(ctx, deps, o.guest, gst, set, p, restoreGuest{ahead: ahead, sw: sw})
+		}
+	}
 	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, h.handle)
 	if err != nil {
 		reportGuestError(deps, err)
@@ -432,6 +465,10 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	cp := r.Checkpoint
 	cp.WantRestore = !o.NoRestore
 	cp.DumpLog = h.dumpLog
+	if cp.Timing != nil {
+		cp.Timing.Overlap, cp.Timing.OverlapReason = overlap, overlapWhy
+		sw.fill(cp.Timing)
+	}
 	if h.bench != nil {
 		r.Findings = append(r.Findings, benchFinding(h.bench))
 	}
@@ -449,10 +486,21 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	if !cp.DumpOK || o.NoRestore {
 		return render(deps, g, r)
 	}
-	if err := restoreHalf(ctx, deps, o.guest, gst, saved, r, p); err != nil {
+	var out *restoreOutcome
+	if restoring != nil {
+		out, err = restoring.wait()
+	} else {
+		out, err = runRestoreGuest(ctx, deps, o.guest, gst, saved, p, restoreGuest{ahead: ahead, sw: sw})
+	}
+	if err != nil {
 		// The checkpoint itself is saved: report it with why the restore
 		// did not happen, rather than lose the report.
 		cp.Error = "restore: " + err.Error()
+	} else {
+		out.merge(r)
+	}
+	if cp.Timing != nil {
+		sw.fill(cp.Timing)
 	}
 	return render(deps, g, r)
 }
@@ -471,9 +519,14 @@ type checkpointEvents struct {
 	bench    *agentapi.BenchResult
 	// dumpLog is where CRIU's log of a failed dump was kept.
 	dumpLog string
+	// sw times the guest's stages; onSaved, when set, runs once the
+	// images are saved.
+	sw      *stopwatch
+	onSaved func(*images.Set)
 }
 
 func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
+	h.sw.event("A", ev)
 	h.p.event(ev)
 	if guestEventHook != nil {
 		guestEventHook(v, ev)
@@ -490,12 +543,16 @@ func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
 			h.p.printf("could not save the checkpoint: %v", h.saveErr)
 		} else {
 			answer.Dir = h.saved.Dir
+			h.sw.markSaved()
 			h.p.printf("checkpoint saved in %s (%d bytes)", h.saved.Dir, h.saved.Size())
 		}
 		// The agent keeps the workload's only copy until it knows: told
 		// that the save failed, it puts the workload back.
 		if err := v.Send(agentapi.HostMessage{Kind: agentapi.HostImagesSaved, Saved: &answer}); err != nil {
 			return fmt.Errorf("tell the guest whether the images were saved: %w", err)
+		}
+		if h.saveErr == nil && h.onSaved != nil {
+			h.onSaved(h.saved)
 		}
 	case agentapi.ResultDumpLog:
 		var l agentapi.DumpLog
@@ -616,52 +673,15 @@ func (gst *guest) compat() images.Compat {
 	return c
 }
 
-// restoreHalf refuses the checkpoint when it does not fit the guest about
-// to boot, else boots guest B, streams the images to its agent, and merges
-// the restore's outcome into r. An error is a refusal or a failure of the
-// guest itself; a failed restore is a result in r.
+// restoreHalf boots guest B, restores set there and merges the restore's
+// outcome into r (runRestoreGuest). An error is a refusal or a failure of
+// the guest itself; a failed restore is a result in r.
 func restoreHalf(ctx context.Context, deps *Deps, gopt guestOptions, gst *guest, set *images.Set, r *reports.Report, p *progress) error {
-	if err := set.Verify(gst.compat()); err != nil {
-		return err
-	}
-	ro := agentapi.RestoreOptions{Manifest: set.Manifest}
-	if set.Manifest.Bundle != nil {
-		ro.RootfsTag = container.BundleRootfsTag
-	}
-	opts, err := json.Marshal(ro)
+	out, err := runRestoreGuest(ctx, deps, gopt, gst, set, p, restoreGuest{})
 	if err != nil {
 		return err
 	}
-	p.printf("booting guest B under %s to restore %s", gst.accel.Name, set.Dir)
-	job := agentapi.Job{Kind: agentapi.JobRestore, LoadModules: true, Verbose: gopt.Verbose, Options: opts}
-	res, err := vm.RunWith(ctx, gst.bootSpec(&gopt, p), job, func(vm *vm.VM, ev agentapi.Event) error {
-		p.event(ev)
-		if guestEventHook != nil {
-			guestEventHook(vm, ev)
-		}
-		if ev.Kind == agentapi.EventProgress && ev.Stage == agentapi.StageReceiveImages {
-			conn, err := vm.Data(ctx)
-			if err != nil {
-				return fmt.Errorf("open the data channel: %w", err)
-			}
-			if err := images.WriteTar(conn, set.Dir); err != nil {
-				return fmt.Errorf("send the images to the guest: %w", err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		reportGuestError(deps, err)
-		return guestRunError(err, gopt.Timeout)
-	}
-	rr := res.Report
-	if rr == nil || rr.Checkpoint == nil {
-		return errors.New("guest agent finished without sending a restore report")
-	}
-	r.MergeRestore(rr)
-	boot := gst.bootFinding(res)
-	boot.ID = "guest.boot-restore"
-	r.Findings = append(r.Findings, boot)
+	out.merge(r)
 	return nil
 }
 

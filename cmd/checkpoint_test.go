@@ -474,6 +474,7 @@ func TestCheckpointCounter(t *testing.T) {
 	if restored < dumped || dumped < 10 {
 		t.Errorf("counter %d at the dump, %d after the restore", dumped, restored)
 	}
+	checkTiming(t, c, 0)
 	set, err := images.Open(dir)
 	if err != nil {
 		t.Fatal(err)

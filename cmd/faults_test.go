@@ -115,7 +115,7 @@ func TestFaultQemuKilledDuringDump(t *testing.T) {
 	needGuest(t, "6.1")
 	dir := filepath.Join(t.TempDir(), "images")
 	code, _, stderr := killQemuAt(t, func(ev agentapi.Event) bool {
-		return ev.Kind == agentapi.EventProgress && ev.Stage == "dump"
+		return ev.Kind == agentapi.EventProgress && ev.Stage == agentapi.StageFreeze
 	}, "checkpoint", "counter", "--auto-fix", "--no-restore", "--images-dir", dir)
 	if code != ExitToolError {
 		t.Errorf("exit %d, want %d", code, ExitToolError)

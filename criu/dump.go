@@ -24,6 +24,7 @@ const LogLevel = 4
 // The default log file names, inside the work directory.
 const (
 	DumpLogName    = "dump.log"
+	PreDumpLogName = "pre-dump.log"
 	RestoreLogName = "restore.log"
 )
 
@@ -49,6 +50,14 @@ type DumpOpts struct {
 	// --timeout); DefaultFreezeTimeout when zero. After it CRIU gives up
 	// on a task it cannot stop ("Unseizable non-zombie ... state D").
 	FreezeTimeout time.Duration
+	// TrackMem turns on the kernel's soft-dirty tracking of the tree's
+	// memory (--track-mem), so that a later dump given these images as
+	// its parent writes only the pages changed since.
+	TrackMem bool
+	// ParentDir is the previous pre-dump's images directory, relative to
+	// ImagesDir (--prev-images-dir): CRIU links it as ImagesDir/parent and
+	// does not write again the pages unchanged since.
+	ParentDir string
 	// Set holds the CRIU options (--leave-running, --file-locks,
 	// --external...); its DumpArgs are them as criu words.
 	criuopt.Set
@@ -237,6 +246,41 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: dirs.logPath, Duration: d, Args: o.DumpArgs(), Tree: tree, TreeErr: treeErr}, nil
 }
 
+// PreDump copies the memory of the tree rooted at o.PID into o.ImagesDir
+// while the tree runs on (CRIU stops it only to collect the pages it will
+// write), with soft-dirty tracking on so that the next pre-dump or the
+// final dump, given these images as parent, writes only what changed.
+// Errors are as Dump's.
+func (b *Binary) PreDump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
+	if o.PID <= 0 {
+		return nil, fmt.Errorf("criu pre-dump: pid %d: give the pid of the tree's root", o.PID)
+	}
+	if o.ImagesDir == "" {
+		return nil, errors.New("criu pre-dump: no images directory given")
+	}
+	if err := os.MkdirAll(o.ImagesDir, 0o700); err != nil {
+		return nil, fmt.Errorf("criu pre-dump: %w", err)
+	}
+	dirs, err := openDirs(o.ImagesDir, o.WorkDir, o.LogFile, PreDumpLogName)
+	if err != nil {
+		return nil, fmt.Errorf("criu pre-dump: %w", err)
+	}
+	defer dirs.close()
+	o.TrackMem = true
+	// Only the memory is copied: the tree is not left stopped or killed.
+	o.LeaveRunning = false
+	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), dirs.logName)
+	if err != nil {
+		return nil, fmt.Errorf("criu pre-dump: %w", err)
+	}
+	opts.NotifyScripts = proto.Bool(false)
+	_, d, err := b.call(ctx, &rpc.CriuReq{Type: rpc.CriuReqType_PRE_DUMP.Enum(), Opts: opts}, func(*rpc.CriuNotify) error { return nil }, nil)
+	if err != nil {
+		return nil, newError("pre-dump", dirs.logPath, err)
+	}
+	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: dirs.logPath, Duration: d, Args: o.DumpArgs()}, nil
+}
+
 // rpcOpts builds the swrk request's options.
 func (o DumpOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName string) (*rpc.CriuOpts, error) {
 	opts, err := rpcOpts(ctx, o.Set, criuopt.Dump, imagesFD, workFD, logName)
@@ -245,6 +289,12 @@ func (o DumpOpts) rpcOpts(ctx context.Context, imagesFD, workFD int, logName str
 	}
 	opts.Pid = proto.Int32(int32(o.PID))
 	opts.NotifyScripts = proto.Bool(true)
+	if o.TrackMem {
+		opts.TrackMem = proto.Bool(true)
+	}
+	if o.ParentDir != "" {
+		opts.ParentImg = proto.String(o.ParentDir)
+	}
 	freeze := o.FreezeTimeout
 	if freeze <= 0 {
 		freeze = DefaultFreezeTimeout

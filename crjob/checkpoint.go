@@ -37,6 +37,8 @@ type cpJob struct {
 	// putBack holds the pty of a workload restored in place, open until
 	// the job ends.
 	putBack *restoredWorkload
+	// preDumps are the pre-dumps that ran before the final dump.
+	preDumps []reports.PreDump
 }
 
 // Checkpoint starts the workload o names the way the Kata agent starts a
@@ -130,6 +132,7 @@ func (j *cpJob) run(ctx context.Context) error {
 	if j.refuseLoss(ctx, res.Plan, probe) {
 		return nil
 	}
+	do = j.preDump(ctx, cr, do, res.Findings)
 	dumped, ok := j.dump(ctx, cr, do, j.expect(res), res.Plan, probe)
 	if !ok {
 		return nil
@@ -297,7 +300,7 @@ func (j *cpJob) dumpOpts(res checks.DoctorResult) (criu.DumpOpts, criuopt.Set, e
 // the workload still runs.
 func (j *cpJob) dump(ctx context.Context, cr CRIU, do criu.DumpOpts, expect bool, plan *reports.Prediction, probe container.Probe) (*criu.DumpResult, bool) {
 	h := j.d.Host
-	h.Progress("dump", "criu dump %s", strings.Join(j.cp.DumpOptions, " "))
+	h.Progress(agentapi.StageFreeze, "criu dump %s", strings.Join(j.cp.DumpOptions, " "))
 	dctx, cancel := context.WithTimeout(ctx, dumpTimeout)
 	stopFault := j.injectFault(dctx)
 	res, err := cr.Dump(dctx, do)
@@ -320,6 +323,13 @@ func (j *cpJob) dump(ctx context.Context, cr CRIU, do criu.DumpOpts, expect bool
 	}
 	j.cp.DumpOK = true
 	j.cp.DumpSeconds = res.Duration.Seconds()
+	j.cp.Timing = dumpTiming(res)
+	j.cp.Timing.PreDumps = j.preDumps
+	if do.ParentDir != "" {
+		if err := unlinkPreDumps(do.ImagesDir); err != nil {
+			j.imagesBad = err.Error()
+		}
+	}
 	h.Progress("dump", "dumped in %s", res.Duration.Round(time.Millisecond))
 	imgs := imagesFinding(res)
 	j.r.Findings = append(j.r.Findings, imgs)

@@ -186,6 +186,9 @@ func (d *Deps) restoreWorkload(ctx context.Context, cr CRIU, m images.Manifest, 
 		ro.InheritFDs = append(ro.InheritFDs, fds...)
 	}
 	rw.args = ro.Args()
+	if err := linkPreDumps(paths.images); err != nil {
+		return rw, err
+	}
 	if err := d.prepareCgroup(m, stage); err != nil {
 		return rw, err
 	}
@@ -197,7 +200,12 @@ func (d *Deps) restoreWorkload(ctx context.Context, cr CRIU, m images.Manifest, 
 		return rw, err
 	}
 	rw.res = res
-	d.Host.Progress(stage, "restored in %s as pid %d", res.Duration.Round(time.Millisecond), res.PID)
+	done := stage
+	if stage == "restore" {
+		// The host's clock stops the downtime here.
+		done = agentapi.StageRestored
+	}
+	d.Host.Progress(done, "restored in %s as pid %d", res.Duration.Round(time.Millisecond), res.PID)
 	ctr, err := d.Runtime.Adopt(res.PID, paths.rootfs)
 	if err != nil {
 		return rw, err

@@ -1,5 +1,10 @@
 package reports
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Checkpoint is the outcome of a checkpoint (and restore) of a workload.
 type Checkpoint struct {
 	Workload string   `json:"workload"`
@@ -75,6 +80,93 @@ type Checkpoint struct {
 	// Probes are the commands run inside the container to record its
 	// state before the dump and to verify it after the restore.
 	Probes []ExecProbe `json:"probes,omitempty"`
+	// Timing is how long the workload was frozen and gone, and how long
+	// the whole checkpoint took.
+	Timing *Timing `json:"timing,omitempty"`
+}
+
+// Timing is what a checkpoint costs the workload and its user. Freeze
+// comes from CRIU's statistics of the final dump; Downtime and EndToEnd
+// are measured on the host's clock, the only one both guests share.
+type Timing struct {
+	// FreezeSeconds is how long the final dump kept the tree stopped:
+	// CRIU's freezing_time + frozen_time (stats-dump).
+	FreezeSeconds float64 `json:"freeze_seconds"`
+	// MemdumpSeconds and MemwriteSeconds are CRIU's time to collect and to
+	// write the memory within the freeze.
+	MemdumpSeconds  float64 `json:"memdump_seconds,omitempty"`
+	MemwriteSeconds float64 `json:"memwrite_seconds,omitempty"`
+	// PagesWritten are the pages the final dump wrote; PagesSkippedParent
+	// those its pre-dumps had already written and that had not changed.
+	PagesWritten       uint64 `json:"pages_written,omitempty"`
+	PagesSkippedParent uint64 `json:"pages_skipped_parent,omitempty"`
+	// PreDumps are the pre-dumps that ran before the final dump
+	// (--pre-dump N), in order; the workload ran on during each.
+	PreDumps []PreDump `json:"pre_dumps,omitempty"`
+	// DowntimeSeconds runs from the freeze (the guest's announcement that
+	// the final dump starts) until the restored workload runs in the
+	// target guest (the announcement that CRIU's restore ended); zero
+	// when no restore ran.
+	DowntimeSeconds float64 `json:"downtime_seconds,omitempty"`
+	// EndToEndSeconds runs from starting the first guest's qemu until the
+	// restored workload runs (zero without a restore); SavedSeconds until
+	// the host had saved the images.
+	EndToEndSeconds float64 `json:"end_to_end_seconds,omitempty"`
+	SavedSeconds    float64 `json:"saved_seconds,omitempty"`
+	// Overlap says whether the restore guest booted while the first one
+	// checked and dumped, and why (--overlap).
+	Overlap       bool   `json:"overlap"`
+	OverlapReason string `json:"overlap_reason,omitempty"`
+	// Stages is the profile: each stage the guests announced, with the
+	// host's time since the first guest's qemu started.
+	Stages []StageTime `json:"stages,omitempty"`
+}
+
+// PreDump is one CRIU pre-dump: the memory it copied while the workload
+// ran on, and how long it stopped the tree to do so.
+type PreDump struct {
+	FreezeSeconds float64 `json:"freeze_seconds"`
+	Seconds       float64 `json:"seconds"`
+	PagesWritten  uint64  `json:"pages_written"`
+}
+
+// StageTime is one stage of the profile: Guest is "A" (checkpoint) or "B"
+// (restore), Stage the agent's stage name, Seconds the host's time since
+// guest A's qemu started.
+type StageTime struct {
+	Guest   string  `json:"guest"`
+	Stage   string  `json:"stage"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Consistent reports whether the timings are in the order they must be:
+// the freeze within the downtime, the downtime within the end-to-end time.
+func (t *Timing) Consistent() bool {
+	if t.FreezeSeconds <= 0 {
+		return false
+	}
+	if t.DowntimeSeconds == 0 && t.EndToEndSeconds == 0 {
+		return true
+	}
+	return t.FreezeSeconds <= t.DowntimeSeconds && t.DowntimeSeconds <= t.EndToEndSeconds
+}
+
+// Line says the timings in one line for the human renderers.
+func (t *Timing) Line() string {
+	parts := []string{fmt.Sprintf("freeze %.2fs", t.FreezeSeconds)}
+	if n := len(t.PreDumps); n > 0 {
+		parts[0] += fmt.Sprintf(" after %d pre-dump(s), %d pages written, %d unchanged", n, t.PagesWritten, t.PagesSkippedParent)
+	}
+	if t.DowntimeSeconds > 0 {
+		parts = append(parts, fmt.Sprintf("downtime %.2fs", t.DowntimeSeconds))
+	}
+	if t.EndToEndSeconds > 0 {
+		parts = append(parts, fmt.Sprintf("end to end %.2fs", t.EndToEndSeconds))
+	}
+	if t.Overlap {
+		parts = append(parts, "restore guest booted during the dump")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ExitStatus is how a process ended: its exit code, or -1 and the signal

@@ -103,6 +103,9 @@ func renderMarkdown(w io.Writer, r *Report) error {
 		if c.ImageBytes > 0 {
 			facts = append(facts, "Image size: "+humanBytes(c.ImageBytes))
 		}
+		if c.Timing != nil {
+			facts = append(facts, "Timing: "+mdText(c.Timing.Line()))
+		}
 		if c.PredictionMatched != nil {
 			facts = append(facts, "Prediction matched CRIU: "+boolWord(*c.PredictionMatched))
 		}

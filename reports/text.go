@@ -285,6 +285,9 @@ func writeCheckpoint(b *bytes.Buffer, s textStyle, c *Checkpoint) {
 		}
 		fmt.Fprintf(b, "  images: %s\n", images)
 	}
+	if c.Timing != nil {
+		fmt.Fprintf(b, "  timing: %s\n", c.Timing.Line())
+	}
 	if ci := c.Container; ci != nil {
 		fmt.Fprintf(b, "  container: %s\n", ci.Summary())
 	}

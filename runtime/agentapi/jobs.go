@@ -34,6 +34,10 @@ type CheckpointOptions struct {
 	// Prove dumps once without each CRIU option the plan adds, so that
 	// CRIU itself confirms each prediction it works around.
 	Prove bool `json:"prove,omitempty"`
+	// PreDumps is the number of CRIU pre-dumps (soft-dirty memory
+	// tracking) before the final dump, which then writes only the pages
+	// changed since the last one (--pre-dump N).
+	PreDumps int `json:"pre_dumps,omitempty"`
 	// Fault injects a failure during the job, for kata-cr's fault tests;
 	// no flag sets it.
 	Fault Fault `json:"fault,omitempty"`
@@ -91,6 +95,19 @@ type BenchResult struct {
 // StageReceiveImages is the stage of the progress event with which a
 // restore job asks the host for the images.
 const StageReceiveImages = "receive-images"
+
+// MaxPreDumps bounds CheckpointOptions.PreDumps: each pre-dump keeps a
+// copy of the pages it wrote in the guest's memory.
+const MaxPreDumps = 8
+
+// StageFreeze is the stage of the progress event a checkpoint job sends
+// right before its final dump freezes the tree, and StageRestored the one
+// a restore job sends as soon as CRIU's restore ended: the host times the
+// downtime between the two, on its own clock.
+const (
+	StageFreeze   = "freeze"
+	StageRestored = "restored"
+)
 
 // ResultImages and ResultBench tag the result events of a checkpoint job
 // (Event.Stage).

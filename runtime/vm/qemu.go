@@ -141,9 +141,11 @@ type VM struct {
 	// stays blocked handing over what nobody will read.
 	closed chan struct{}
 
-	started  time.Time
-	helloAt  time.Time
-	hello    bool
+	started time.Time
+	helloAt time.Time
+	hello   bool
+	// helloEv is the hello WaitHello read, for Run.
+	helloEv  *agentapi.Event
 	done     bool
 	closeErr error
 	once     sync.Once
@@ -731,8 +733,47 @@ func RunWith(ctx context.Context, spec BootSpec, job agentapi.Job, handle func(*
 		return nil, err
 	}
 	defer vm.Close()
+	return vm.Run(ctx, job, handle)
+}
+
+// WaitHello reads the agent's events until its hello: the guest has
+// booted and waits for its job. A guest booted ahead of its job (the
+// restore guest booting while the first one dumps) waits here, so that its
+// boot timeout and its failures count from its own start; Run then sends
+// the job at once.
+func (vm *VM) WaitHello(ctx context.Context) error {
+	for !vm.hello {
+		ev, err := vm.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if ev.Kind == agentapi.EventHello {
+			vm.helloEv = &ev
+		}
+	}
+	return nil
+}
+
+// Run gives the booted guest's agent job (at its hello, or at once when
+// WaitHello has seen it), passes every event to handle and returns what
+// the agent sent. The caller still Closes the VM.
+func (vm *VM) Run(ctx context.Context, job agentapi.Job, handle func(*VM, agentapi.Event) error) (*Result, error) {
 	res := &Result{Args: vm.Args(), CommandLine: vm.CommandLine()}
 	var jobErr error
+	if ev := vm.helloEv; ev != nil {
+		if handle != nil {
+			if err := handle(vm, *ev); err != nil {
+				res.Console = vm.ConsoleTail(consoleTailLines)
+				return res, err
+			}
+		}
+		res.Agent = ev.Agent
+		res.Boot = vm.BootTime()
+		if err := vm.Send(agentapi.HostMessage{Kind: agentapi.HostJob, Job: &job}); err != nil {
+			res.Console = vm.ConsoleTail(consoleTailLines)
+			return res, err
+		}
+	}
 	for {
 		ev, err := vm.Next(ctx)
 		if err != nil {
