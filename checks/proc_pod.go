@@ -55,32 +55,21 @@ const PodCheckID = "process.unix-pod-peer"
 
 // PodChecks are the checks of a tree that runs in a container of a pod
 // besides others: members gives the pod's other containers when the
-// checks run.
-func PodChecks(members func() []PodMember) []Check {
+// checks run, and seen, when not nil, is told the connections found (the
+// job that hands CRIU their replacements on restore needs them).
+func PodChecks(members func() []PodMember, seen func([]PodUnixPeer)) []Check {
 	return []Check{procEnvCheck(PodCheckID, reports.Required, "unix connections to the pod's other containers (--external unix[...], --inherit-fd)",
 		func(ctx context.Context, env *Env, t *procTree) []reports.Finding {
 			peers, skip := podUnixPeersOf(ctx, env, t, members())
 			if skip != nil {
 				return skip
 			}
+			if seen != nil {
+				seen(peers)
+			}
 			v, vline := procCRIUVersion(ctx, env)
 			return podPeerFindings(peers, v, vline)
 		})}
-}
-
-// PodUnixPeers lists the unix stream sockets of the tree rooted at
-// env.PID whose peer is held in one of members: the same reading the
-// check judges, for the job that hands CRIU their replacements.
-func PodUnixPeers(ctx context.Context, env *Env, members []PodMember) ([]PodUnixPeer, error) {
-	t, err := procLoadTree(env)
-	if err != nil {
-		return nil, err
-	}
-	peers, skip := podUnixPeersOf(ctx, env, t, members)
-	if skip != nil {
-		return nil, fmt.Errorf("list the unix connections to the pod: %s", skip[0].Reason)
-	}
-	return peers, nil
 }
 
 // podUnixPeersOf reads the tree's sockets, unix_diag and the sockets the

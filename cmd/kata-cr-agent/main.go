@@ -56,6 +56,9 @@ var handlers = map[agentapi.JobKind]handler{
 	agentapi.JobCorpus: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.CorpusOptions, job agentapi.Job) error {
 		return crjob.Corpus(ctx, d, o, job.Fix)
 	}),
+	agentapi.JobPod: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.PodOptions, job agentapi.Job) error {
+		return crjob.Pod(ctx, d, o, job.Fix)
+	}),
 	agentapi.JobCorpusRestore: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.CorpusRestoreOptions, _ agentapi.Job) error {
 		return crjob.CorpusRestore(ctx, d, o)
 	}),
