@@ -444,11 +444,12 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	var restoring *pendingRestore
 	defer func() { restoring.stop() }()
 	if ahead != nil {
-		// The restore starts as soon as the images are saved, while
-		// guest A still sends its report and powers off.
-		h.onSaved = func(set *images.Set) {
-			restoring = startRestore(ctx, deps, o.guest, gst, set, p, restoreGuest{ahead: ahead, sw: sw})
-		}
+		// Guest B gets its job as soon as it is up and gets ready; the
+		// images follow as soon as they are saved, while guest A still
+		// sends its report and powers off.
+		saved := make(chan *images.Set, 1)
+		h.onSaved = func(set *images.Set) { saved <- set }
+		restoring = startRestore(ctx, deps, o.guest, gst, nil, p, restoreGuest{ahead: ahead, sw: sw, saved: saved, bundle: o.bundle != nil})
 	}
 	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, h.handle)
 	if err != nil {
@@ -490,7 +491,7 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	if restoring != nil {
 		out, err = restoring.wait()
 	} else {
-		out, err = runRestoreGuest(ctx, deps, o.guest, gst, saved, p, restoreGuest{ahead: ahead, sw: sw})
+		out, err = runRestoreGuest(ctx, deps, o.guest, gst, saved, p, restoreGuest{sw: sw})
 	}
 	if err != nil {
 		// The checkpoint itself is saved: report it with why the restore

@@ -139,6 +139,12 @@ type restoreGuest struct {
 	// ahead is guest B already booting, nil to boot it now.
 	ahead *aheadGuest
 	sw    *stopwatch
+	// saved, when set, gives the checkpoint once the host saved it: the
+	// job goes to guest B at once, before the checkpoint exists, and the
+	// agent reads the manifest from the images it then gets. bundle says
+	// whether the checkpoint is of a bundle.
+	saved  <-chan *images.Set
+	bundle bool
 }
 
 // restoreOutcome is what guest B sent: its report and how it booted.
@@ -153,12 +159,20 @@ type restoreOutcome struct {
 // refusal or a failure of the guest itself; a failed restore is a result
 // in the report.
 func runRestoreGuest(ctx context.Context, deps *Deps, gopt guestOptions, gst *guest, set *images.Set, p *progress, rg restoreGuest) (*restoreOutcome, error) {
-	if err := set.Verify(gst.compat()); err != nil {
-		return nil, err
-	}
-	ro := agentapi.RestoreOptions{Manifest: set.Manifest}
-	if set.Manifest.Bundle != nil {
-		ro.RootfsTag = container.BundleRootfsTag
+	var ro agentapi.RestoreOptions
+	if rg.saved != nil {
+		ro.ManifestFromImages = true
+		if rg.bundle {
+			ro.RootfsTag = container.BundleRootfsTag
+		}
+	} else {
+		if err := set.Verify(gst.compat()); err != nil {
+			return nil, err
+		}
+		ro.Manifest = set.Manifest
+		if set.Manifest.Bundle != nil {
+			ro.RootfsTag = container.BundleRootfsTag
+		}
 	}
 	opts, err := json.Marshal(ro)
 	if err != nil {
@@ -172,6 +186,21 @@ func runRestoreGuest(ctx context.Context, deps *Deps, gopt guestOptions, gst *gu
 			guestEventHook(v, ev)
 		}
 		if ev.Kind == agentapi.EventProgress && ev.Stage == agentapi.StageReceiveImages {
+			if rg.saved != nil {
+				// Guest B is ready: the images come once saved.
+				select {
+				case set = <-rg.saved:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if set == nil {
+					return errors.New("no checkpoint was saved")
+				}
+				if err := set.Verify(gst.compat()); err != nil {
+					return err
+				}
+				p.printf("restoring %s in guest B, booted during the dump", set.Dir)
+			}
 			conn, err := v.Data(ctx)
 			if err != nil {
 				return fmt.Errorf("open the data channel: %w", err)
@@ -184,7 +213,6 @@ func runRestoreGuest(ctx context.Context, deps *Deps, gopt guestOptions, gst *gu
 	}
 	var res *vm.Result
 	if a := rg.ahead; a != nil {
-		p.printf("restoring %s in guest B, booted during the dump", set.Dir)
 		select {
 		case err = <-a.hello:
 			a.hello <- err

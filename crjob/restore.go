@@ -23,7 +23,35 @@ import (
 // files mapped back onto the external mounts, adopts the restored init and
 // verifies that the workload carried on.
 func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModules bool) error {
+	r := reports.New("restore", d.Version)
+	cp := &reports.Checkpoint{Stage: "restore", DumpOK: true, WantRestore: true, RestoreRan: true}
+	r.Checkpoint = cp
+	send := func() error { return d.Host.Send(agentapi.Event{Kind: agentapi.EventReport, Report: r}) }
+	// Everything that does not need the checkpoint comes first: a guest
+	// given its job before the checkpoint exists (ManifestFromImages) does
+	// it while the workload is still being dumped.
+	env, target := d.Guest.Env(ctx)
+	r.Target = target
+	if loadModules {
+		if err := d.Guest.LoadCRIUModules(); err != nil {
+			return err
+		}
+		r.Actions = append(r.Actions, reports.Action{Fixer: "load-module", Applied: true,
+			Summary: "loaded the modules CRIU needs: " + strings.Join(d.Guest.CRIUModules, " ")})
+	}
 	m := o.Manifest
+	var p paths
+	var err error
+	if o.ManifestFromImages {
+		if p, err = d.receiveImages(cp); err != nil || cp.Error != "" {
+			return errors.Join(err, send())
+		}
+		set, err := images.Open(p.images)
+		if err != nil {
+			return errors.Join(err, send())
+		}
+		m = set.Manifest
+	}
 	w, err := restoreWorkloadOf(m, o.RootfsTag)
 	if err != nil {
 		return err
@@ -32,13 +60,7 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 	if len(o.VerifyExec) > 0 {
 		probes = o.VerifyExec
 	}
-	r := reports.New("restore", d.Version)
-	cp := &reports.Checkpoint{Workload: m.Workload, Command: m.Command, Stage: "restore", DumpOK: true,
-		DumpOptions: m.DumpOptions.DumpArgs(), WantRestore: true, RestoreRan: true}
-	r.Checkpoint = cp
-	env, target := d.Guest.Env(ctx)
-	r.Target = target
-	send := func() error { return d.Host.Send(agentapi.Event{Kind: agentapi.EventReport, Report: r}) }
+	cp.Workload, cp.Command, cp.DumpOptions = m.Workload, m.Command, m.DumpOptions.DumpArgs()
 	cr := d.criu(env)
 	if cr == nil {
 		cp.Error = "no criu in the guest: " + env.CRIUMissing
@@ -50,15 +72,13 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 		cp.Error = (&images.RefusedError{Dir: "(received)", Problems: probs}).Error()
 		return send()
 	}
-	if loadModules {
-		if err := d.Guest.LoadCRIUModules(); err != nil {
-			return err
+	if !o.ManifestFromImages {
+		if p, err = d.receiveImages(cp); err != nil || cp.Error != "" {
+			return errors.Join(err, send())
 		}
-		r.Actions = append(r.Actions, reports.Action{Fixer: "load-module", Applied: true,
-			Summary: "loaded the modules CRIU needs: " + strings.Join(d.Guest.CRIUModules, " ")})
 	}
-	p, sb, err := d.receive(ctx, w, cp)
-	if err != nil || cp.Error != "" {
+	sb, err := d.prepareFor(w, p)
+	if err != nil {
 		return errors.Join(err, send())
 	}
 	rw, err := d.restoreWorkload(ctx, cr, m, p, sb, "restore")
@@ -96,18 +116,16 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 	return send()
 }
 
-// receive gets the images from the host and prepares the rootfs (with the
-// checkpoint's changed files) and the sandbox. Damaged images are a
-// result, in cp.Error, not an error.
-func (d *Deps) receive(_ context.Context, w container.Workload, cp *reports.Checkpoint) (paths, container.SandboxFiles, error) {
-	var sb container.SandboxFiles
+// receiveImages gets the images from the host and checks them against
+// their manifest. Damaged images are a result, in cp.Error, not an error.
+func (d *Deps) receiveImages(cp *reports.Checkpoint) (paths, error) {
 	p, err := newPaths(d.root())
 	if err != nil {
-		return p, sb, err
+		return p, err
 	}
 	d.Host.Progress(agentapi.StageReceiveImages, "waiting for the images")
 	if err := d.Host.ReceiveImages(p.images); err != nil {
-		return p, sb, err
+		return p, err
 	}
 	set, err := images.Open(p.images)
 	if err == nil {
@@ -115,17 +133,25 @@ func (d *Deps) receive(_ context.Context, w container.Workload, cp *reports.Chec
 	}
 	if err != nil {
 		cp.Error = fmt.Sprintf("the images arrived damaged: %v", err)
-		return p, sb, nil
+		return p, nil
 	}
 	d.Host.Logf("received %d bytes of images", set.Size())
+	return p, nil
+}
+
+// prepareFor prepares the rootfs (with the checkpoint's changed files) and
+// the sandbox of the restored workload w.
+func (d *Deps) prepareFor(w container.Workload, p paths) (container.SandboxFiles, error) {
+	var sb container.SandboxFiles
 	d.Host.Progress("prepare", "preparing the rootfs and the sandbox for %s", w.Name)
 	if err := d.Runtime.PrepareRootfs(p.rootfs, w, d.Guest.ExtraFiles); err != nil {
-		return p, sb, err
+		return sb, err
 	}
-	if sb, err = d.Runtime.PrepareSandbox(p.sandbox, SandboxHostname); err != nil {
-		return p, sb, err
+	sb, err := d.Runtime.PrepareSandbox(p.sandbox, SandboxHostname)
+	if err != nil {
+		return sb, err
 	}
-	return p, sb, container.ApplyRootfsDiff(p.images, p.rootfs)
+	return sb, container.ApplyRootfsDiff(p.images, p.rootfs)
 }
 
 // restoredWorkload is what a restore from local images gives: CRIU's

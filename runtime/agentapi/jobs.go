@@ -70,6 +70,11 @@ type RestoreOptions struct {
 	RootfsTag string `json:"rootfs_tag,omitempty"`
 	// VerifyExec are the commands that verify the restored container.
 	VerifyExec [][]string `json:"verify_exec,omitempty"`
+	// ManifestFromImages says the job came before the checkpoint existed
+	// (a guest booted during the dump): Manifest is empty, and the agent
+	// reads the manifest from the images (manifest.json) once they came.
+	// It loads its modules and reads its environment while it waits.
+	ManifestFromImages bool `json:"manifest_from_images,omitempty"`
 }
 
 // ImagesReady is the Data of the result event a checkpoint job sends after
