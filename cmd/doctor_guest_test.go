@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/kata-cr/kata-cr/criu"
+	"github.com/kata-cr/kata-cr/internal/promtool"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/vm"
@@ -119,6 +120,12 @@ func TestGuestDoctor(t *testing.T) {
 			t.Logf("  %s", e)
 		}
 		checkGuestTarget(t, &r, k)
+		// The same report as -o prometheus writes it: promtool accepts it.
+		var prom bytes.Buffer
+		if err := reports.Render(&prom, &r, reports.Options{Format: reports.Prometheus}); err != nil || !strings.Contains(prom.String(), `kata_cr_target_info{target="guest"`) {
+			t.Fatalf("-o prometheus of the guest report: %v\n%s", err, prom.String())
+		}
+		promtool.Check(t, prom.Bytes())
 		return code, &r
 	}
 
