@@ -255,6 +255,9 @@ func runGate(ctx context.Context, deps *Deps, g *globalOptions, o *gateOptions) 
 	if err != nil {
 		return err
 	}
+	if ropts.Format == reports.Prometheus {
+		return usagef("-o prometheus: the gate writes text, json, junit or markdown")
+	}
 	if err := o.validate(); err != nil {
 		return err
 	}

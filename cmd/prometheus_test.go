@@ -93,3 +93,14 @@ func TestOutputFileRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestPrometheusRefused: the corpus and the gate write their own tables,
+// not a report: -o prometheus is a usage error there, before any boot.
+func TestPrometheusRefused(t *testing.T) {
+	for _, args := range [][]string{{"corpus", "-o", "prometheus"}, {"gate", "-o", "prometheus"}} {
+		code, _, stderr := runKataCR(args...)
+		if code != ExitUsage || !strings.Contains(stderr, "-o prometheus") {
+			t.Errorf("kata-cr %s: exit %d, %q; want %d naming -o prometheus", strings.Join(args, " "), code, stderr, ExitUsage)
+		}
+	}
+}
