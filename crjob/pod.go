@@ -82,17 +82,14 @@ func Pod(ctx context.Context, d *Deps, o agentapi.PodOptions, fix bool) error {
 			return err
 		}
 	}
-	tap := &podHost{Host: d.Host}
+	// The other containers' state is recorded once the target is dumped
+	// (and gone): what they had served it then.
+	tap := &podHost{Host: d.Host, dumped: func() { pj.recordPeers(ctx) }}
 	cd := pj.deps(target, tap)
 	co := o.Checkpoint
 	co.Workload, co.Command = target.Workload, target.Command
 	co.VerifyExecBefore, co.VerifyExec = target.VerifyExec, target.VerifyExec
 	co.LeaveRunning = false
-	for _, p := range pj.peers {
-		if p.before, err = p.w.Snapshot(ctx, container.Probe{PID: p.ctr.PID()}); err != nil {
-			return fmt.Errorf("record the state of container %s: %w", p.c.Name, err)
-		}
-	}
 	if err := Checkpoint(ctx, cd, co, fix); err != nil {
 		return err
 	}
@@ -292,10 +289,28 @@ func (pj *podJob) restoreInPod(ctx context.Context, cd *Deps, target pod.Contain
 	pj.d.Host.Progress("verify", "%s", v.msg)
 }
 
+// recordPeers records the state of the pod's other containers, for their
+// verification.
+func (pj *podJob) recordPeers(ctx context.Context) {
+	for _, p := range pj.peers {
+		st, err := p.w.Snapshot(ctx, container.Probe{PID: p.ctr.PID()})
+		if err != nil {
+			pj.d.Host.Logf("record the state of container %s: %v", p.c.Name, err)
+			continue
+		}
+		p.before = st
+	}
+}
+
 // verifyPeer checks that another container of the pod carried on through
 // the checkpoint: its own probe against its state before the dump.
 func (pj *podJob) verifyPeer(ctx context.Context, p *podPeer) reports.Finding {
 	f := reports.Finding{ID: "pod.peer", Category: "checkpoint", Level: reports.Required, Status: reports.Fail}
+	if p.before == nil {
+		f.Status, f.Summary = reports.Skip, fmt.Sprintf("container %s of the pod not verified", p.c.Name)
+		f.Reason = "its state was not recorded: the container was not dumped, or its probe failed then"
+		return f
+	}
 	vctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	msg, err := p.w.Verify(vctx, container.Probe{PID: p.ctr.PID()}, p.before)
@@ -347,6 +362,8 @@ type podHost struct {
 	report   *reports.Report
 	manifest images.Manifest
 	saved    bool
+	// dumped runs when the dump's images are about to be sent.
+	dumped func()
 }
 
 // Send keeps a report; other events go to the host.
@@ -360,6 +377,9 @@ func (h *podHost) Send(ev agentapi.Event) error {
 
 // SendImages sends the images to the host and keeps their manifest.
 func (h *podHost) SendImages(m images.Manifest, dir string) (agentapi.ImagesSaved, error) {
+	if h.dumped != nil {
+		h.dumped()
+	}
 	saved, err := h.Host.SendImages(m, dir)
 	if err == nil && saved.OK {
 		h.manifest, h.saved = m, true
