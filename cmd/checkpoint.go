@@ -105,7 +105,7 @@ func newCheckpointCmdWith(deps *Deps, g *globalOptions, runF func(context.Contex
 	f.Var(&o.VerifyExecBefore, "verify-exec-before", "run `CMD` in the container before the dump to record its state, retried until it exits 0 (repeatable; "+probeSyntax+")")
 	f.Var(&o.VerifyExec, "verify-exec", "run `CMD` in the restored container; the checkpoint is verified only when every one exits 0 (repeatable; "+probeSyntax+")")
 	f.StringVar(&o.Export, "export", "", "also write the saved checkpoint to the new tar `FILE` in the layout checkpointctl, CRI-O and containerd read (kata-cr restore --import reads it)")
-	f.StringVar(&o.Overlap, "overlap", overlapAuto, "boot the restore guest while the first one checks and dumps: `auto` (under KVM, or TCG with 4 CPUs or more), on or off")
+	f.StringVar(&o.Overlap, "overlap", overlapAuto, "boot the restore guest while the first one checks and dumps: `auto` (under KVM, or TCG with 2 CPUs or more), on or off")
 	f.IntVar(&o.PreDumps, "pre-dump", 0, "copy the memory `N` times with CRIU pre-dumps (soft-dirty tracking) while the workload runs, so that the final dump freezes it only to copy what changed since")
 	f.BoolVar(&o.Bench, "bench", false, "also time a raw criu dump and restore of the workload in the same guest")
 	_ = f.MarkHidden("bench")
@@ -470,8 +470,10 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		cp.Timing.Overlap, cp.Timing.OverlapReason = overlap, overlapWhy
 		sw.fill(cp.Timing)
 	}
-	if h.bench != nil {
-		r.Findings = append(r.Findings, benchFinding(h.bench))
+	if b := h.bench; b != nil {
+		r.Findings = append(r.Findings, benchFinding(b))
+		cp.Bench = &reports.Bench{KataCRDumpSeconds: b.KataCRDump, KataCRRestoreSeconds: b.KataCRRestore,
+			RawDumpSeconds: b.RawDump, RawRestoreSeconds: b.RawRestore, RawDumpCommand: b.RawDumpCommand}
 	}
 	saved := h.saved
 	if cp.DumpOK && saved == nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -513,40 +512,6 @@ func TestCheckpointTerminal(t *testing.T) {
 	if f := guestFindings(r)["process.tty"]; f.Status != reports.Warn {
 		t.Errorf("process.tty: %s %q, want a warning worked around by the external tty", f.Status, f.Summary)
 	}
-}
-
-var benchLine = regexp.MustCompile(`kata-cr dump ([\d.]+)s, restore ([\d.]+)s; raw criu dump ([\d.]+)s, restore ([\d.]+)s`)
-
-// BenchmarkCheckpointCounter times kata-cr's dump and restore of the counter
-// next to a raw `criu dump` / `criu restore` of the same workload with the
-// same options, in the same guest boot.
-func BenchmarkCheckpointCounter(b *testing.B) {
-	needGuest(b, "6.1")
-	var sums [4]float64
-	for i := 0; i < b.N; i++ {
-		args := []string{"checkpoint", "counter", "--auto-fix", "--no-restore", "--bench", "-o", "json",
-			"--kernel-version", "6.1", "--timeout", "5m", "--images-dir", filepath.Join(b.TempDir(), "images")}
-		code, stdout, stderr := runKataCR(args...)
-		var r reports.Report
-		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
-			b.Fatalf("kata-cr %s: exit %d, no JSON report: %v\nstderr: %s", strings.Join(args, " "), code, err, stderr)
-		}
-		f := guestFindings(&r)["checkpoint.bench"]
-		m := benchLine.FindStringSubmatch(f.Summary)
-		if code != ExitOK || m == nil {
-			b.Fatalf("kata-cr %s: exit %d, bench %q %s", strings.Join(args, " "), code, f.Summary, f.Reason)
-		}
-		b.Logf("%s", f.Summary)
-		for j := range sums {
-			v, _ := strconv.ParseFloat(m[j+1], 64)
-			sums[j] += v
-		}
-	}
-	n := float64(b.N)
-	b.ReportMetric(sums[0]/n, "katacr-dump-s")
-	b.ReportMetric(sums[1]/n, "katacr-restore-s")
-	b.ReportMetric(sums[2]/n, "criu-dump-s")
-	b.ReportMetric(sums[3]/n, "criu-restore-s")
 }
 
 // TestCheckpointSaveFails: the images directory becomes unusable between

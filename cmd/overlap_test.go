@@ -19,9 +19,9 @@ func TestDecideOverlap(t *testing.T) {
 		on        bool
 	}{
 		{overlapAuto, kvm, false, 2, true},
-		{overlapAuto, tcg, false, 2, false},
+		{overlapAuto, tcg, false, 1, false},
 		{overlapAuto, tcg, false, overlapCPUs, true},
-		{overlapOn, tcg, false, 2, true},
+		{overlapOn, tcg, false, 1, true},
 		{overlapOff, kvm, false, 8, false},
 		{overlapOn, kvm, true, 8, false},
 	}

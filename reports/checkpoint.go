@@ -83,6 +83,21 @@ type Checkpoint struct {
 	// Timing is how long the workload was frozen and gone, and how long
 	// the whole checkpoint took.
 	Timing *Timing `json:"timing,omitempty"`
+	// Bench is kata-cr's dump and restore next to raw CRIU's in the same
+	// guest (--bench).
+	Bench *Bench `json:"bench,omitempty"`
+}
+
+// Bench is the benchmark --bench runs in the checkpoint's guest: kata-cr's
+// dump and its restore of the same images there, then a raw `criu dump`
+// and `criu restore` of a fresh copy of the workload with the same
+// options (RawDumpCommand).
+type Bench struct {
+	KataCRDumpSeconds    float64  `json:"katacr_dump_seconds"`
+	KataCRRestoreSeconds float64  `json:"katacr_restore_seconds"`
+	RawDumpSeconds       float64  `json:"raw_dump_seconds"`
+	RawRestoreSeconds    float64  `json:"raw_restore_seconds"`
+	RawDumpCommand       []string `json:"raw_dump_command,omitempty"`
 }
 
 // Timing is what a checkpoint costs the workload and its user. Freeze
