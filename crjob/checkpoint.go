@@ -79,6 +79,12 @@ func (j *cpJob) run(ctx context.Context) error {
 	if ok, err := j.startContainer(ctx); !ok || err != nil {
 		return err
 	}
+	return j.checkpointStarted(ctx)
+}
+
+// checkpointStarted goes through the stages after the start: j.ctr runs
+// (a pod's job starts its containers itself, then checkpoints each).
+func (j *cpJob) checkpointStarted(ctx context.Context) error {
 	res := j.preflight(ctx)
 	probe := container.Probe{PID: j.ctr.PID()}
 	if j.refuseFix(ctx, res, probe) {
