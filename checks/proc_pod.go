@@ -56,8 +56,11 @@ const PodCheckID = "process.unix-pod-peer"
 // PodChecks are the checks of a tree that runs in a container of a pod
 // besides others: members gives the pod's other containers when the
 // checks run, and seen, when not nil, is told the connections found (the
-// job that hands CRIU their replacements on restore needs them).
-func PodChecks(members func() []PodMember, seen func([]PodUnixPeer)) []Check {
+// job that hands CRIU their replacements on restore needs them). together
+// says the members are dumped with the tree (the whole pod): each
+// connection is then external on both sides and restored as a new
+// socketpair, so its peer needs no address.
+func PodChecks(members func() []PodMember, seen func([]PodUnixPeer), together bool) []Check {
 	return []Check{procEnvCheck(PodCheckID, reports.Required, "unix connections to the pod's other containers (--external unix[...], --inherit-fd)",
 		func(ctx context.Context, env *Env, t *procTree) []reports.Finding {
 			peers, skip := podUnixPeersOf(ctx, env, t, members())
@@ -68,7 +71,7 @@ func PodChecks(members func() []PodMember, seen func([]PodUnixPeer)) []Check {
 				seen(peers)
 			}
 			v, vline := procCRIUVersion(ctx, env)
-			return podPeerFindings(peers, v, vline)
+			return podPeerFindings(peers, v, vline, together)
 		})}
 }
 
@@ -129,7 +132,7 @@ func podJudgeUnix(ext []procUnixExt, held map[uint32]PodMember) []PodUnixPeer {
 // dump fails on each ("External socket is used"); declared external and
 // handed a new connection on restore, the tree carries on in the same pod,
 // without the data queued in the connection at the dump.
-func podPeerFindings(peers []PodUnixPeer, v criu.Version, vline string) []reports.Finding {
+func podPeerFindings(peers []PodUnixPeer, v criu.Version, vline string, together bool) []reports.Finding {
 	if len(peers) == 0 {
 		return []reports.Finding{{Status: reports.Pass, Summary: "no unix socket of the tree is connected to another container of the pod"}}
 	}
@@ -145,7 +148,7 @@ func podPeerFindings(peers []PodUnixPeer, v criu.Version, vline string) []report
 		if p.Queued() > 0 {
 			lost = append(lost, fmt.Sprintf("%d bytes (socket inode %d)", p.Queued(), p.Inode))
 		}
-		if p.Address == "" {
+		if p.Address == "" && !together {
 			noAddr = append(noAddr, fmt.Sprint(p.Inode))
 		}
 	}
@@ -158,6 +161,9 @@ func podPeerFindings(peers []PodUnixPeer, v criu.Version, vline string) []report
 		f.Fix = &reports.Fix{Description: fmt.Sprintf("CRIU %s cannot declare a unix socket external by inode: use CRIU %s or later, or checkpoint the whole pod", v, podExternalUnixFrom)}
 	case len(noAddr) > 0:
 		f.Fix = &reports.Fix{Description: "the peer of socket inode " + strings.Join(noAddr, ", ") + " has no address to connect a replacement to on restore (a socketpair, or an unbound socket): checkpoint the whole pod instead"}
+	case together:
+		f.Fix = &reports.Fix{CRIU: set, AutoFixable: true, Fixer: FixerIDCRIUOption,
+			Description: "declare each end external in its container's dump (" + set.DumpLine() + " here: CRIU looks up the tree's own socket inode) and restore the containers together, the two ends handed a new socketpair with --inherit-fd fd[N]:socket:[INODE]"}
 	default:
 		f.Fix = &reports.Fix{CRIU: set, AutoFixable: true, Fixer: FixerIDCRIUOption,
 			Description: "declare the tree's end external (" + set.DumpLine() + ": CRIU looks up the tree's own socket inode) and restore in the same pod with --inherit-fd fd[N]:socket:[INODE], N a new socket connected to the peer's address in its container; a fresh guest has no peer: checkpoint the whole pod for that"}

@@ -31,19 +31,21 @@ func TestPodUnixPeer(t *testing.T) {
 		fixable   bool
 		externals []uint32
 		loses     bool
+		together  bool
 	}{
-		{"idle connection to the server", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "/run/pod/app.sock")}, v317, reports.Fail, true, []uint32{1001}, false},
-		{"a request in flight", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 8, "/run/pod/app.sock")}, v317, reports.Fail, true, []uint32{1001}, true},
-		{"an answer unread", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 12, 0, "/run/pod/app.sock")}, v317, reports.Fail, true, []uint32{1001}, true},
-		{"two connections", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "/run/pod/app.sock"), client(1003, 2002, unix.SOCK_STREAM, 0, 0, "/run/pod/app.sock")}, v317, reports.Fail, true, []uint32{1001, 1003}, false},
-		{"a peer without an address", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "")}, v317, reports.Fail, false, nil, false},
-		{"a CRIU too old", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "/run/pod/app.sock")}, criu.Version{Major: 1, Minor: 6}, reports.Fail, false, nil, false},
-		{"a peer outside the pod", []procUnixExt{client(1001, 9999, unix.SOCK_STREAM, 0, 0, "/run/x.sock")}, v317, reports.Pass, false, nil, false},
-		{"a datagram peer (process.unix-sockets: --ext-unix-sk)", []procUnixExt{client(1001, 2001, unix.SOCK_DGRAM, 0, 0, "/run/pod/log.sock")}, v317, reports.Pass, false, nil, false},
+		{"idle connection to the server", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "/run/pod/app.sock")}, v317, reports.Fail, true, []uint32{1001}, false, false},
+		{"a request in flight", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 8, "/run/pod/app.sock")}, v317, reports.Fail, true, []uint32{1001}, true, false},
+		{"an answer unread", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 12, 0, "/run/pod/app.sock")}, v317, reports.Fail, true, []uint32{1001}, true, false},
+		{"two connections", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "/run/pod/app.sock"), client(1003, 2002, unix.SOCK_STREAM, 0, 0, "/run/pod/app.sock")}, v317, reports.Fail, true, []uint32{1001, 1003}, false, false},
+		{"a peer without an address", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "")}, v317, reports.Fail, false, nil, false, false},
+		{"a peer without an address, dumped together (the whole pod)", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "")}, v317, reports.Fail, true, []uint32{1001}, false, true},
+		{"a CRIU too old", []procUnixExt{client(1001, 2001, unix.SOCK_STREAM, 0, 0, "/run/pod/app.sock")}, criu.Version{Major: 1, Minor: 6}, reports.Fail, false, nil, false, false},
+		{"a peer outside the pod", []procUnixExt{client(1001, 9999, unix.SOCK_STREAM, 0, 0, "/run/x.sock")}, v317, reports.Pass, false, nil, false, false},
+		{"a datagram peer (process.unix-sockets: --ext-unix-sk)", []procUnixExt{client(1001, 2001, unix.SOCK_DGRAM, 0, 0, "/run/pod/log.sock")}, v317, reports.Pass, false, nil, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			peers := podJudgeUnix(tc.ext, held)
-			fs := podPeerFindings(peers, tc.v, "criu "+tc.v.String())
+			fs := podPeerFindings(peers, tc.v, "criu "+tc.v.String(), tc.together)
 			if len(fs) != 1 {
 				t.Fatalf("%d findings", len(fs))
 			}

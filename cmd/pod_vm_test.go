@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,5 +89,63 @@ func TestPodCheckpointContainer(t *testing.T) {
 		t.Errorf("pod.peer: %+v", server)
 	} else {
 		t.Logf("%s", server[0].Summary)
+	}
+}
+
+// TestPodCheckpointWhole checkpoints the whole pod: both containers
+// stopped together, each dumped with its end of their connection
+// external, saved as one pod checkpoint (a checkpoint per container and
+// the pod's manifest), restored together in a fresh guest with a new
+// socketpair for the connection, and each verified: the client's answers
+// and the server's count go on over the new pair.
+func TestPodCheckpointWhole(t *testing.T) {
+	dir := t.TempDir() + "/pod"
+	code, r := runPodVM(t, "../pod/testdata/sidecar.toml", "--auto-fix", "--runtime-setsid", "--images-dir", dir)
+	cp := r.Checkpoint
+	if code != 0 || cp == nil {
+		t.Fatalf("exit %d, checkpoint %+v", code, cp)
+	}
+	if !cp.DumpOK || cp.PredictionMatched == nil || !*cp.PredictionMatched || !cp.RestoreOK || !cp.Verified {
+		t.Errorf("dump %v (prediction matched %v), restore %v, verified %v: %s", cp.DumpOK, cp.PredictionMatched, cp.RestoreOK, cp.Verified, cp.Error)
+	}
+	peers := findingsByID(r, "process.unix-pod-peer")
+	if len(peers) != 2 {
+		t.Errorf("process.unix-pod-peer: %d findings, want one per container", len(peers))
+	}
+	for _, f := range peers {
+		if f.Status != reports.Warn || f.Fix == nil || len(f.Fix.CRIU.UnixSockets) != 1 {
+			t.Errorf("process.unix-pod-peer: %s %s: want worked around with --external unix[INODE]", f.Status, f.Summary)
+		}
+	}
+	var m podManifest
+	data, err := os.ReadFile(filepath.Join(dir, podManifestName))
+	if err == nil {
+		err = json.Unmarshal(data, &m)
+	}
+	if err != nil || len(m.Containers) != 2 || len(m.Connections) != 1 {
+		t.Fatalf("pod manifest %+v: %v", m, err)
+	}
+	for _, c := range m.Containers {
+		if _, err := os.Stat(filepath.Join(dir, c, "manifest.json")); err != nil {
+			t.Errorf("container %s: %v", c, err)
+		}
+	}
+	t.Logf("connection: %s socket:[%d] <-> %s socket:[%d]", m.Connections[0].A, m.Connections[0].AInode, m.Connections[0].B, m.Connections[0].BInode)
+	for _, k := range []string{"server/pod_served", "client/pod_answered"} {
+		before, _ := strconv.Atoi(cp.StateBefore[k])
+		after, _ := strconv.Atoi(cp.StateAfter[k])
+		if before < 1 || after <= before {
+			t.Errorf("%s: %d at the dump, %d after the restore", k, before, after)
+		}
+		t.Logf("%s: %d at the dump, %d after the restore", k, before, after)
+	}
+	verified := findingsByID(r, "pod.container")
+	if len(verified) != 2 {
+		t.Errorf("pod.container: %d findings, want 2", len(verified))
+	}
+	for _, f := range verified {
+		if f.Status != reports.Pass {
+			t.Errorf("pod.container %s: %s %s", f.Status, f.Summary, f.Reason)
+		}
 	}
 }

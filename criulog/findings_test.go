@@ -15,7 +15,7 @@ import (
 func TestSignatureFindingsExist(t *testing.T) {
 	known := map[string]bool{}
 	for _, group := range [][]checks.Check{checks.SystemChecks(), checks.CRIUChecks(),
-		checks.KernelChecks(), checks.ProcessChecks(), checks.MountChecks(), checks.PodChecks(nil, nil)} {
+		checks.KernelChecks(), checks.ProcessChecks(), checks.MountChecks(), checks.PodChecks(nil, nil, false)} {
 		for _, c := range group {
 			known[c.ID] = true
 		}

@@ -36,16 +36,18 @@ type podJob struct {
 	peers []*podPeer
 	// restored is the target restored in place.
 	restored Container
-	// mu guards conns, the target's connections to the peers as the
-	// checks last saw them.
+	// mu guards conns, each container's connections to the others as
+	// the checks last saw them.
 	mu    sync.Mutex
-	conns []checks.PodUnixPeer
+	conns map[string][]checks.PodUnixPeer
 }
 
 // podPeer is a container of the pod other than the one checkpointed.
 type podPeer struct {
 	c      pod.Container
 	w      container.Workload
+	spec   container.Spec
+	base   *container.Baseline
 	ctr    Container
 	before container.State
 }
@@ -62,17 +64,16 @@ type podPeer struct {
 // with its probe; each other container is verified with its own probe.
 func Pod(ctx context.Context, d *Deps, o agentapi.PodOptions, fix bool) error {
 	target, ok := o.Pod.Lookup(o.Container)
-	if !ok {
+	if !ok && o.Container != "" {
 		return fmt.Errorf("pod job: pod %s has no container %q (it has %s)", o.Pod.Name, o.Container, strings.Join(o.Pod.Names(), ", "))
 	}
-	w, err := container.LookupWorkload(target.Workload, target.Command)
-	if err != nil {
-		return err
-	}
-	pj := &podJob{d: d, o: o, root: filepath.Join(d.root(), "pod")}
+	pj := &podJob{d: d, o: o, root: filepath.Join(d.root(), "pod"), conns: map[string][]checks.PodUnixPeer{}}
 	defer pj.stop()
 	if err := pj.prepare(); err != nil {
 		return err
+	}
+	if o.Container == "" {
+		return pj.whole(ctx, fix)
 	}
 	for _, c := range o.Pod.Containers {
 		if c.Name == target.Name {
@@ -82,9 +83,13 @@ func Pod(ctx context.Context, d *Deps, o agentapi.PodOptions, fix bool) error {
 			return err
 		}
 	}
+	w, err := container.LookupWorkload(target.Workload, target.Command)
+	if err != nil {
+		return err
+	}
 	// The other containers' state is recorded once the target is dumped
 	// (and gone): what they had served it then.
-	tap := &podHost{Host: d.Host, dumped: func() { pj.recordPeers(ctx) }}
+	tap := &podHost{Host: d.Host, dumped: func(string) error { pj.recordPeers(ctx); return nil }}
 	cd := pj.deps(target, tap)
 	co := o.Checkpoint
 	co.Workload, co.Command = target.Workload, target.Command
@@ -162,6 +167,10 @@ func (pj *podJob) startPeer(ctx context.Context, c pod.Container) error {
 	if err := pj.d.Runtime.PrepareRootfs(rootfs, w, pj.d.Guest.ExtraFiles); err != nil {
 		return err
 	}
+	base, err := container.TakeBaseline(rootfs)
+	if err != nil {
+		return err
+	}
 	spec := container.Spec{Rootfs: rootfs, ID: "pod-" + c.Name, Args: w.Args, Hostname: SandboxHostname,
 		Terminal: w.Terminal, Resources: w.Resources, Setsid: pj.o.Checkpoint.RuntimeSetsid,
 		Sandbox: pj.sandboxFor(c), Join: pj.join}
@@ -170,7 +179,7 @@ func (pj *podJob) startPeer(ctx context.Context, c pod.Container) error {
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}
-	pj.peers = append(pj.peers, &podPeer{c: c, w: w, ctr: ctr})
+	pj.peers = append(pj.peers, &podPeer{c: c, w: w, spec: spec, base: base, ctr: ctr})
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if err := w.Ready(rctx, container.Probe{PID: ctr.PID()}); err != nil {
@@ -191,17 +200,19 @@ func (pj *podJob) deps(target pod.Container, tap *podHost) *Deps {
 	members := func() []checks.PodMember {
 		var out []checks.PodMember
 		for _, p := range pj.peers {
-			out = append(out, checks.PodMember{Name: p.c.Name, PID: p.ctr.PID()})
+			if p.c.Name != target.Name {
+				out = append(out, checks.PodMember{Name: p.c.Name, PID: p.ctr.PID()})
+			}
 		}
 		return out
 	}
 	seen := func(conns []checks.PodUnixPeer) {
 		pj.mu.Lock()
 		defer pj.mu.Unlock()
-		pj.conns = conns
+		pj.conns[target.Name] = conns
 	}
-	cd.Guest.Checks = append(slices.Clone(pj.d.Guest.Checks), checks.PodChecks(members, seen)...)
-	cd.InheritFDs = pj.reconnect
+	cd.Guest.Checks = append(slices.Clone(pj.d.Guest.Checks), checks.PodChecks(members, seen, pj.o.Container == "")...)
+	cd.InheritFDs = func(dump criuopt.Set) ([]criu.InheritFD, error) { return pj.reconnect(target.Name, dump) }
 	return &cd
 }
 
@@ -209,9 +220,9 @@ func (pj *podJob) deps(target pod.Container, tap *podHost) *Deps {
 // external to the address its peer had, in the peer's container (through
 // /proc/PID/root, where the peer's path resolves in its mount namespace),
 // keyed by the dumped socket's inode for --inherit-fd.
-func (pj *podJob) reconnect(dump criuopt.Set) ([]criu.InheritFD, error) {
+func (pj *podJob) reconnect(name string, dump criuopt.Set) ([]criu.InheritFD, error) {
 	pj.mu.Lock()
-	conns := slices.Clone(pj.conns)
+	conns := slices.Clone(pj.conns[name])
 	pj.mu.Unlock()
 	var out []criu.InheritFD
 	for _, ino := range dump.UnixSockets {
@@ -277,6 +288,7 @@ func (pj *podJob) restoreInPod(ctx context.Context, cd *Deps, target pod.Contain
 	// The job's end kills it with the others.
 	pj.restored = rw.ctr
 	cp.RestoreOK, cp.RestoreSeconds, cp.RestoredPID = true, rw.res.Duration.Seconds(), rw.res.PID
+	r.Findings = append(r.Findings, pj.sharedNSFinding(target.Name, rw.res.PID))
 	cp.Stage = "verify"
 	v, err := cd.verifyRestored(ctx, w, rw.res.PID, m.WorkloadState, rw.mapped, m.VerifyExec)
 	cp.Probes = append(cp.Probes, v.probes...)
@@ -362,8 +374,9 @@ type podHost struct {
 	report   *reports.Report
 	manifest images.Manifest
 	saved    bool
-	// dumped runs when the dump's images are about to be sent.
-	dumped func()
+	// dumped runs when the dump's images in dir are about to be sent;
+	// its error keeps them from the host.
+	dumped func(dir string) error
 }
 
 // Send keeps a report; other events go to the host.
@@ -378,7 +391,9 @@ func (h *podHost) Send(ev agentapi.Event) error {
 // SendImages sends the images to the host and keeps their manifest.
 func (h *podHost) SendImages(m images.Manifest, dir string) (agentapi.ImagesSaved, error) {
 	if h.dumped != nil {
-		h.dumped()
+		if err := h.dumped(dir); err != nil {
+			return agentapi.ImagesSaved{}, err
+		}
 	}
 	saved, err := h.Host.SendImages(m, dir)
 	if err == nil && saved.OK {

@@ -50,8 +50,8 @@ func TestPodReconnect(t *testing.T) {
 		{"a peer that is gone", []checks.PodUnixPeer{{Inode: 1001, PeerContainer: "server", PeerPID: os.Getpid(), Address: addr + ".gone"}}, []uint32{1001}, "", "connect a new socket to " + addr + ".gone in container server"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pj := &podJob{d: &Deps{Host: &fakeHost{}}, conns: tc.conns}
-			fds, err := pj.reconnect(criuopt.Set{UnixSockets: tc.dump})
+			pj := &podJob{d: &Deps{Host: &fakeHost{}}, conns: map[string][]checks.PodUnixPeer{"client": tc.conns}}
+			fds, err := pj.reconnect("client", criuopt.Set{UnixSockets: tc.dump})
 			defer closeInherited(fds)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -85,7 +85,7 @@ func TestPodReconnect(t *testing.T) {
 func TestPodHost(t *testing.T) {
 	fh := &fakeHost{}
 	dumped := 0
-	h := &podHost{Host: fh, dumped: func() { dumped++ }}
+	h := &podHost{Host: fh, dumped: func(string) error { dumped++; return nil }}
 	if err := h.Send(agentapi.Event{Kind: agentapi.EventLog, Message: "x"}); err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,9 @@ var handlers = map[agentapi.JobKind]handler{
 	agentapi.JobPod: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.PodOptions, job agentapi.Job) error {
 		return crjob.Pod(ctx, d, o, job.Fix)
 	}),
+	agentapi.JobPodRestore: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.PodRestoreOptions, _ agentapi.Job) error {
+		return crjob.PodRestore(ctx, d, o)
+	}),
 	agentapi.JobCorpusRestore: crJob(func(ctx context.Context, d *crjob.Deps, o agentapi.CorpusRestoreOptions, _ agentapi.Job) error {
 		return crjob.CorpusRestore(ctx, d, o)
 	}),
