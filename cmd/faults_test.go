@@ -346,7 +346,9 @@ func TestFaultKataCRInterruptedDuringRestore(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(tmp) })
 	dir := filepath.Join(t.TempDir(), "images")
-	cmd, rest := startKataCR(t, tmp, "guest: waiting for the images", "checkpoint", "counter", "--auto-fix", "--images-dir", dir)
+	// Guest B booted during the dump (--overlap) waits for the images
+	// before they exist: the restore is under way once they are saved.
+	cmd, rest := startKataCR(t, tmp, "checkpoint saved in", "checkpoint", "counter", "--auto-fix", "--images-dir", dir)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
