@@ -166,6 +166,8 @@ func (o *gateOptions) cellGuest(m *gate.Matrix, c gate.Cell) (gateCell, error) {
 	switch {
 	case k.Debian != "":
 		g.KernelVersion = k.Debian
+	case k.Built != "":
+		g.KernelVersion = k.Built
 	case k.Image != "":
 		g.Kernel, g.KernelConfig, g.Modules = k.Image, k.Config, k.Modules
 	default:

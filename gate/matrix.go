@@ -47,12 +47,13 @@ const (
 )
 
 // Kernel is a guest kernel of the matrix: exactly one of Debian (a series
-// kata-cr caches: make guest-kernel), Image (a vmlinuz or bzImage with its
-// Config and Modules) and KataConfig (the kernel Kata's configuration.toml
-// names).
+// kata-cr caches: make guest-kernel), Built (a kernel `kata-cr kernel
+// build` built, by name), Image (a vmlinuz or bzImage with its Config and
+// Modules) and KataConfig (the kernel Kata's configuration.toml names).
 type Kernel struct {
 	Name       string `json:"name"`
 	Debian     string `json:"debian,omitempty"`
+	Built      string `json:"built,omitempty"`
 	Image      string `json:"image,omitempty"`
 	Config     string `json:"config,omitempty"`
 	Modules    string `json:"modules,omitempty"`
@@ -64,6 +65,8 @@ func (k Kernel) Source() string {
 	switch {
 	case k.Debian != "":
 		return "Debian " + k.Debian
+	case k.Built != "":
+		return "built " + k.Built
 	case k.KataConfig != "":
 		return "Kata configuration " + k.KataConfig
 	}
@@ -211,6 +214,7 @@ type fileOptions struct {
 type fileKernel struct {
 	Name       string `toml:"name"`
 	Debian     string `toml:"debian"`
+	Built      string `toml:"built"`
 	Image      string `toml:"image"`
 	Config     string `toml:"config"`
 	Modules    string `toml:"modules"`
@@ -259,7 +263,7 @@ type file struct {
 var knownKeys = map[string]string{
 	"":         "options, kernel, criu, workload, cell",
 	"options":  "auto_fix, runtime_setsid, time_limit",
-	"kernel":   "name, debian, image, config, modules, kata_config",
+	"kernel":   "name, debian, built, image, config, modules, kata_config",
 	"criu":     "name, host, binary, suite, rootfs",
 	"workload": "name, corpus, command, bundle, include, terminal, verify_exec, expect",
 	"cell":     "name, kernel, criu, workloads, expect, auto_fix, runtime_setsid, time_limit",
@@ -432,11 +436,11 @@ func (p *parser) kernels(fk []fileKernel) ([]Kernel, error) {
 	var out []Kernel
 	seen := map[string]int{}
 	for i, k := range fk {
-		if err := p.exactlyOne("kernel", i, map[string]bool{"debian": k.Debian != "", "image": k.Image != "", "kata_config": k.KataConfig != ""},
-			"debian", "image", "kata_config"); err != nil {
+		if err := p.exactlyOne("kernel", i, map[string]bool{"debian": k.Debian != "", "built": k.Built != "", "image": k.Image != "", "kata_config": k.KataConfig != ""},
+			"debian", "built", "image", "kata_config"); err != nil {
 			return nil, err
 		}
-		kk := Kernel{Name: k.Name, Debian: k.Debian, Image: p.path(k.Image), Config: p.path(k.Config), Modules: p.path(k.Modules), KataConfig: p.path(k.KataConfig)}
+		kk := Kernel{Name: k.Name, Debian: k.Debian, Built: k.Built, Image: p.path(k.Image), Config: p.path(k.Config), Modules: p.path(k.Modules), KataConfig: p.path(k.KataConfig)}
 		switch {
 		case k.Debian != "":
 			if !slices.Contains(kernel.Series, k.Debian) {
@@ -444,6 +448,13 @@ func (p *parser) kernels(fk []fileKernel) ([]Kernel, error) {
 			}
 			if kk.Name == "" {
 				kk.Name = k.Debian
+			}
+		case k.Built != "":
+			if _, err := kernel.Find(kernel.FindOptions{Version: k.Built}); err != nil {
+				return nil, p.errAt("kernel", i, "built", "%v", err)
+			}
+			if kk.Name == "" {
+				kk.Name = k.Built
 			}
 		case k.Image != "":
 			if err := p.regularFile("kernel", i, "image", kk.Image); err != nil {

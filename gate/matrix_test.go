@@ -42,6 +42,7 @@ func TestLoadBad(t *testing.T) {
 		{"kata-missing.toml", 2, "kernel.kata_config", "no such file"},
 		{"rootfs-missing.toml", 5, "criu.rootfs", "no such file"},
 		{"bundle-missing.toml", 8, "workload.bundle", "config.json: no such file"},
+		{"built-missing.toml", 2, "kernel.built", "kata-cr kernel build"},
 		{"bundle-terminal.toml", 9, "workload.terminal", "goes with command"},
 		{"corpus-probe.toml", 9, "workload.verify_exec", "brings its own probe"},
 	}
