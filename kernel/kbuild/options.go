@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -66,6 +67,10 @@ type Options struct {
 func (o *Options) fill() error {
 	if o.Fragments == "" {
 		return errors.New("no fragments: give Kata's kernel config fragment tree (tools/packaging/kernel/configs)")
+	}
+	// The tools run in the source tree: every path they get is absolute.
+	if abs, err := filepath.Abs(o.Fragments); err == nil {
+		o.Fragments = abs
 	}
 	if o.Source == "" {
 		return errors.New("no source: give a Debian kernel series (6.12) or a kernel source tarball")
