@@ -42,6 +42,12 @@ func workloads(t *testing.T) []container.Workload {
 // binary, and waits until it is ready.
 func start(t *testing.T, w container.Workload) container.Probe {
 	t.Helper()
+	return startWith(t, w, nil)
+}
+
+// startWith is start with volumes bound into the container (a pod's).
+func startWith(t *testing.T, w container.Workload, volumes []container.BindMount) container.Probe {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("containers need root (namespaces, mounts): run the tests as root")
 	}
@@ -58,6 +64,7 @@ func start(t *testing.T, w container.Workload) container.Probe {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sb.Volumes = volumes
 	spec := container.Spec{Rootfs: rootfs, Sandbox: sb, Args: w.Args, Setsid: true}
 	if w.Resources != nil {
 		// Limits need a cgroup v2 of the test's own.
@@ -105,6 +112,9 @@ var observed = map[string]container.State{
 func TestWorkloadsLive(t *testing.T) {
 	for _, w := range workloads(t) {
 		t.Run(w.Name, func(t *testing.T) {
+			if podWorkloads[w.Name] {
+				t.Skip("a pod's container: TestPodWorkloadsLive runs it beside its peer")
+			}
 			p := start(t, w)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
