@@ -156,6 +156,9 @@ func (o *podCheckpointOptions) validate() error {
 	if o.Prove && !o.AutoFix {
 		return usagef("--prove proves the fixes of --auto-fix: add --auto-fix")
 	}
+	if o.Prove && o.Container == "" {
+		return usagef("--prove judges one container's dump (a proof's failed dump wakes the tree it judged, and the whole pod must stay stopped): add --container NAME")
+	}
 	co := checkpointOptions{guest: o.guest}
 	for _, c := range p.Containers {
 		w, err := container.LookupWorkload(c.Workload, c.Command)
