@@ -87,6 +87,44 @@ func (r Runner) Run(ctx context.Context, env *Env) []reports.Finding {
 	return out
 }
 
+// Rerun runs again only the checks that need need (NeedPID: those that
+// look at the workload) and keeps the findings of the others from prev,
+// a Run of the same checks: after a change that only they can see, such
+// as a restarted workload.
+func (r Runner) Rerun(ctx context.Context, env *Env, prev []reports.Finding, need Need) []reports.Finding {
+	again := Runner{Workers: r.Workers}
+	ids := map[string]bool{}
+	for _, c := range r.Checks {
+		if slices.Contains(c.Needs, need) {
+			again.Checks = append(again.Checks, c)
+			ids[c.ID] = true
+		}
+	}
+	fresh := again.Run(ctx, env)
+	byCheck := map[string][]reports.Finding{}
+	for _, f := range fresh {
+		byCheck[f.ID] = append(byCheck[f.ID], f)
+	}
+	var out []reports.Finding
+	done := map[string]bool{}
+	for _, f := range prev {
+		if !ids[f.ID] {
+			out = append(out, f)
+			continue
+		}
+		if !done[f.ID] {
+			out = append(out, byCheck[f.ID]...)
+			done[f.ID] = true
+		}
+	}
+	for _, c := range again.Checks {
+		if !done[c.ID] {
+			out = append(out, byCheck[c.ID]...)
+		}
+	}
+	return out
+}
+
 // runMemo holds what the checks of one Runner.Run read once and share,
 // such as the process tree: reading /proc again for every check would cost
 // a dozen passes over the tree. It lives in the Run's context, so checks

@@ -71,11 +71,29 @@ func Doctor(ctx context.Context, env *Env, runner Runner, fixers []Fixer, o Doct
 		}
 	}
 	res.Actions = ApplyFixes(ctx, env, res.Before, safe, false)
+	rechecked := false
 	if len(ApplyFixes(ctx, env, res.Before, destructive, true)) > 0 {
 		if len(res.Actions) > 0 {
 			recheck()
+			rechecked = true
 		}
-		res.Actions = append(res.Actions, ApplyFixes(ctx, env, res.Findings, destructive, false)...)
+		d := ApplyFixes(ctx, env, res.Findings, destructive, false)
+		res.Actions = append(res.Actions, d...)
+		if rechecked {
+			// Only the destructive fixes ran since the last look, and
+			// they change the workload alone (a restart): the checks of
+			// the guest, the kernel and CRIU would find the same again.
+			if anyApplied(d) {
+				if o.BeforeRecheck != nil {
+					o.BeforeRecheck(env)
+				}
+				res.Findings = runner.Rerun(ctx, env, res.Findings, NeedPID)
+			}
+			if o.Predict {
+				res.Plan = Predict(res.Findings)
+			}
+			return res
+		}
 	}
 	if len(res.Actions) == 0 {
 		return res
@@ -85,4 +103,14 @@ func Doctor(ctx context.Context, env *Env, runner Runner, fixers []Fixer, o Doct
 		res.Plan = Predict(res.Findings)
 	}
 	return res
+}
+
+// anyApplied reports whether one of actions changed something.
+func anyApplied(actions []reports.Action) bool {
+	for _, a := range actions {
+		if a.Applied {
+			return true
+		}
+	}
+	return false
 }

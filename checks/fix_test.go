@@ -64,13 +64,13 @@ func TestDoctorDestructiveFix(t *testing.T) {
 				}
 				return []reports.Finding{{Status: reports.Fail}}
 			}},
-			{ID: "process.session-leader", Category: "process", Level: reports.Required, Run: func(context.Context, *Env) []reports.Finding {
+			{ID: "process.session-leader", Category: "process", Level: reports.Required, Needs: []Need{NeedPID}, Run: func(context.Context, *Env) []reports.Finding {
 				if w.restarted {
 					return []reports.Finding{{Status: reports.Pass}}
 				}
 				return []reports.Finding{{Status: reports.Fail, Fix: &reports.Fix{AutoFixable: true, Fixer: FixerIDRestartSetsid}}}
 			}},
-			{ID: "process.pidns", Category: "process", Level: reports.Required, Run: func(context.Context, *Env) []reports.Finding {
+			{ID: "process.pidns", Category: "process", Level: reports.Required, Needs: []Need{NeedPID}, Run: func(context.Context, *Env) []reports.Finding {
 				if w.nested {
 					return []reports.Finding{{Status: reports.Fail}}
 				}
@@ -87,7 +87,19 @@ func TestDoctorDestructiveFix(t *testing.T) {
 				return reports.Action{Applied: true, Summary: "loaded"}, nil
 			}},
 		}
-		res := Doctor(context.Background(), &Env{}, Runner{Checks: checks}, fixers, DoctorOptions{Fix: true, Predict: true})
+		runs := map[string]int{}
+		for i, c := range checks {
+			run := c.Run
+			checks[i].Run = func(ctx context.Context, env *Env) []reports.Finding {
+				runs[c.ID]++
+				return run(ctx, env)
+			}
+		}
+		res := Doctor(context.Background(), &Env{PID: 1}, Runner{Checks: checks}, fixers, DoctorOptions{Fix: true, Predict: true})
+		// After the restart, only the checks of the workload run again.
+		if w.restarted && (runs["criu.check"] != 2 || runs["process.session-leader"] != 3) {
+			t.Errorf("checks ran %v times: want the guest's twice and the workload's three times", runs)
+		}
 		return res.Findings, res.Actions, res.Plan
 	}
 
