@@ -42,8 +42,14 @@ lint:
 # The corpus benchmark runs each cell once: the whole corpus, two boots.
 # The gate benchmark runs the default gate (the corpus in its three cells)
 # once with -j 1 and once with -j 2.
+# The checkpoint benchmarks (README, Performance) print each target's ratio
+# against its floor measured in the same iteration: downtime, end to end,
+# restore, --pre-dump 2's freeze; PERFTIME iterations each.
+PERF     := BenchmarkCheckpointCounter|BenchmarkCheckpointOverlap|BenchmarkPreDumpHeap
+PERFTIME ?= 1x
 bench:
-	$(GO) test -run '^$$' -bench . -skip 'BenchmarkCorpus|BenchmarkGate' -benchtime $(BENCHTIME) -timeout 40m ./...
+	$(GO) test -run '^$$' -bench . -skip 'BenchmarkCorpus|BenchmarkGate|$(PERF)' -benchtime $(BENCHTIME) -timeout 40m ./...
+	$(GO) test -run '^$$' -bench '$(PERF)' -benchtime $(PERFTIME) -timeout 60m ./cmd
 	$(GO) test -run '^$$' -bench BenchmarkCorpus -benchtime 1x -timeout 60m ./cmd
 	$(GO) test -run '^$$' -bench BenchmarkGate -benchtime 1x -timeout 120m ./cmd
 
