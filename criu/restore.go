@@ -97,7 +97,9 @@ func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, er
 	if err != nil {
 		return nil, fmt.Errorf("criu restore: %w", err)
 	}
-	// The restored root's pid comes in the post-restore notification.
+	// The restored root's pid comes in CRIU's answer. No notification is
+	// asked for: each is a round trip between CRIU and kata-cr in the
+	// middle of the restore, and a raw `criu restore` has none.
 	var pid int32
 	notify := func(n *rpc.CriuNotify) error {
 		if n.GetScript() == "post-restore" {
@@ -105,7 +107,6 @@ func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, er
 		}
 		return nil
 	}
-	opts.NotifyScripts = proto.Bool(true)
 	keep := make([]*os.File, 0, len(o.InheritFDs))
 	for _, f := range o.InheritFDs {
 		keep = append(keep, f.File)
@@ -118,7 +119,7 @@ func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, er
 		pid = resp.GetRestore().GetPid()
 	}
 	if pid <= 0 {
-		return nil, newError("restore", dirs.logPath, errors.New("criu reported success but sent no post-restore notification with the pid"))
+		return nil, newError("restore", dirs.logPath, errors.New("criu reported success but did not say the restored pid"))
 	}
 	return &RestoreResult{PID: int(pid), LogPath: dirs.logPath, Duration: d, Args: o.Args()}, nil
 }
