@@ -201,27 +201,11 @@ func stripTimestamp(l string) string {
 // is killed and the error says it hung (Error.Hung): its ptrace hold on
 // the tree ends with it, and the tree runs on.
 func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
-	if o.PID <= 0 {
-		return nil, fmt.Errorf("criu dump: pid %d: give the pid of the tree's root", o.PID)
-	}
-	if o.ImagesDir == "" {
-		return nil, errors.New("criu dump: no images directory given")
-	}
-	if err := os.MkdirAll(o.ImagesDir, 0o700); err != nil {
-		return nil, fmt.Errorf("criu dump: %w", err)
-	}
-	if err := os.Chmod(o.ImagesDir, 0o700); err != nil {
-		return nil, fmt.Errorf("criu dump: %w", err)
-	}
-	dirs, err := openDirs(o.ImagesDir, o.WorkDir, o.LogFile, DumpLogName)
+	dirs, opts, err := o.prepare(ctx, "dump", DumpLogName)
 	if err != nil {
-		return nil, fmt.Errorf("criu dump: %w", err)
+		return nil, err
 	}
 	defer dirs.close()
-	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), dirs.logName)
-	if err != nil {
-		return nil, fmt.Errorf("criu dump: %w", err)
-	}
 	procRoot := o.ProcRoot
 	if procRoot == "" {
 		procRoot = "/proc"
@@ -252,33 +236,49 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 // final dump, given these images as parent, writes only what changed.
 // Errors are as Dump's.
 func (b *Binary) PreDump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
-	if o.PID <= 0 {
-		return nil, fmt.Errorf("criu pre-dump: pid %d: give the pid of the tree's root", o.PID)
-	}
-	if o.ImagesDir == "" {
-		return nil, errors.New("criu pre-dump: no images directory given")
-	}
-	if err := os.MkdirAll(o.ImagesDir, 0o700); err != nil {
-		return nil, fmt.Errorf("criu pre-dump: %w", err)
-	}
-	dirs, err := openDirs(o.ImagesDir, o.WorkDir, o.LogFile, PreDumpLogName)
-	if err != nil {
-		return nil, fmt.Errorf("criu pre-dump: %w", err)
-	}
-	defer dirs.close()
 	o.TrackMem = true
 	// Only the memory is copied: the tree is not left stopped or killed.
 	o.LeaveRunning = false
-	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), dirs.logName)
+	dirs, opts, err := o.prepare(ctx, "pre-dump", PreDumpLogName)
 	if err != nil {
-		return nil, fmt.Errorf("criu pre-dump: %w", err)
+		return nil, err
 	}
+	defer dirs.close()
 	opts.NotifyScripts = proto.Bool(false)
 	_, d, err := b.call(ctx, &rpc.CriuReq{Type: rpc.CriuReqType_PRE_DUMP.Enum(), Opts: opts}, func(*rpc.CriuNotify) error { return nil }, nil)
 	if err != nil {
 		return nil, newError("pre-dump", dirs.logPath, err)
 	}
 	return &DumpResult{ImagesDir: o.ImagesDir, LogPath: dirs.logPath, Duration: d, Args: o.DumpArgs()}, nil
+}
+
+// prepare checks o, creates the images directory 0700, opens the
+// directories and builds the request's options for op (dump or
+// pre-dump), whose log is defaultLog unless o names one. The caller
+// closes dirs.
+func (o DumpOpts) prepare(ctx context.Context, op, defaultLog string) (*dirFDs, *rpc.CriuOpts, error) {
+	if o.PID <= 0 {
+		return nil, nil, fmt.Errorf("criu %s: pid %d: give the pid of the tree's root", op, o.PID)
+	}
+	if o.ImagesDir == "" {
+		return nil, nil, fmt.Errorf("criu %s: no images directory given", op)
+	}
+	if err := os.MkdirAll(o.ImagesDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("criu %s: %w", op, err)
+	}
+	if err := os.Chmod(o.ImagesDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("criu %s: %w", op, err)
+	}
+	dirs, err := openDirs(o.ImagesDir, o.WorkDir, o.LogFile, defaultLog)
+	if err != nil {
+		return nil, nil, fmt.Errorf("criu %s: %w", op, err)
+	}
+	opts, err := o.rpcOpts(ctx, int(dirs.images.Fd()), int(dirs.work.Fd()), dirs.logName)
+	if err != nil {
+		dirs.close()
+		return nil, nil, fmt.Errorf("criu %s: %w", op, err)
+	}
+	return dirs, opts, nil
 }
 
 // rpcOpts builds the swrk request's options.
