@@ -63,7 +63,7 @@ optionally the [[cell]]s to run (else every kernel with every CRIU). Without
 kata-cr corpus --list-cells. A mistake in the file is one line naming the file,
 the line and the key, before anything boots.
 
-Cells run in parallel (-j; the default is one per two cores, as memory
+Cells run in parallel (-j; the default is one per core, as memory
 allows) and share cached kernels, CRIU rootfs and guest images; a cell that
 fails does not stop the others (--fail-fast does); Ctrl-C stops every guest.
 On a terminal each cell prints one line on stderr when it finishes.
@@ -102,7 +102,7 @@ Exit codes:
 	f := c.Flags()
 	f.StringVar(&o.Matrix, "matrix", "", "the matrix `FILE` (TOML); default: the corpus in the cells of kata-cr corpus --list-cells")
 	f.BoolVar(&o.Check, "check", false, "check the matrix file and the cells' inputs, print the cells and exit")
-	f.IntVarP(&o.Jobs, "jobs", "j", 0, "run `N` cells at once (default: one per two cores, as memory allows)")
+	f.IntVarP(&o.Jobs, "jobs", "j", 0, "run `N` cells at once (default: one per core, as memory allows)")
 	f.BoolVar(&o.FailFast, "fail-fast", false, "stop the other cells once one does not pass")
 	f.StringVar(&o.Dir, "dir", "", "keep the cells' checkpoints and reports in this new `DIR` (default: a new directory under kata-cr's cache)")
 	f.StringVar(&o.Baseline, "baseline", "", "compare with this earlier JSON result `FILE`: exit 3 only on a regression")
