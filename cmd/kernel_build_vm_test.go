@@ -118,10 +118,23 @@ func TestBuiltKataKernelCRIU(t *testing.T) {
 	})
 
 	t.Run("default workload", func(t *testing.T) {
-		code, r := runCheckpointOn(t, b.Name, "checkpoint", "--auto-fix", "--images-dir", filepath.Join(t.TempDir(), "ck"))
+		code, r := runCheckpointOn(t, b.Name, "checkpoint", "--auto-fix", "--prove", "--images-dir", filepath.Join(t.TempDir(), "ck"))
 		c := r.Checkpoint
 		if code != ExitOK || !c.DumpOK || !c.RestoreOK || !c.Verified {
 			t.Errorf("exit %d: dump %v restore %v verified %v: %s", code, c.DumpOK, c.RestoreOK, c.Verified, c.Error)
+		}
+		// Raw CRIU judges the prediction: the plain dump of the workload as
+		// started fails on what the preflight named.
+		if c.Plain == nil || c.Plain.OK || len(c.Plain.PredictedBy) == 0 {
+			t.Errorf("plain dump %+v: want a failure the prediction named", c.Plain)
+		} else {
+			t.Logf("raw CRIU, plain dump: ok %v, signature %s, predicted by %v", c.Plain.OK, c.Plain.Signature, c.Plain.PredictedBy)
+		}
+		for _, p := range c.Proofs {
+			t.Logf("proof %s without %q: failed %v (%s), confirmed %v", p.Finding, p.Without, p.Failed, p.Signature, p.Confirmed)
+		}
+		if c.PredictionMatched == nil || !*c.PredictionMatched {
+			t.Errorf("prediction_matched %v, want true", c.PredictionMatched)
 		}
 	})
 
