@@ -332,6 +332,12 @@ func ModuleFixer() Fixer {
 				a.Summary = fmt.Sprintf("loaded module %s with %s", loaded[len(loaded)-1], strings.Join(loaded[:len(loaded)-1], ", "))
 			}
 			a.Summary += " from " + env.ModulesDir
+			if len(loaded) > 0 {
+				// What CRIU cached of the kernel predates the module.
+				if err := criu.ForgetKerndat(); err != nil {
+					a.Summary += "; " + err.Error()
+				}
+			}
 			return a, nil
 		},
 	}

@@ -352,6 +352,20 @@ func (b *Binary) Check(ctx context.Context, category string) (CheckResult, error
 	return b.runCheck(ctx, args)
 }
 
+// KerndatCache is where CRIU keeps what it probed of the kernel, reused by
+// every later invocation while the file exists (CRIU writes it only on a
+// tmpfs).
+const KerndatCache = "/run/criu.kdat"
+
+// ForgetKerndat removes CRIU's kernel probe cache: after modules were
+// loaded, what CRIU probed before no longer holds.
+func ForgetKerndat() error {
+	if err := os.Remove(KerndatCache); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("forget CRIU's kernel probes: %w", err)
+	}
+	return nil
+}
+
 // FeatureError says that criu did not get as far as checking a feature:
 // it does not know the name, or it failed before (kerndat, privileges).
 type FeatureError struct {

@@ -39,6 +39,9 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 		r.Actions = append(r.Actions, reports.Action{Fixer: "load-module", Applied: true,
 			Summary: "loaded the modules CRIU needs: " + strings.Join(d.Guest.CRIUModules, " ")})
 	}
+	if o.ManifestFromImages {
+		warmKerndat(ctx, d.Host, d.criu(env))
+	}
 	m := o.Manifest
 	var p paths
 	var err error

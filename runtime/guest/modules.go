@@ -1,9 +1,11 @@
 package guest
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/kernel"
 )
 
@@ -16,7 +18,12 @@ func LoadModules(dir string, names []string) ([]string, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("the image lists modules %v but ships no modules directory", names)
 	}
-	return kernel.LoadModules(dir, names...)
+	loaded, err := kernel.LoadModules(dir, names...)
+	if len(loaded) > 0 {
+		// What CRIU cached of the kernel predates the modules.
+		err = errors.Join(err, criu.ForgetKerndat())
+	}
+	return loaded, err
 }
 
 // LoadCRIUModules loads the modules the image ships for CRIU.

@@ -64,7 +64,20 @@ func SwitchRoot() error {
 	if err := os.Chdir("/"); err != nil {
 		return fmt.Errorf("switch root: %w", err)
 	}
+	mountRun()
 	return nil
+}
+
+// mountRun gives the guest a tmpfs on /run, as a Kata guest's systemd
+// does. CRIU keeps what it learnt about the kernel there (criu.kdat, only
+// on a tmpfs): without it every criu invocation probes the kernel again,
+// a quarter of a second each under TCG, inside every dump's freeze. A
+// guest without it still works, only slower.
+func mountRun() {
+	if err := os.MkdirAll("/run", 0o755); err != nil {
+		return
+	}
+	_ = unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
 }
 
 // copyTree copies the tree at src into dst, keeping modes, symlinks and
