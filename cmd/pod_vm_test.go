@@ -90,6 +90,7 @@ func TestPodCheckpointContainer(t *testing.T) {
 	} else {
 		t.Logf("%s", server[0].Summary)
 	}
+	logSharedNamespaces(t, r)
 }
 
 // TestPodCheckpointWhole checkpoints the whole pod: both containers
@@ -147,5 +148,19 @@ func TestPodCheckpointWhole(t *testing.T) {
 		if f.Status != reports.Pass {
 			t.Errorf("pod.container %s: %s %s", f.Status, f.Summary, f.Reason)
 		}
+	}
+	logSharedNamespaces(t, r)
+}
+
+// logSharedNamespaces logs whether each restored container is in the
+// sandbox's IPC and UTS namespaces again (pod.shared-namespaces).
+func logSharedNamespaces(t *testing.T, r *reports.Report) {
+	t.Helper()
+	fs := findingsByID(r, "pod.shared-namespaces")
+	if len(fs) == 0 {
+		t.Errorf("no pod.shared-namespaces finding")
+	}
+	for _, f := range fs {
+		t.Logf("pod.shared-namespaces %s: %s %q", f.Status, f.Summary, f.Evidence)
 	}
 }
