@@ -54,15 +54,7 @@ func Tarball(t testing.TB, tr Tree) string {
 			"cat \"$@\" | grep -e '^CONFIG_' -e 'is not set' | grep -v -w -f drop.list > \"$out/.config\"\n" +
 			"exit 0\n",
 	}
-	for name, body := range files {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeFiles(t, root, files, 0o755)
 	tarball := filepath.Join(dir, "linux-fake.tar.gz")
 	if out, err := exec.Command("tar", "-czf", tarball, "-C", dir, "linux-fake").CombinedOutput(); err != nil {
 		t.Fatalf("tar: %v: %s", err, out)
@@ -81,14 +73,20 @@ func Fragments(t testing.TB, whitelist ...string) string {
 		"x86_64/base.conf":      "CONFIG_X86_64=y\nCONFIG_64BIT=y\nCONFIG_OLD_OPTION=y\n",
 		"whitelist.conf":        "# options which may be dropped in newer kernels\n" + strings.Join(whitelist, "\n") + "\n",
 	}
+	writeFiles(t, root, files, 0o644)
+	return root
+}
+
+// writeFiles writes each name: body of files under root, with mode.
+func writeFiles(t testing.TB, root string, files map[string]string, mode os.FileMode) {
+	t.Helper()
 	for name, body := range files {
 		p := filepath.Join(root, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return root
 }
