@@ -112,6 +112,21 @@ func TestBuildRefusesOptionsThatDidNotLand(t *testing.T) {
 	}
 }
 
+// TestBuildRelativeFragments: a relative fragments path works although
+// the tools run in the source tree.
+func TestBuildRelativeFragments(t *testing.T) {
+	frags := kbuildtest.Fragments(t)
+	t.Chdir(filepath.Dir(frags))
+	src := kbuildtest.Tarball(t, kbuildtest.Tree{})
+	r, err := kbuild.Build(context.Background(), kbuild.Options{Fragments: filepath.Base(frags), Source: src, CacheDir: t.TempDir(), Jobs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Fragments != frags {
+		t.Errorf("fragments %s, want %s", r.Fragments, frags)
+	}
+}
+
 // TestKataVersion reads the kernel Kata pins from versions.yaml above the
 // fragments, and kata_config_version.
 func TestKataVersion(t *testing.T) {
