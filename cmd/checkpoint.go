@@ -449,7 +449,7 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		// sends its report and powers off.
 		saved := make(chan *images.Set, 1)
 		h.onSaved = func(set *images.Set) { saved <- set }
-		restoring = startRestore(ctx, deps, o.guest, gst, nil, p, restoreGuest{ahead: ahead, sw: sw, saved: saved, bundle: o.bundle != nil})
+		restoring = startRestore(ctx, deps, o.guest, gst, nil, p, restoreGuest{ahead: ahead, sw: sw, saved: saved, bundle: o.bundle != nil, workload: w})
 	}
 	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, h.handle)
 	if err != nil {

@@ -146,6 +146,10 @@ type restoreGuest struct {
 	// whether the checkpoint is of a bundle.
 	saved  <-chan *images.Set
 	bundle bool
+	// workload is the named workload being checkpointed, announced to
+	// guest B with the early job so that it builds the rootfs while it
+	// waits.
+	workload container.Workload
 }
 
 // restoreOutcome is what guest B sent: its report and how it booted.
@@ -165,6 +169,8 @@ func runRestoreGuest(ctx context.Context, deps *Deps, gopt guestOptions, gst *gu
 		ro.ManifestFromImages = true
 		if rg.bundle {
 			ro.RootfsTag = container.BundleRootfsTag
+		} else {
+			ro.Workload, ro.Command = rg.workload.Name, rg.workload.Args
 		}
 	} else {
 		if err := set.Verify(gst.compat()); err != nil {

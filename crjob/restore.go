@@ -39,14 +39,19 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 		r.Actions = append(r.Actions, reports.Action{Fixer: "load-module", Applied: true,
 			Summary: "loaded the modules CRIU needs: " + strings.Join(d.Guest.CRIUModules, " ")})
 	}
-	if o.ManifestFromImages {
-		warmKerndat(ctx, d.Host, d.criu(env))
-	}
 	m := o.Manifest
 	var p paths
 	var err error
+	var early *earlyRootfs
 	if o.ManifestFromImages {
-		if p, err = d.receiveImages(cp); err != nil || cp.Error != "" {
+		warmKerndat(ctx, d.Host, d.criu(env))
+		if early, err = d.prepareEarly(o); err != nil {
+			return err
+		}
+		if early != nil {
+			p = early.paths
+		}
+		if p, err = d.receiveImages(cp, early != nil, p); err != nil || cp.Error != "" {
 			return errors.Join(err, send())
 		}
 		set, err := images.Open(p.images)
@@ -76,11 +81,21 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 		return send()
 	}
 	if !o.ManifestFromImages {
-		if p, err = d.receiveImages(cp); err != nil || cp.Error != "" {
+		if p, err = d.receiveImages(cp, false, p); err != nil || cp.Error != "" {
 			return errors.Join(err, send())
 		}
 	}
-	sb, err := d.prepareFor(w, p)
+	var sb container.SandboxFiles
+	if early.fits(w) {
+		sb, err = early.sb, container.ApplyRootfsDiff(p.images, p.rootfs)
+	} else {
+		if early != nil {
+			if err := container.ClearRootfs(p.rootfs); err != nil {
+				return errors.Join(err, send())
+			}
+		}
+		sb, err = d.prepareFor(w, p)
+	}
 	if err != nil {
 		return errors.Join(err, send())
 	}
@@ -121,10 +136,12 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 
 // receiveImages gets the images from the host and checks them against
 // their manifest. Damaged images are a result, in cp.Error, not an error.
-func (d *Deps) receiveImages(cp *reports.Checkpoint) (paths, error) {
-	p, err := newPaths(d.root())
-	if err != nil {
-		return p, err
+func (d *Deps) receiveImages(cp *reports.Checkpoint, prepared bool, p paths) (paths, error) {
+	if !prepared {
+		var err error
+		if p, err = newPaths(d.root()); err != nil {
+			return p, err
+		}
 	}
 	d.Host.Progress(agentapi.StageReceiveImages, "waiting for the images")
 	if err := d.Host.ReceiveImages(p.images); err != nil {

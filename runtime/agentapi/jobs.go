@@ -75,6 +75,11 @@ type RestoreOptions struct {
 	// reads the manifest from the images (manifest.json) once they came.
 	// It loads its modules and reads its environment while it waits.
 	ManifestFromImages bool `json:"manifest_from_images,omitempty"`
+	// Workload and Command are the named workload the checkpoint will
+	// hold, with ManifestFromImages: the agent builds its rootfs and
+	// sandbox while it waits. The manifest has the last word.
+	Workload string   `json:"workload,omitempty"`
+	Command  []string `json:"command,omitempty"`
 }
 
 // ImagesReady is the Data of the result event a checkpoint job sends after
