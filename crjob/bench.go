@@ -59,6 +59,9 @@ func (j *cpJob) timeBench(ctx context.Context, bin *criu.Binary, do criu.DumpOpt
 	if j.ctr != nil {
 		_ = j.ctr.Kill()
 	}
+	if err := linkPreDumps(ro.ImagesDir); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	res, err := bin.Restore(ctx, ro)
 	if err != nil {
 		return nil, fmt.Errorf("bench: kata-cr restore: %w", err)
