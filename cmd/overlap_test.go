@@ -2,10 +2,13 @@ package cmd
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/reports"
+	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/vm"
 )
 
@@ -106,5 +109,46 @@ func TestCheckpointOverlapPreDump(t *testing.T) {
 		if !found {
 			t.Errorf("the checkpoint lacks %s", want)
 		}
+	}
+}
+
+// TestStopwatch: the downtime runs from guest A's freeze to guest B's
+// restored, the end-to-end time from the start to B's restored, and the
+// profile keeps every progress stage of both guests in order.
+func TestStopwatch(t *testing.T) {
+	sw := newStopwatch()
+	step := func(guest, stage string) {
+		time.Sleep(5 * time.Millisecond)
+		sw.event(guest, agentapi.Event{Kind: agentapi.EventProgress, Stage: stage})
+	}
+	step("A", "checks")
+	step("B", agentapi.StageFreeze) // B never freezes: not the downtime's start
+	step("A", agentapi.StageFreeze)
+	sw.event("A", agentapi.Event{Kind: agentapi.EventLog, Stage: "ignored"})
+	sw.markSaved()
+	step("B", agentapi.StageRestored)
+	var tm reports.Timing
+	tm.FreezeSeconds = 0.001
+	sw.fill(&tm)
+	if !tm.Consistent() || tm.DowntimeSeconds <= 0 || tm.SavedSeconds <= 0 || tm.SavedSeconds > tm.EndToEndSeconds {
+		t.Errorf("timing %+v: want freeze <= downtime <= end to end, saved before the end", tm)
+	}
+	if tm.DowntimeSeconds >= tm.EndToEndSeconds-0.01 {
+		t.Errorf("downtime %v counts from before A's freeze (end to end %v)", tm.DowntimeSeconds, tm.EndToEndSeconds)
+	}
+	var got []string
+	for _, s := range tm.Stages {
+		got = append(got, s.Guest+" "+s.Stage)
+	}
+	if want := []string{"A checks", "B freeze", "A freeze", "B restored"}; !slices.Equal(got, want) {
+		t.Errorf("stages %q, want %q", got, want)
+	}
+	// Without a restore: no downtime, no end to end.
+	sw = newStopwatch()
+	sw.event("A", agentapi.Event{Kind: agentapi.EventProgress, Stage: agentapi.StageFreeze})
+	tm = reports.Timing{FreezeSeconds: 0.5}
+	sw.fill(&tm)
+	if tm.DowntimeSeconds != 0 || tm.EndToEndSeconds != 0 || !tm.Consistent() {
+		t.Errorf("no restore: timing %+v", tm)
 	}
 }
