@@ -46,7 +46,7 @@ lint:
 # against its floor measured in the same iteration: downtime, end to end,
 # restore, --pre-dump 2's freeze; PERFTIME iterations each.
 PERF     := BenchmarkCheckpointCounter|BenchmarkCheckpointOverlap|BenchmarkPreDumpHeap
-PERFTIME ?= 1x
+PERFTIME ?= 3x
 bench:
 	$(GO) test -run '^$$' -bench . -skip 'BenchmarkCorpus|BenchmarkGate|$(PERF)' -benchtime $(BENCHTIME) -timeout 40m ./...
 	$(GO) test -run '^$$' -bench '$(PERF)' -benchtime $(PERFTIME) -timeout 60m ./cmd
