@@ -447,9 +447,11 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		// Guest B gets its job as soon as it is up and gets ready; the
 		// images follow as soon as they are saved, while guest A still
 		// sends its report and powers off.
-		saved := make(chan *images.Set, 1)
-		h.onSaved = func(set *images.Set) { saved <- set }
-		restoring = startRestore(ctx, deps, o.guest, gst, nil, p, restoreGuest{ahead: ahead, sw: sw, saved: saved, bundle: o.bundle != nil, workload: w})
+		saved := make(chan savedImages, 1)
+		tee := make(chan io.Writer, 1)
+		h.onSaved = func(set *images.Set, teed bool) { saved <- savedImages{set: set, teed: teed} }
+		h.tee = tee
+		restoring = startRestore(ctx, deps, o.guest, gst, nil, p, restoreGuest{ahead: ahead, sw: sw, saved: saved, tee: tee, bundle: o.bundle != nil, workload: w})
 	}
 	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, h.handle)
 	if err != nil {
@@ -523,9 +525,12 @@ type checkpointEvents struct {
 	// dumpLog is where CRIU's log of a failed dump was kept.
 	dumpLog string
 	// sw times the guest's stages; onSaved, when set, runs once the
-	// images are saved.
+	// images are saved, saying whether they also went to tee.
 	sw      *stopwatch
-	onSaved func(*images.Set)
+	onSaved func(set *images.Set, teed bool)
+	// tee offers guest B's data channel: the images go there as they
+	// arrive, besides the checkpoint directory.
+	tee <-chan io.Writer
 }
 
 func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
@@ -539,7 +544,16 @@ func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
 	}
 	switch ev.Stage {
 	case agentapi.ResultImages:
-		h.saved, h.saveErr = saveImages(h.ctx, v, h.dir, ev.Data, h.includes, h.bundle, h.p)
+		// Guest B, when it waits already, gets the images as they come.
+		var tee *bestEffortWriter
+		var teeW io.Writer
+		select {
+		case w := <-h.tee:
+			tee = &bestEffortWriter{w: w}
+			teeW = tee
+		default:
+		}
+		h.saved, h.saveErr = saveImages(h.ctx, v, h.dir, ev.Data, h.includes, h.bundle, h.p, teeW)
 		answer := agentapi.ImagesSaved{OK: h.saveErr == nil}
 		if h.saveErr != nil {
 			answer.Error = h.saveErr.Error()
@@ -555,7 +569,7 @@ func (h *checkpointEvents) handle(v *vm.VM, ev agentapi.Event) error {
 			return fmt.Errorf("tell the guest whether the images were saved: %w", err)
 		}
 		if h.saveErr == nil && h.onSaved != nil {
-			h.onSaved(h.saved)
+			h.onSaved(h.saved, tee != nil && !tee.failed)
 		}
 	case agentapi.ResultDumpLog:
 		var l agentapi.DumpLog
@@ -612,9 +626,11 @@ var writeImages = func(dir string, m images.Manifest, r io.Reader) (*images.Set,
 }
 
 // saveImages writes the images the agent announced with data and streams
-// on the data channel into dir. On failure it keeps draining the channel,
-// so that the agent finishes sending and reads the answer.
-func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, includes []images.Include, bundle *bundleJob, p *progress) (*images.Set, error) {
+// on the data channel into dir, and as they come to tee when it is not
+// nil (a bestEffortWriter: a failing tee must never fail the save). On
+// failure it keeps draining the channel, so that the agent finishes
+// sending and reads the answer.
+func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, includes []images.Include, bundle *bundleJob, p *progress, tee io.Writer) (*images.Set, error) {
 	var ir agentapi.ImagesReady
 	if err := json.Unmarshal(data, &ir); err != nil {
 		return nil, fmt.Errorf("read the images' manifest from the guest: %w", err)
@@ -628,7 +644,11 @@ func saveImages(ctx context.Context, vm *vm.VM, dir string, data []byte, include
 	if bundle != nil {
 		bundle.record(&ir.Manifest)
 	}
-	set, err := writeImages(dir, ir.Manifest, &progressReader{r: conn, total: ir.Bytes, what: "copying the images", p: p})
+	var r io.Reader = &progressReader{r: conn, total: ir.Bytes, what: "copying the images", p: p}
+	if tee != nil {
+		r = io.TeeReader(r, tee)
+	}
+	set, err := writeImages(dir, ir.Manifest, r)
 	if err != nil {
 		// The rest of the stream is of no use; reading it ends when the
 		// guest stops and its channel closes.

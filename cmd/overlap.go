@@ -1,10 +1,13 @@
 package cmd
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"runtime"
 	"sync"
 	"time"
@@ -144,8 +147,11 @@ type restoreGuest struct {
 	// job goes to guest B at once, before the checkpoint exists, and the
 	// agent reads the manifest from the images it then gets. bundle says
 	// whether the checkpoint is of a bundle.
-	saved  <-chan *images.Set
+	saved  <-chan savedImages
 	bundle bool
+	// tee takes guest B's data channel, for the images to stream into it
+	// as they reach the host.
+	tee chan<- io.Writer
 	// workload is the named workload being checkpointed, announced to
 	// guest B with the early job so that it builds the rootfs while it
 	// waits.
@@ -193,24 +199,12 @@ func runRestoreGuest(ctx context.Context, deps *Deps, gopt guestOptions, gst *gu
 			guestEventHook(v, ev)
 		}
 		if ev.Kind == agentapi.EventProgress && ev.Stage == agentapi.StageReceiveImages {
-			if rg.saved != nil {
-				// Guest B is ready: the images come once saved.
-				select {
-				case set = <-rg.saved:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				if set == nil {
-					return errors.New("no checkpoint was saved")
-				}
-				if err := set.Verify(gst.compat()); err != nil {
-					return err
-				}
-				p.printf("restoring %s in guest B, booted during the dump", set.Dir)
-			}
 			conn, err := v.Data(ctx)
 			if err != nil {
 				return fmt.Errorf("open the data channel: %w", err)
+			}
+			if rg.saved != nil {
+				return sendWhenSaved(ctx, conn, gst, p, rg)
 			}
 			if err := images.WriteTar(conn, set.Dir); err != nil {
 				return fmt.Errorf("send the images to the guest: %w", err)
@@ -285,4 +279,65 @@ func (pr *pendingRestore) stop() {
 	}
 	pr.cancel()
 	<-pr.done
+}
+
+// savedImages is the checkpoint the host saved, and whether its images
+// also streamed into guest B as they came (the tee).
+type savedImages struct {
+	set  *images.Set
+	teed bool
+}
+
+// sendWhenSaved gives guest B, which asked for the images before they
+// existed, its data channel for the tee, waits until the host saved the
+// checkpoint, then completes what B has: the manifest alone after the
+// tee, the whole checkpoint otherwise; the guest reads a second tar
+// stream either way. B never gets a manifest for a checkpoint the host
+// did not save, so it restores nothing: the caller stops it.
+func sendWhenSaved(ctx context.Context, conn net.Conn, gst *guest, p *progress, rg restoreGuest) error {
+	if rg.tee != nil {
+		select {
+		case rg.tee <- conn:
+		default:
+		}
+	}
+	var s savedImages
+	select {
+	case s = <-rg.saved:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := s.set.Verify(gst.compat()); err != nil {
+		return err
+	}
+	p.printf("restoring %s in guest B, booted during the dump", s.set.Dir)
+	if s.teed {
+		if err := images.WriteTarFiles(conn, s.set.Dir, []string{images.ManifestName}); err != nil {
+			return fmt.Errorf("send the manifest to the guest: %w", err)
+		}
+		return nil
+	}
+	if err := images.WriteTar(conn, s.set.Dir); err != nil {
+		return fmt.Errorf("send the images to the guest: %w", err)
+	}
+	if err := tar.NewWriter(conn).Close(); err != nil {
+		return fmt.Errorf("send the images to the guest: %w", err)
+	}
+	return nil
+}
+
+// bestEffortWriter writes to w until a write fails, then drops the rest:
+// the tee into guest B must never fail the save on the host.
+type bestEffortWriter struct {
+	w      io.Writer
+	failed bool
+}
+
+func (b *bestEffortWriter) Write(p []byte) (int, error) {
+	if !b.failed {
+		if _, err := b.w.Write(p); err != nil {
+			b.failed = true
+		}
+	}
+	return len(p), nil
 }

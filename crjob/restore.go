@@ -51,7 +51,7 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 		if early != nil {
 			p = early.paths
 		}
-		if p, err = d.receiveImages(cp, early != nil, p); err != nil || cp.Error != "" {
+		if p, err = d.receiveImages(cp, early != nil, p, true); err != nil || cp.Error != "" {
 			return errors.Join(err, send())
 		}
 		set, err := images.Open(p.images)
@@ -81,7 +81,7 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 		return send()
 	}
 	if !o.ManifestFromImages {
-		if p, err = d.receiveImages(cp, false, p); err != nil || cp.Error != "" {
+		if p, err = d.receiveImages(cp, false, p, false); err != nil || cp.Error != "" {
 			return errors.Join(err, send())
 		}
 	}
@@ -136,7 +136,11 @@ func Restore(ctx context.Context, d *Deps, o agentapi.RestoreOptions, loadModule
 
 // receiveImages gets the images from the host and checks them against
 // their manifest. Damaged images are a result, in cp.Error, not an error.
-func (d *Deps) receiveImages(cp *reports.Checkpoint, prepared bool, p paths) (paths, error) {
+//
+// With twoStreams (a job given before the checkpoint existed), the host
+// sends two tar streams: the images as they reached it, then the manifest
+// once it saved them (or the whole checkpoint, then nothing).
+func (d *Deps) receiveImages(cp *reports.Checkpoint, prepared bool, p paths, twoStreams bool) (paths, error) {
 	if !prepared {
 		var err error
 		if p, err = newPaths(d.root()); err != nil {
@@ -146,6 +150,11 @@ func (d *Deps) receiveImages(cp *reports.Checkpoint, prepared bool, p paths) (pa
 	d.Host.Progress(agentapi.StageReceiveImages, "waiting for the images")
 	if err := d.Host.ReceiveImages(p.images); err != nil {
 		return p, err
+	}
+	if twoStreams {
+		if err := d.Host.ReceiveImages(p.images); err != nil {
+			return p, err
+		}
 	}
 	set, err := images.Open(p.images)
 	if err == nil {
