@@ -453,18 +453,10 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		h.tee = tee
 		restoring = startRestore(ctx, deps, o.guest, gst, nil, p, restoreGuest{ahead: ahead, sw: sw, saved: saved, tee: tee, bundle: o.bundle != nil, workload: w})
 	}
-	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, h.handle)
+	r, err := gst.runCheckpointJob(ctx, deps, &o.guest, p, job, h.handle)
 	if err != nil {
-		reportGuestError(deps, err)
-		return guestRunError(err, o.guest.Timeout)
+		return err
 	}
-	r := res.Report
-	if r == nil || r.Checkpoint == nil {
-		return errors.New("guest agent finished without sending a checkpoint report")
-	}
-	r.Command = "checkpoint"
-	gst.fillTarget(r)
-	r.Findings = append(r.Findings, gst.bootFinding(res))
 	cp := r.Checkpoint
 	cp.WantRestore = !o.NoRestore
 	cp.DumpLog = h.dumpLog

@@ -372,6 +372,24 @@ func (g *guest) bootSpec(o *guestOptions, p *progress) vm.BootSpec {
 	}
 }
 
+// runCheckpointJob boots the guest for a checkpoint job and returns its
+// report, completed with the target and how the guest ran.
+func (g *guest) runCheckpointJob(ctx context.Context, deps *Deps, o *guestOptions, p *progress, job agentapi.Job, handle func(*vm.VM, agentapi.Event) error) (*reports.Report, error) {
+	res, err := vm.RunWith(ctx, g.bootSpec(o, p), job, handle)
+	if err != nil {
+		reportGuestError(deps, err)
+		return nil, guestRunError(err, o.Timeout)
+	}
+	r := res.Report
+	if r == nil || r.Checkpoint == nil {
+		return nil, errors.New("guest agent finished without sending a checkpoint report")
+	}
+	r.Command = "checkpoint"
+	g.fillTarget(r)
+	r.Findings = append(r.Findings, g.bootFinding(res))
+	return r, nil
+}
+
 // bootFinding records how the guest ran, with the qemu command line as
 // evidence, so that a JSON report says what was booted and how.
 func (g *guest) bootFinding(res *vm.Result) reports.Finding {

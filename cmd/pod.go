@@ -3,7 +3,6 @@ package cmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -230,18 +229,10 @@ func runPodCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *podC
 	p.printf("booting the guest under %s to run pod %s and %s", gst.accel.Name, o.pod.Name, what)
 	job := agentapi.Job{Kind: agentapi.JobPod, Fix: o.AutoFix, Verbose: o.guest.Verbose, Options: jobOpts}
 	h := &podEvents{checkpointEvents: checkpointEvents{ctx: ctx, p: p, dir: o.ImagesDir, includes: includes}, podDir: o.ImagesDir, sets: map[string]*images.Set{}}
-	res, err := vm.RunWith(ctx, gst.bootSpec(&o.guest, p), job, h.handle)
+	r, err := gst.runCheckpointJob(ctx, deps, &o.guest, p, job, h.handle)
 	if err != nil {
-		reportGuestError(deps, err)
-		return guestRunError(err, o.guest.Timeout)
+		return err
 	}
-	r := res.Report
-	if r == nil || r.Checkpoint == nil {
-		return errors.New("guest agent finished without sending a checkpoint report")
-	}
-	r.Command = "checkpoint"
-	gst.fillTarget(r)
-	r.Findings = append(r.Findings, gst.bootFinding(res))
 	cp := r.Checkpoint
 	cp.DumpLog = h.dumpLog
 	if o.Container == "" {
