@@ -72,7 +72,7 @@ guest-kernel:
 # than 6.13: the CRIU 4.1 vDSO case), and Kata's guest kernel built from the
 # fixture fragments on Debian's linux-source-6.12, with kata-cr's CRIU
 # fragment and stock (kata-cr kernel build caches both: once per machine,
-# about 14 + 4 minutes on 2 CPUs; nothing to do the next time).
+# about 14 minutes each on 2 CPUs; nothing to do the next time).
 KATA_FRAGMENTS := kernel/testdata/kata-fragments
 guest-kernels:
 	scripts/fetch-kernel.sh 6.1
