@@ -20,10 +20,13 @@ const truthFile = "../docs/corpus-truth.md"
 // either restored and verified by its own probe or predicted unfixable and
 // left running; and the cell's table must be the committed one, byte for
 // byte (make corpus-truth regenerates it when CRIU or kata-cr change).
+// The cells run in parallel, as many at once as go test's -parallel
+// (GOMAXPROCS): one guest per core, as kata-cr gate runs them.
 func TestCorpus(t *testing.T) {
 	for _, cell := range corpus.Cells {
 		t.Run(cell.Name, func(t *testing.T) {
 			needGuest(t, cell.KernelVersion)
+			t.Parallel()
 			truth, err := os.ReadFile(truthFile)
 			if err != nil {
 				t.Fatalf("read the truth table: %v (make corpus-truth writes it)", err)
