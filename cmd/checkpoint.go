@@ -408,21 +408,11 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	if err != nil {
 		return err
 	}
-	co := agentapi.CheckpointOptions{
-		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
-		NoRestart: o.NoRestart, AcceptLoss: o.AcceptLoss, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove, PreDumps: o.PreDumps,
-		VerifyExecBefore: o.VerifyExecBefore.Argvs(), VerifyExec: o.VerifyExec.Argvs(),
-		Bundle: o.bundleOptions(),
-	}
-	if checkpointJobHook != nil {
-		checkpointJobHook(&co)
-	}
-	jobOpts, err := json.Marshal(co)
+	job, err := o.job()
 	if err != nil {
 		return err
 	}
 	p.printf("booting guest A under %s to checkpoint %s", gst.accel.Name, w.Name)
-	job := agentapi.Job{Kind: agentapi.JobCheckpoint, Fix: o.AutoFix, Verbose: o.guest.Verbose, Options: jobOpts}
 	includes, err := o.guest.includeRecords()
 	if err != nil {
 		return err
@@ -432,43 +422,24 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 	}
 	overlap, overlapWhy := decideOverlap(o.Overlap, gst.accel, o.NoRestore, hostCPUs())
 	sw := newStopwatch()
-	var ahead *aheadGuest
+	h := &checkpointEvents{ctx: ctx, p: p, dir: o.ImagesDir, includes: includes, bundle: o.bundle, sw: sw}
+	var restoring *pendingRestore
 	if overlap {
-		if ahead, err = bootAhead(ctx, gst.bootSpec(&o.guest, p), p); err != nil {
+		ahead, err := bootAhead(ctx, gst.bootSpec(&o.guest, p), p)
+		if err != nil {
 			reportGuestError(deps, err)
 			return guestRunError(err, o.guest.Timeout)
 		}
 		defer ahead.close()
-	}
-	h := &checkpointEvents{ctx: ctx, p: p, dir: o.ImagesDir, includes: includes, bundle: o.bundle, sw: sw}
-	var restoring *pendingRestore
-	defer func() { restoring.stop() }()
-	if ahead != nil {
-		// Guest B gets its job as soon as it is up and gets ready; the
-		// images follow as soon as they are saved, while guest A still
-		// sends its report and powers off.
-		saved := make(chan savedImages, 1)
-		tee := make(chan io.Writer, 1)
-		h.onSaved = func(set *images.Set, teed bool) { saved <- savedImages{set: set, teed: teed} }
-		h.tee = tee
-		restoring = startRestore(ctx, deps, o.guest, gst, nil, p, restoreGuest{ahead: ahead, sw: sw, saved: saved, tee: tee, bundle: o.bundle != nil, workload: w})
+		restoring = o.restoreAhead(ctx, deps, gst, p, h, ahead, w)
+		defer restoring.stop()
 	}
 	r, err := gst.runCheckpointJob(ctx, deps, &o.guest, p, job, h.handle)
 	if err != nil {
 		return err
 	}
 	cp := r.Checkpoint
-	cp.WantRestore = !o.NoRestore
-	cp.DumpLog = h.dumpLog
-	if cp.Timing != nil {
-		cp.Timing.Overlap, cp.Timing.OverlapReason = overlap, overlapWhy
-		sw.fill(cp.Timing)
-	}
-	if b := h.bench; b != nil {
-		r.Findings = append(r.Findings, benchFinding(b))
-		cp.Bench = &reports.Bench{KataCRDumpSeconds: b.KataCRDump, KataCRRestoreSeconds: b.KataCRRestore,
-			RawDumpSeconds: b.RawDump, RawRestoreSeconds: b.RawRestore, RawDumpCommand: b.RawDumpCommand}
-	}
+	o.record(r, h, sw, overlap, overlapWhy)
 	saved := h.saved
 	if cp.DumpOK && saved == nil {
 		r.Findings = append(r.Findings, notSavedFinding(cp, h.saveErr, o.ImagesDir))
@@ -500,6 +471,53 @@ func runCheckpoint(ctx context.Context, deps *Deps, g *globalOptions, o *checkpo
 		sw.fill(cp.Timing)
 	}
 	return render(deps, g, r)
+}
+
+// restoreAhead gives guest B, booted ahead, its restore job as soon as it
+// is up and gets ready; the images follow as they reach the host, and the
+// manifest once they are saved, while guest A still sends its report and
+// powers off.
+func (o *checkpointOptions) restoreAhead(ctx context.Context, deps *Deps, gst *guest, p *progress, h *checkpointEvents, ahead *aheadGuest, w container.Workload) *pendingRestore {
+	saved := make(chan savedImages, 1)
+	tee := make(chan io.Writer, 1)
+	h.onSaved = func(set *images.Set, teed bool) { saved <- savedImages{set: set, teed: teed} }
+	h.tee = tee
+	return startRestore(ctx, deps, o.guest, gst, nil, p, restoreGuest{ahead: ahead, sw: h.sw, saved: saved, tee: tee, bundle: o.bundle != nil, workload: w})
+}
+
+// job is the checkpoint job guest A runs.
+func (o *checkpointOptions) job() (agentapi.Job, error) {
+	co := agentapi.CheckpointOptions{
+		Workload: o.Workload, Command: o.Command, Terminal: o.Terminal, RuntimeSetsid: o.RuntimeSetsid,
+		NoRestart: o.NoRestart, AcceptLoss: o.AcceptLoss, LeaveRunning: o.LeaveRunning, Bench: o.Bench, Prove: o.Prove, PreDumps: o.PreDumps,
+		VerifyExecBefore: o.VerifyExecBefore.Argvs(), VerifyExec: o.VerifyExec.Argvs(),
+		Bundle: o.bundleOptions(),
+	}
+	if checkpointJobHook != nil {
+		checkpointJobHook(&co)
+	}
+	jobOpts, err := json.Marshal(co)
+	if err != nil {
+		return agentapi.Job{}, fmt.Errorf("encode the checkpoint job: %w", err)
+	}
+	return agentapi.Job{Kind: agentapi.JobCheckpoint, Fix: o.AutoFix, Verbose: o.guest.Verbose, Options: jobOpts}, nil
+}
+
+// record completes guest A's report with what the host saw: whether a
+// restore follows, the dump log, the timing and the benchmark.
+func (o *checkpointOptions) record(r *reports.Report, h *checkpointEvents, sw *stopwatch, overlap bool, overlapWhy string) {
+	cp := r.Checkpoint
+	cp.WantRestore = !o.NoRestore
+	cp.DumpLog = h.dumpLog
+	if cp.Timing != nil {
+		cp.Timing.Overlap, cp.Timing.OverlapReason = overlap, overlapWhy
+		sw.fill(cp.Timing)
+	}
+	if b := h.bench; b != nil {
+		r.Findings = append(r.Findings, benchFinding(b))
+		cp.Bench = &reports.Bench{KataCRDumpSeconds: b.KataCRDump, KataCRRestoreSeconds: b.KataCRRestore,
+			RawDumpSeconds: b.RawDump, RawRestoreSeconds: b.RawRestore, RawDumpCommand: b.RawDumpCommand}
+	}
 }
 
 // checkpointEvents handles what guest A sends while it checkpoints: it
