@@ -293,11 +293,11 @@ func TestFaultCRIUKilled(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "images")
 	code, r := runCheckpointVM(t, "checkpoint", "counter", "--auto-fix", "--no-restore", "--images-dir", dir)
 	c := r.Checkpoint
+	if f := guestFindings(r)["checkpoint.fault"]; f.Status != reports.Warn || strings.Contains(f.Summary, "no criu") {
+		t.Fatalf("checkpoint.fault: %s %q %q: the fault was not injected", f.Status, f.Summary, f.Evidence)
+	}
 	if code != ExitCheckFailed || c.DumpOK {
 		t.Fatalf("exit %d, dump ok %v: want a failed dump", code, c.DumpOK)
-	}
-	if f := guestFindings(r)["checkpoint.fault"]; f.Status != reports.Warn || strings.Contains(f.Summary, "no criu") {
-		t.Fatalf("checkpoint.fault: %s %q: the fault was not injected", f.Status, f.Summary)
 	}
 	if c.WorkloadRunning == nil || !*c.WorkloadRunning {
 		t.Fatalf("workload_running %v after CRIU was killed, want true", c.WorkloadRunning)
