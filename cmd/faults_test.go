@@ -283,7 +283,8 @@ func TestFaultImagesDirFull(t *testing.T) {
 }
 
 // TestFaultCRIUKilled: CRIU is killed in the guest in the middle of the
-// dump. The dump fails, the workload is thawed and carries on (its
+// dump, at its post-dump notification (images written, the tree stopped
+// under its hold). The dump fails, the workload is thawed and carries on (its
 // counter moves on from the value before the dump), and nothing looks
 // like a checkpoint.
 func TestFaultCRIUKilled(t *testing.T) {

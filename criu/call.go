@@ -29,14 +29,15 @@ const DefaultFreezeTimeout = 30 * time.Second
 var ErrHung = errors.New("criu did not answer within its time limit")
 
 // call sends one dump or restore request to `criu swrk` and answers CRIU's
-// notifications with onNotify until the final answer. CRIU runs in a
+// notifications with onNotify (given CRIU's pid) until the final answer.
+// CRIU runs in a
 // process group of its own. The call's time limit is ctx's deadline
 // (DefaultCallLimit without one); only the limit ends it early, not ctx's
 // cancellation, since a dump or restore stopped midway could leave the tree
 // half done. When the limit passes, the group is killed and the error is
 // ErrHung. keep are files CRIU must find at their own numbers
 // (--inherit-fd).
-func (b *Binary) call(ctx context.Context, req *rpc.CriuReq, onNotify func(*rpc.CriuNotify) error, keep []*os.File) (*rpc.CriuResp, time.Duration, error) {
+func (b *Binary) call(ctx context.Context, req *rpc.CriuReq, onNotify func(n *rpc.CriuNotify, criuPID int) error, keep []*os.File) (*rpc.CriuResp, time.Duration, error) {
 	limit := DefaultCallLimit
 	if dl, ok := ctx.Deadline(); ok {
 		limit = time.Until(dl)
@@ -75,7 +76,7 @@ func (b *Binary) call(ctx context.Context, req *rpc.CriuReq, onNotify func(*rpc.
 	}
 	resp, ioErr := swrkExchange(local, req)
 	for ioErr == nil && resp.GetType() == rpc.CriuReqType_NOTIFY {
-		nerr := onNotify(resp.GetNotify())
+		nerr := onNotify(resp.GetNotify(), cmd.Process.Pid)
 		resp, ioErr = swrkExchange(local, &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(nerr == nil)})
 	}
 	local.Close()

@@ -58,6 +58,11 @@ type DumpOpts struct {
 	// ImagesDir (--prev-images-dir): CRIU links it as ImagesDir/parent and
 	// does not write again the pages unchanged since.
 	ParentDir string
+	// AtPostDump, when set, is called with CRIU's pid at its post-dump
+	// notification: the images are written and CRIU still holds the tree
+	// stopped, waiting for the answer. kata-cr's fault tests kill CRIU
+	// there.
+	AtPostDump func(criuPID int)
 	// Set holds the CRIU options (--leave-running, --file-locks,
 	// --external...); its DumpArgs are them as criu words.
 	criuopt.Set
@@ -214,9 +219,12 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	// never fails the dump: a notification error would abort it.
 	var tree []Process
 	var treeErr error
-	notify := func(n *rpc.CriuNotify) error {
+	notify := func(n *rpc.CriuNotify, criuPID int) error {
 		if n.GetScript() == "post-dump" {
 			tree, treeErr = LiveTree(procRoot, o.PID)
+			if o.AtPostDump != nil {
+				o.AtPostDump(criuPID)
+			}
 		}
 		return nil
 	}
@@ -245,7 +253,7 @@ func (b *Binary) PreDump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	}
 	defer dirs.close()
 	opts.NotifyScripts = proto.Bool(false)
-	_, d, err := b.call(ctx, &rpc.CriuReq{Type: rpc.CriuReqType_PRE_DUMP.Enum(), Opts: opts}, func(*rpc.CriuNotify) error { return nil }, nil)
+	_, d, err := b.call(ctx, &rpc.CriuReq{Type: rpc.CriuReqType_PRE_DUMP.Enum(), Opts: opts}, func(*rpc.CriuNotify, int) error { return nil }, nil)
 	if err != nil {
 		return nil, newError("pre-dump", dirs.logPath, err)
 	}

@@ -101,7 +101,7 @@ func (b *Binary) Restore(ctx context.Context, o RestoreOpts) (*RestoreResult, er
 	// asked for: each is a round trip between CRIU and kata-cr in the
 	// middle of the restore, and a raw `criu restore` has none.
 	var pid int32
-	notify := func(n *rpc.CriuNotify) error {
+	notify := func(n *rpc.CriuNotify, _ int) error {
 		if n.GetScript() == "post-restore" {
 			pid = n.GetPid()
 		}

@@ -308,9 +308,9 @@ func (j *cpJob) dump(ctx context.Context, cr CRIU, do criu.DumpOpts, expect bool
 	h := j.d.Host
 	h.Progress(agentapi.StageFreeze, "criu dump %s", strings.Join(j.cp.DumpOptions, " "))
 	dctx, cancel := context.WithTimeout(ctx, dumpTimeout)
-	stopFault := j.injectFault(dctx)
+	recordFault := j.injectFault(&do)
 	res, err := cr.Dump(dctx, do)
-	stopFault()
+	recordFault()
 	cancel()
 	matched := (err == nil) == expect
 	j.cp.PredictionMatched = &matched

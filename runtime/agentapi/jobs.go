@@ -139,5 +139,6 @@ type ImagesSaved struct {
 // Fault is a failure a checkpoint job injects into itself.
 type Fault string
 
-// FaultKillCRIU kills CRIU (SIGKILL) once the dump has started.
+// FaultKillCRIU kills CRIU (SIGKILL) in the middle of the dump, at its
+// post-dump notification, while it holds the tree stopped.
 const FaultKillCRIU Fault = "kill-criu-during-dump"
