@@ -135,8 +135,18 @@ func main() {
 	}
 }
 
+// uptime is the kernel's CLOCK_BOOTTIME in seconds.
+func uptime() float64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) != nil {
+		return 0
+	}
+	return float64(ts.Nano()) / 1e9
+}
+
 func run() error {
 	start := time.Now()
+	boot := &agentapi.BootProfile{AgentStart: uptime()}
 	root := "initramfs"
 	if err := guest.SwitchRoot(); err != nil {
 		// The agent can still report; a job that runs a workload
@@ -145,6 +155,7 @@ func run() error {
 	} else {
 		root = "tmpfs"
 	}
+	boot.RootSwitched = uptime()
 	guest.EnsurePath()
 	m, err := readManifest(agentapi.ManifestPath)
 	if err != nil {
@@ -163,14 +174,16 @@ func run() error {
 	if len(loaded) > 0 {
 		log.Printf("loaded %v", loaded)
 	}
+	boot.ModulesLoaded = uptime()
 	s, err := guest.Open(m, start)
 	if err != nil {
 		return err
 	}
+	boot.PortOpen = uptime()
 	defer s.Close()
 	s.Release, s.Root, s.Machine = release, root, unix.ByteSliceToString(uts.Machine[:])
 	if err := s.Send(agentapi.Event{Kind: agentapi.EventHello, Agent: &agentapi.AgentInfo{
-		Version: version, KernelRelease: release, Root: root,
+		Version: version, KernelRelease: release, Root: root, Boot: boot,
 	}}); err != nil {
 		return err
 	}

@@ -132,6 +132,18 @@ type AgentInfo struct {
 	// Root says what the agent's root file system is ("tmpfs" once it has
 	// left the initramfs).
 	Root string `json:"root"`
+	// Boot is the guest's own clock at the agent's start-up stages.
+	Boot *BootProfile `json:"boot,omitempty"`
+}
+
+// BootProfile is the guest kernel's uptime (CLOCK_BOOTTIME, seconds) at
+// each stage of the agent's start: what the kernel and u-root's init
+// took, then the agent's own steps until its hello.
+type BootProfile struct {
+	AgentStart    float64 `json:"agent_start_s"`
+	RootSwitched  float64 `json:"root_switched_s"`
+	ModulesLoaded float64 `json:"modules_loaded_s"`
+	PortOpen      float64 `json:"port_open_s"`
 }
 
 // maxLine bounds one JSON line, so a broken peer cannot make the reader
