@@ -17,9 +17,9 @@ import (
 // newRoot is where the tmpfs root is assembled.
 const newRoot = "/.kata-cr-root"
 
-// mountsToMove are the file systems u-root's init mounted, moved under the
-// new root with everything mounted below them.
-var mountsToMove = []string{"/dev", "/proc", "/sys", "/tmp"}
+// mountsToMove are the file systems u-root's init and the agent mounted,
+// moved under the new root with everything mounted below them.
+var mountsToMove = []string{"/dev", "/proc", "/sys", "/tmp", "/run"}
 
 // SwitchRoot moves the agent off the initramfs root, as switch_root does:
 // CRIU cannot dump files that live on rootfs ("Can't lookup mount=1 for
@@ -64,16 +64,16 @@ func SwitchRoot() error {
 	if err := os.Chdir("/"); err != nil {
 		return fmt.Errorf("switch root: %w", err)
 	}
-	mountRun()
 	return nil
 }
 
-// mountRun gives the guest a tmpfs on /run, as a Kata guest's systemd
+// MountRun gives the guest a tmpfs on /run, as a Kata guest's systemd
 // does. CRIU keeps what it learnt about the kernel there (criu.kdat, only
 // on a tmpfs): without it every criu invocation probes the kernel again,
 // a quarter of a second each under TCG, inside every dump's freeze. A
-// guest without it still works, only slower.
-func mountRun() {
+// guest without it still works, only slower. The agent mounts it first
+// thing; SwitchRoot moves it along.
+func MountRun() {
 	if err := os.MkdirAll("/run", 0o755); err != nil {
 		return
 	}
