@@ -68,7 +68,8 @@ func ratioLine(what string, got, floor float64, floorWhat string, target float64
 }
 
 // BenchmarkCheckpointCounter checkpoints the counter with a restore in a
-// fresh guest (--overlap as kata-cr decides) and reports its freeze,
+// fresh guest (--overlap as kata-cr decides), booted and started from VM
+// templates (--vm-template), and reports its freeze,
 // downtime and end-to-end time next to their floors from the same
 // iteration: a raw `criu dump` + `criu restore` of the same workload with
 // the same options in an already booted guest (--bench, which also times
@@ -76,13 +77,20 @@ func ratioLine(what string, got, floor float64, floorWhat string, target float64
 // same kernel.
 func BenchmarkCheckpointCounter(b *testing.B) {
 	needGuest(b, "6.1")
-	var freeze, down, e2e, rawDump, rawRestore, kcRestore, bRestore, bare float64
+	var freeze, down, e2e, rawDump, rawRestore, kcRestore, bRestore, bare, tplDown, tplE2E float64
 	n := 0
+	// The guests started from a VM template come from one saved here,
+	// before the iterations.
+	checkpointJSON(b, "counter", "--auto-fix", "--vm-template")
 	for b.Loop() {
 		r := checkpointJSON(b, "counter", "--auto-fix")
 		c := r.Checkpoint
 		if !c.Verified || c.Timing.DowntimeSeconds <= 0 {
 			b.Fatalf("not verified (%s) or no downtime: %+v", c.Error, c.Timing)
+		}
+		tc := checkpointJSON(b, "counter", "--auto-fix", "--vm-template").Checkpoint
+		if !tc.Verified {
+			b.Fatalf("--vm-template: not verified: %s", tc.Error)
 		}
 		rb := checkpointJSON(b, "counter", "--auto-fix", "--no-restore", "--bench")
 		bn := rb.Checkpoint.Bench
@@ -90,9 +98,11 @@ func BenchmarkCheckpointCounter(b *testing.B) {
 			b.Fatalf("no benchmark in the report: %+v", guestFindings(rb)["checkpoint.bench"])
 		}
 		bb := bareBoot(b, r.Target.Accelerator) + bareBoot(b, r.Target.Accelerator)
-		b.Logf("iteration %d: freeze %.2fs, downtime %.2fs, end to end %.2fs (overlap %v: %s); raw dump %.2fs, raw restore %.2fs, kata-cr restore %.2fs; two bare boots %.2fs",
+		b.Logf("iteration %d: freeze %.2fs, downtime %.2fs, end to end %.2fs (overlap %v: %s); from VM templates: downtime %.2fs, end to end %.2fs; raw dump %.2fs, raw restore %.2fs, kata-cr restore %.2fs; two bare boots %.2fs",
 			n+1, c.Timing.FreezeSeconds, c.Timing.DowntimeSeconds, c.Timing.EndToEndSeconds, c.Timing.Overlap, c.Timing.OverlapReason,
-			bn.RawDumpSeconds, bn.RawRestoreSeconds, bn.KataCRRestoreSeconds, bb)
+			tc.Timing.DowntimeSeconds, tc.Timing.EndToEndSeconds, bn.RawDumpSeconds, bn.RawRestoreSeconds, bn.KataCRRestoreSeconds, bb)
+		tplDown += tc.Timing.DowntimeSeconds
+		tplE2E += tc.Timing.EndToEndSeconds
 		freeze += c.Timing.FreezeSeconds
 		down += c.Timing.DowntimeSeconds
 		e2e += c.Timing.EndToEndSeconds
@@ -105,6 +115,7 @@ func BenchmarkCheckpointCounter(b *testing.B) {
 	}
 	f := float64(n)
 	freeze, down, e2e, rawDump, rawRestore, kcRestore, bRestore, bare = freeze/f, down/f, e2e/f, rawDump/f, rawRestore/f, kcRestore/f, bRestore/f, bare/f
+	tplDown, tplE2E = tplDown/f, tplE2E/f
 	b.ReportMetric(freeze, "freeze-s")
 	b.ReportMetric(down, "downtime-s")
 	b.ReportMetric(e2e, "end-to-end-s")
@@ -113,10 +124,14 @@ func BenchmarkCheckpointCounter(b *testing.B) {
 	b.ReportMetric(kcRestore, "katacr-restore-s")
 	b.ReportMetric(down/(rawDump+rawRestore), "x-downtime")
 	b.ReportMetric(e2e/(bare+rawDump+rawRestore), "x-end-to-end")
+	b.ReportMetric(tplDown/(rawDump+rawRestore), "x-downtime-template")
+	b.ReportMetric(tplE2E/(bare+rawDump+rawRestore), "x-end-to-end-template")
 	b.ReportMetric(kcRestore/rawRestore, "x-restore")
 	b.ReportMetric(bRestore/rawRestore, "x-restore-guest-b")
 	b.Logf("%s", ratioLine("downtime", down, rawDump+rawRestore, "raw dump + raw restore", targetDowntime))
 	b.Logf("%s", ratioLine("end to end", e2e, bare+rawDump+rawRestore, "2 bare boots + raw dump + raw restore", targetEndToEnd))
+	b.Logf("%s", ratioLine("with --vm-template: downtime", tplDown, rawDump+rawRestore, "raw dump + raw restore", targetDowntime))
+	b.Logf("%s", ratioLine("with --vm-template: end to end", tplE2E, bare+rawDump+rawRestore, "2 bare boots + raw dump + raw restore", targetEndToEnd))
 	b.Logf("%s", ratioLine("restore", kcRestore, rawRestore, "raw restore", targetRestore))
 	// The restore that counts, in fresh guest B, next to the same raw
 	// restore (in guest A, after the dumps).

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +59,8 @@ type guestOptions struct {
 	// Verbose prints progress and the qemu command line even when stderr
 	// is not a terminal.
 	Verbose bool
+	// VMTemplate starts guests from VM templates (--vm-template).
+	VMTemplate bool
 }
 
 // addFlags registers the flags of building and booting a guest on f.
@@ -69,6 +72,7 @@ func (o *guestOptions) addFlags(f *pflag.FlagSet, withShared bool) {
 	f.DurationVar(&o.Timeout, "timeout", 0, "give up on the guest after this long (default 5m)")
 	f.IntVar(&o.MemoryMB, "memory", 0, "guest memory in `MB` (default 1024)")
 	f.IntVar(&o.CPUs, "cpus", 0, "guest vCPUs (default 1)")
+	f.BoolVar(&o.VMTemplate, "vm-template", false, "start the guest from a VM template, as Kata's VM factory does (enable_template): the first guest of a configuration is saved when its agent is up, later ones start from that snapshot instead of booting. Clones share the template's kernel memory (its address layout); their clock and random pool are renewed")
 }
 
 // addBuildFlags registers the flags that say what goes into the guest
@@ -370,10 +374,14 @@ func pickAccel(ctx context.Context, want string, k *kernel.Guest, cacheDir strin
 
 // bootSpec is how to boot g.
 func (g *guest) bootSpec(o *guestOptions, p *progress) vm.BootSpec {
-	return vm.BootSpec{
+	spec := vm.BootSpec{
 		Kernel: g.kernel.Image, Initrd: g.image, Accel: g.accel,
 		MemoryMB: o.MemoryMB, CPUs: o.CPUs, Logf: p.debugf, Shares: g.shares,
 	}
+	if o.VMTemplate {
+		spec.TemplateDir = filepath.Join(g.cacheDir, "vm-templates")
+	}
+	return spec
 }
 
 // runCheckpointJob boots the guest for a checkpoint job and returns its
@@ -418,6 +426,20 @@ func (g *guest) bootFinding(res *vm.Result) reports.Finding {
 	}
 	if a := res.Agent; a != nil {
 		f.Evidence = append(f.Evidence, fmt.Sprintf("agent: %s on a %s root", a.Version, a.Root))
+	}
+	if t := res.Template; t != nil {
+		switch {
+		case t.Cloned:
+			f.Summary = fmt.Sprintf("guest kernel %s started under %s from a VM template in %s (loaded in %.2fs); the job took %s",
+				g.kernel.Release, strings.ToUpper(g.accel.Name), res.Boot.Round(10*time.Millisecond), t.Seconds,
+				(res.Total - res.Boot).Round(100*time.Millisecond))
+			f.Evidence = append(f.Evidence, "VM template: started from "+t.Path)
+		case t.Saved:
+			f.Evidence = append(f.Evidence, fmt.Sprintf("VM template: saved as %s in %.2fs, once the agent was up", t.Path, t.Seconds))
+		}
+		if t.Note != "" {
+			f.Evidence = append(f.Evidence, "VM template: "+t.Note)
+		}
 	}
 	return f
 }

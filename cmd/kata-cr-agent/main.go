@@ -176,9 +176,7 @@ func run() error {
 	boot.PortOpen = uptime()
 	defer s.Close()
 	s.Release, s.Root, s.Machine = release, guest.RootInitramfs, unix.ByteSliceToString(uts.Machine[:])
-	if err := s.Send(agentapi.Event{Kind: agentapi.EventHello, Agent: &agentapi.AgentInfo{
-		Version: version, KernelRelease: release, Root: s.Root, Boot: boot,
-	}}); err != nil {
+	if err := s.Hello(agentapi.AgentInfo{Version: version, KernelRelease: release, Root: s.Root, Boot: boot}); err != nil {
 		return err
 	}
 	job, err := s.NextJob()

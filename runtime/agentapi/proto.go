@@ -77,7 +77,23 @@ const (
 	// saved them (Saved). Until it has the answer the agent keeps what it
 	// needs to put the workload back.
 	HostImagesSaved HostKind = "images-saved"
+	// HostHello wakes an agent in a guest started from a VM template: its
+	// hello went to the host that booted the template, so it says hello
+	// again (marked Clone), after setting the guest's clock and mixing
+	// the host's bytes into its random pool (Wake).
+	HostHello HostKind = "hello"
 )
+
+// Wake is what a guest started from a VM template needs from its host
+// before its job: the time (the template's clock stopped when it was
+// saved) and fresh bytes for the random pool (every clone starts from the
+// same one).
+type Wake struct {
+	// UnixNano is the host's wall clock.
+	UnixNano int64 `json:"unix_nano"`
+	// Entropy is mixed into the guest's random pool.
+	Entropy []byte `json:"entropy"`
+}
 
 // HostMessage is one line from the host to the agent.
 type HostMessage struct {
@@ -85,6 +101,8 @@ type HostMessage struct {
 	Job  *Job     `json:"job,omitempty"`
 	// Saved is the answer of an images-saved message.
 	Saved *ImagesSaved `json:"saved,omitempty"`
+	// Wake is the content of a hello message.
+	Wake *Wake `json:"wake,omitempty"`
 }
 
 // EventKind is the kind of an Event from the agent.
@@ -134,6 +152,11 @@ type AgentInfo struct {
 	Root string `json:"root"`
 	// Boot is the guest's own clock at the agent's start-up stages.
 	Boot *BootProfile `json:"boot,omitempty"`
+	// Clone is true for the hello of a guest started from a VM template:
+	// Boot is then the template's boot.
+	Clone bool `json:"clone,omitempty"`
+	// UnixNano is the guest's wall clock when it said hello.
+	UnixNano int64 `json:"unix_nano,omitempty"`
 }
 
 // BootProfile is the guest kernel's uptime (CLOCK_BOOTTIME, seconds) at

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
+	"golang.org/x/sys/unix"
 )
 
 // portWait bounds the wait for a virtio-serial port to appear once its
@@ -49,6 +50,8 @@ type Session struct {
 	start time.Time
 	// switchTried is set once EnsureTmpfsRoot tried to switch.
 	switchTried bool
+	// hello is what the agent said in its hello, said again on a wake.
+	hello agentapi.AgentInfo
 }
 
 // The roots the agent runs on.
@@ -83,17 +86,57 @@ func (s *Session) Send(ev agentapi.Event) error {
 	return nil
 }
 
-// NextJob reads the host's job.
+// Hello sends the agent's hello and keeps it for a wake (NextJob).
+func (s *Session) Hello(info agentapi.AgentInfo) error {
+	s.hello = info
+	info.UnixNano = time.Now().UnixNano()
+	return s.Send(agentapi.Event{Kind: agentapi.EventHello, Agent: &info})
+}
+
+// NextJob reads the host's job. A hello message before it wakes a guest
+// started from a VM template (wake), which says hello again.
 func (s *Session) NextJob() (agentapi.Job, error) {
 	var msg agentapi.HostMessage
-	if err := s.dec.Decode(&msg); err != nil {
-		return agentapi.Job{}, fmt.Errorf("read job: %w", err)
+	for {
+		msg = agentapi.HostMessage{}
+		if err := s.dec.Decode(&msg); err != nil {
+			return agentapi.Job{}, fmt.Errorf("read job: %w", err)
+		}
+		if msg.Kind != agentapi.HostHello {
+			break
+		}
+		if err := s.wake(msg.Wake); err != nil {
+			return agentapi.Job{}, err
+		}
 	}
 	if msg.Kind != agentapi.HostJob || msg.Job == nil {
 		return agentapi.Job{}, fmt.Errorf("expected a job from the host, got %q", msg.Kind)
 	}
 	s.Verbose = msg.Job.Verbose
 	return *msg.Job, nil
+}
+
+// wake sets the clock and stirs the random pool of a guest started from a
+// VM template, then says hello again as a clone.
+func (s *Session) wake(w *agentapi.Wake) error {
+	if w != nil {
+		if w.UnixNano > 0 {
+			ts := unix.NsecToTimespec(w.UnixNano)
+			if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+				log.Printf("set the clock: %v", err)
+			}
+		}
+		if len(w.Entropy) > 0 {
+			// Written bytes are mixed into the pool (not credited as
+			// entropy): enough for the clones to draw different numbers.
+			if err := os.WriteFile("/dev/urandom", w.Entropy, 0); err != nil {
+				log.Printf("stir the random pool: %v", err)
+			}
+		}
+	}
+	info := s.hello
+	info.Clone = true
+	return s.Hello(info)
 }
 
 // Progress tells the host (and the console) that the job reached a stage.

@@ -77,6 +77,11 @@ type BootSpec struct {
 	Logf func(format string, args ...any)
 	// Shares are host directories the guest mounts over virtio-9p.
 	Shares []Share
+	// TemplateDir, when set, keeps VM templates (template.go): a guest
+	// starts from the template of its configuration when there is one,
+	// and is saved as it at its hello when there is none. Interactive
+	// guests never use one.
+	TemplateDir string
 }
 
 // Share is a host directory shared with the guest over virtio-9p, the way
@@ -141,6 +146,12 @@ type VM struct {
 	// stays blocked handing over what nobody will read.
 	closed chan struct{}
 
+	// tpl is the guest's VM template (nil without BootSpec.TemplateDir),
+	// tplUse what became of it, qmpPath qemu's QMP socket.
+	tpl     *vmTemplate
+	tplUse  TemplateUse
+	qmpPath string
+
 	started time.Time
 	helloAt time.Time
 	hello   bool
@@ -152,9 +163,28 @@ type VM struct {
 }
 
 // Boot starts qemu and waits until it has connected the agent's control
-// channel. The guest is then booting; Next returns its events. The caller
-// must Close the VM on every path.
+// channel. The guest is then booting, or starting from its VM template;
+// Next returns its events. The caller must Close the VM on every path.
 func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
+	vm, err := boot(ctx, spec)
+	if !errors.Is(err, errTemplateLoad) {
+		return vm, err
+	}
+	// A template this qemu cannot load (another qemu build, a damaged
+	// file) is removed: the guest boots, and is saved as it again.
+	note := err.Error()
+	if vm != nil && vm.tpl != nil {
+		os.Remove(vm.tpl.path)
+	}
+	vm, err = boot(ctx, spec)
+	if vm != nil {
+		vm.logf("%s: removed it and booted the guest", note)
+		vm.tplUse.Note = note + ": removed it and booted the guest"
+	}
+	return vm, err
+}
+
+func boot(ctx context.Context, spec BootSpec) (*VM, error) {
 	if err := kernel.CheckImage(spec.Kernel); err != nil {
 		return nil, err
 	}
@@ -190,7 +220,26 @@ func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
 		return nil, err
 	}
 	vm.args = qemuArgs(spec, vm.console, ctlPath, dataPath)
+	if spec.TemplateDir != "" && !spec.Interactive {
+		if vm.tpl, err = openTemplate(qemu, spec); err != nil {
+			vm.tplUse.Note = "no VM template: " + err.Error()
+			vm.logf("%s", vm.tplUse.Note)
+		}
+	}
+	if vm.tpl != nil {
+		vm.tplUse.Path = vm.tpl.path
+		vm.qmpPath = filepath.Join(dir, "qmp.sock")
+		vm.args = append(vm.args, qmpArgs(vm.qmpPath)...)
+		if vm.tpl.file != nil {
+			// The template is the child's fd 3.
+			vm.args = append(vm.args, "-incoming", "fd:3")
+		}
+	}
 	vm.cmd = exec.Command(qemu, vm.args...)
+	if vm.tpl != nil && vm.tpl.file != nil {
+		vm.cmd.ExtraFiles = []*os.File{vm.tpl.file}
+		defer vm.tpl.file.Close()
+	}
 	vm.logf("qemu command line: %s", vm.CommandLine())
 	vm.cmd.Stderr = &vm.stderr
 	if spec.Interactive {
@@ -246,8 +295,30 @@ func Boot(ctx context.Context, spec BootSpec) (*VM, error) {
 	}
 	vm.enc = agentapi.NewEncoder(vm.ctl)
 	go vm.readEvents()
+	if vm.tpl != nil && vm.tpl.file != nil {
+		if err := vm.wakeClone(ctx); err != nil {
+			if errors.Is(err, errTemplateLoad) {
+				// Boot removes the template and boots again.
+				vm.Close()
+				ok = true
+				return vm, err
+			}
+			return nil, err
+		}
+		vm.logf("guest started from VM template %s in %s", vm.tpl.path, time.Duration(vm.tplUse.Seconds*float64(time.Second)).Round(10*time.Millisecond))
+	}
 	ok = true
 	return vm, nil
+}
+
+// Template says what the guest did with its VM template; nil when it had
+// none (no BootSpec.TemplateDir, an interactive guest).
+func (vm *VM) Template() *TemplateUse {
+	if vm.tpl == nil && vm.tplUse.Note == "" {
+		return nil
+	}
+	u := vm.tplUse
+	return &u
 }
 
 func withDefaults(spec BootSpec) BootSpec {
@@ -485,6 +556,9 @@ func (vm *VM) Next(ctx context.Context) (agentapi.Event, error) {
 				if !vm.hello {
 					vm.hello, vm.helloAt = true, time.Now()
 					vm.logf("agent up after %s", vm.helloAt.Sub(vm.started).Round(10*time.Millisecond))
+					if vm.tpl != nil && vm.tpl.file == nil {
+						vm.saveTemplate(ctx)
+					}
 				}
 			case agentapi.EventDone:
 				vm.done = true
@@ -708,6 +782,9 @@ type Result struct {
 	// Boot is the time from starting qemu to the agent's hello; Total
 	// runs until the agent's done.
 	Boot, Total time.Duration
+	// Template says what the guest did with its VM template, nil without
+	// one.
+	Template *TemplateUse
 	// Console is the end of the serial console.
 	Console []string
 }
@@ -759,6 +836,7 @@ func (vm *VM) WaitHello(ctx context.Context) error {
 // the agent sent. The caller still Closes the VM.
 func (vm *VM) Run(ctx context.Context, job agentapi.Job, handle func(*VM, agentapi.Event) error) (*Result, error) {
 	res := &Result{Args: vm.Args(), CommandLine: vm.CommandLine()}
+	defer func() { res.Template = vm.Template() }()
 	var jobErr error
 	if ev := vm.helloEv; ev != nil {
 		if handle != nil {
