@@ -38,6 +38,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kata-cr/kata-cr/internal/excerpt"
+	"github.com/kata-cr/kata-cr/internal/lru"
 	"github.com/kata-cr/kata-cr/kernel"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 	"github.com/kata-cr/kata-cr/runtime/vm"
@@ -709,20 +710,9 @@ func pruneImages(dir, current string, keep int) {
 	if err != nil || len(entries) <= keep {
 		return
 	}
-	type img struct {
-		path string
-		mod  time.Time
-	}
-	var imgs []img
-	for _, e := range entries {
-		if fi, err := os.Stat(e); err == nil {
-			imgs = append(imgs, img{e, fi.ModTime()})
-		}
-	}
-	sort.Slice(imgs, func(i, j int) bool { return imgs[i].mod.After(imgs[j].mod) })
-	for i, im := range imgs {
-		if i >= keep && im.path != current && time.Since(im.mod) > pruneGrace {
-			discard(im.path)
+	for _, p := range lru.Beyond(entries, keep, pruneGrace) {
+		if p != current {
+			discard(p)
 		}
 	}
 }

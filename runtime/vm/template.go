@@ -10,10 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/kata-cr/kata-cr/internal/lru"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
 )
 
@@ -281,27 +281,20 @@ func pruneTemplates(dir string, keep int) {
 	if err != nil {
 		return
 	}
-	type tpl struct {
-		path string
-		at   time.Time
-	}
-	var tpls []tpl
+	var tpls []string
 	for _, e := range entries {
 		info, err := e.Info()
 		if err != nil || !strings.HasSuffix(e.Name(), templateExt) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		if strings.HasPrefix(e.Name(), ".partial-") {
-			if time.Since(info.ModTime()) > saveLimit {
-				os.Remove(p)
-			}
-			continue
+		if !strings.HasPrefix(e.Name(), ".partial-") {
+			tpls = append(tpls, p)
+		} else if time.Since(info.ModTime()) > saveLimit {
+			os.Remove(p)
 		}
-		tpls = append(tpls, tpl{p, info.ModTime()})
 	}
-	slices.SortFunc(tpls, func(a, b tpl) int { return b.at.Compare(a.at) })
-	for i := keep; i < len(tpls); i++ {
-		os.Remove(tpls[i].path)
+	for _, p := range lru.Beyond(tpls, keep, 0) {
+		os.Remove(p)
 	}
 }
