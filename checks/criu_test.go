@@ -179,3 +179,69 @@ func TestCRIUChecksHost(t *testing.T) {
 		t.Errorf("criu.kernel-compat: %+v, want fail with the CRIU 4.1 fix", compat)
 	}
 }
+
+// fakeCRIU writes a shell script that answers like criu 3.17.1: its
+// --version, no swrk, `criu check --all` with allVerdict (exit 0 only for
+// "Looks good."), `--feature uffd` with an error and every other check
+// with success. Each check run appends its arguments to the trace file.
+func fakeCRIU(t *testing.T, allVerdict string) (path, trace string) {
+	t.Helper()
+	dir := t.TempDir()
+	trace = filepath.Join(dir, "trace")
+	script := fmt.Sprintf(`#!/bin/sh
+case "$1" in
+--version) echo "Version: 3.17.1"; exit 0;;
+swrk) exit 1;;
+esac
+log=; prev=
+for a; do [ "$prev" = --log-file ] && log=$a; prev=$a; done
+echo "$1 $2 $3" >> %s
+case "$2 $3" in
+"--all -v4") echo "(00.001) %s" > "$log"; [ "%s" = "Looks good." ]; exit $?;;
+"--feature uffd") echo "(00.001) Error (criu/cr-check.c:1): UFFD is not supported" > "$log"; exit 1;;
+"--feature "*) echo "(00.001) $3 is supported" > "$log"; exit 0;;
+*) echo "(00.001) Looks good." > "$log"; exit 0;;
+esac
+`, trace, allVerdict, allVerdict)
+	path = filepath.Join(dir, "criu")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path, trace
+}
+
+// TestCRIUCheckAll: when `criu check --all` looks good it answers every
+// criu check and feature at once; when it does not, each runs on its own
+// and says which failed.
+func TestCRIUCheckAll(t *testing.T) {
+	tests := []struct {
+		name, verdict string
+		runs          int
+		uffd          reports.Status
+	}{
+		{"all good", "Looks good.", 1, reports.Pass},
+		{"extra missing", "Looks good but some kernel features are missing\n(00.002) Error (criu/cr-check.c:2): UFFD is not supported", 1 + 3 + len(criuFeatures), reports.Fail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path, trace := fakeCRIU(t, tt.verdict)
+			b, err := criu.Find(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := runCRIUChecks(&Env{ProcRoot: "/proc", SysRoot: "/sys", Root: true, KernelRelease: "6.1.0", CRIU: b})
+			for _, id := range []string{"criu.check", "criu.check-extra", "criu.check-experimental", "criu.feature.ns_pid", "criu.feature.timens"} {
+				if m[id].Status != reports.Pass {
+					t.Errorf("%s: %+v, want pass", id, m[id])
+				}
+			}
+			if f := m["criu.feature.uffd"]; f.Status != tt.uffd {
+				t.Errorf("criu.feature.uffd: %+v, want %s", f, tt.uffd)
+			}
+			data, _ := os.ReadFile(trace)
+			if runs := strings.Count(string(data), "\n"); runs != tt.runs {
+				t.Errorf("criu ran %d checks, want %d:\n%s", runs, tt.runs, data)
+			}
+		})
+	}
+}
