@@ -177,6 +177,13 @@ func allGood(ctx context.Context, env *Env) (criu.CheckResult, bool) {
 	return res, err == nil && res.OK && res.Verdict == criuLooksGood
 }
 
+// categoryFlag is the `criu check` flag of each category.
+var categoryFlag = map[string]string{
+	criu.CategoryRequired:     "",
+	criu.CategoryExtra:        "--extra",
+	criu.CategoryExperimental: "--experimental",
+}
+
 // criuLooksGood is cr_check's verdict when every check it ran passed.
 const criuLooksGood = "Looks good."
 
@@ -192,7 +199,7 @@ func allGoodEvidence(res criu.CheckResult, what string) []string {
 func criuCheckRun(category string) func(context.Context, *Env) []reports.Finding {
 	return func(ctx context.Context, env *Env) []reports.Finding {
 		if all, ok := allGood(ctx, env); ok {
-			what := strings.TrimSpace("criu check " + map[string]string{criu.CategoryExtra: "--extra", criu.CategoryExperimental: "--experimental"}[category])
+			what := strings.TrimSpace("criu check " + categoryFlag[category])
 			return []reports.Finding{{Status: reports.Pass, Summary: what + ": looks good (criu check --all, which runs it, looks good)",
 				Evidence: allGoodEvidence(all, what)}}
 		}

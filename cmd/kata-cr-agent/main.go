@@ -2,9 +2,10 @@
 // as /bin/uinit in the guest that kata-cr boots. It loads what it needs to
 // talk, says hello to the host over a virtio-serial port, runs the one job
 // the host sends (moving the guest off the initramfs root first when the job
-// runs containers), sends the results as JSON lines and powers the guest off. It always powers off: u-root's init
-// panics the kernel when its uinit exits. The jobs themselves are library
-// code: runtime/guest (doctor, shell) and crjob (checkpoint, restore).
+// runs containers), sends the results as JSON lines and powers the guest
+// off. It always powers off: u-root's init panics the kernel when its uinit
+// exits. The jobs themselves are library code: runtime/guest (doctor,
+// shell) and crjob (checkpoint, restore).
 //
 // The runtime's cgroup-aware GOMAXPROCS is off: it would keep the cgroup v1
 // cpu hierarchy that u-root's init mounts open for the agent's lifetime,
