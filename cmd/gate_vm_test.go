@@ -216,6 +216,11 @@ func BenchmarkGate(b *testing.B) {
 			secs[k] += r.Seconds
 			for _, c := range r.Cells {
 				b.Logf("-j %s: %s", j, gate.CellLine(c))
+				for _, w := range c.Workloads {
+					if w.Status != gate.Pass {
+						b.Logf("-j %s: %s: %s %s (%s): %s", j, c.Name, w.Name, w.Status, w.Verdict, w.Message)
+					}
+				}
 			}
 			b.Logf("-j %s: the default gate took %.0fs", j, r.Seconds)
 		}
