@@ -267,8 +267,8 @@ func (p *progress) event(ev agentapi.Event) {
 		if ev.Agent != nil {
 			p.printf("guest up: kernel %s, agent on a %s root", ev.Agent.KernelRelease, ev.Agent.Root)
 			if b := ev.Agent.Boot; b != nil {
-				p.debugf("guest boot (its uptime): agent started %.2fs, modules loaded %.2fs, port open %.2fs",
-					b.AgentStart, b.ModulesLoaded, b.PortOpen)
+				p.debugf("guest boot (its uptime): agent started %.2fs, root switched %.2fs, modules loaded %.2fs, port open %.2fs",
+					b.AgentStart, b.RootSwitched, b.ModulesLoaded, b.PortOpen)
 			}
 		}
 	case agentapi.EventProgress:

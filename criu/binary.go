@@ -360,38 +360,10 @@ const KerndatCache = "/run/criu.kdat"
 // ForgetKerndat removes CRIU's kernel probe cache: after modules were
 // loaded, what CRIU probed before no longer holds.
 func ForgetKerndat() error {
-	kdatWarm.Lock()
-	kdatWarm.done = false
-	kdatWarm.Unlock()
 	if err := os.Remove(KerndatCache); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("forget CRIU's kernel probes: %w", err)
 	}
 	return nil
-}
-
-// kdatWarm makes the first `criu check` of a run (and the first after
-// ForgetKerndat) run alone: it probes the kernel and leaves
-// KerndatCache, which the checks after it read instead of probing again.
-// Started together, each would probe on its own, a quarter of a second
-// apiece on a one-CPU guest under TCG. Where CRIU cannot write the cache
-// (no tmpfs /run) only that first run waits.
-var kdatWarm struct {
-	sync.Mutex
-	done bool
-}
-
-// firstAlone holds the other checks back while the first one runs and
-// returns what releases them.
-func firstAlone() (release func()) {
-	kdatWarm.Lock()
-	if kdatWarm.done {
-		kdatWarm.Unlock()
-		return func() {}
-	}
-	return func() {
-		kdatWarm.done = true
-		kdatWarm.Unlock()
-	}
 }
 
 // FeatureError says that criu did not get as far as checking a feature:
@@ -464,7 +436,6 @@ func featureFailure(name string, res CheckResult) *FeatureError {
 func (b *Binary) runCheck(ctx context.Context, args []string) (CheckResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
 	defer cancel()
-	defer firstAlone()()
 	dir, err := os.MkdirTemp("", "kata-cr-criu-check-")
 	if err != nil {
 		return CheckResult{}, fmt.Errorf("criu %s: make log dir: %w", strings.Join(args, " "), err)

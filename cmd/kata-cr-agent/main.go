@@ -1,9 +1,8 @@
 // Command kata-cr-agent is the kata-cr guest agent. u-root's init starts it
 // as /bin/uinit in the guest that kata-cr boots. It loads what it needs to
-// talk, says hello to the host over a virtio-serial port, runs the one job
-// the host sends (moving the guest off the initramfs root first when the job
-// runs containers), sends the results as JSON lines and powers the guest
-// off. It always powers off: u-root's init panics the kernel when its uinit
+// talk, moves the guest off the initramfs root, says hello to the host over
+// a virtio-serial port, runs the one job the host sends, sends the results
+// as JSON lines and powers the guest off. It always powers off: u-root's init panics the kernel when its uinit
 // exits. The jobs themselves are library code: runtime/guest (doctor,
 // shell) and crjob (checkpoint, restore).
 //
@@ -69,15 +68,15 @@ var handlers = map[agentapi.JobKind]handler{
 }
 
 // crJob is the handler of a job that runs containers: it decodes the
-// job's options into O and moves the agent onto a tmpfs root (CRIU cannot
-// dump files on the initramfs).
+// job's options into O and refuses the initramfs root, which CRIU cannot
+// dump.
 func crJob[O any](run func(ctx context.Context, d *crjob.Deps, o O, job agentapi.Job) error) handler {
 	return func(ctx context.Context, s *guest.Session, job agentapi.Job) error {
 		var o O
 		if err := decodeOptions(job, &o); err != nil {
 			return err
 		}
-		if err := s.EnsureTmpfsRoot(); err != nil {
+		if err := s.RequireTmpfsRoot(); err != nil {
 			return err
 		}
 		return run(ctx, deps(s), o, job)
@@ -148,9 +147,19 @@ func uptime() float64 {
 func run() error {
 	start := time.Now()
 	boot := &agentapi.BootProfile{AgentStart: uptime()}
-	// The root moves onto a tmpfs only for a job that runs containers
-	// (Session.EnsureTmpfsRoot): the doctor does without the copy.
 	guest.MountRun()
+	// Every job runs on the tmpfs root, the doctor too: CRIU answers its
+	// checks differently on the initramfs root, and the doctor checks the
+	// guest a checkpoint will see.
+	root := guest.RootInitramfs
+	if err := guest.SwitchRoot(); err != nil {
+		// The agent can still report; a job that runs a workload
+		// refuses to on the initramfs root.
+		log.Printf("stay on the initramfs root: %v", err)
+	} else {
+		root = guest.RootTmpfs
+	}
+	boot.RootSwitched = uptime()
 	guest.EnsurePath()
 	m, err := readManifest(agentapi.ManifestPath)
 	if err != nil {
@@ -176,7 +185,7 @@ func run() error {
 	}
 	boot.PortOpen = uptime()
 	defer s.Close()
-	s.Release, s.Root, s.Machine = release, guest.RootInitramfs, unix.ByteSliceToString(uts.Machine[:])
+	s.Release, s.Root, s.Machine = release, root, unix.ByteSliceToString(uts.Machine[:])
 	if err := s.Hello(agentapi.AgentInfo{Version: version, KernelRelease: release, Root: s.Root, Boot: boot}); err != nil {
 		return err
 	}

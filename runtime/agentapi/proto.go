@@ -147,8 +147,8 @@ type Event struct {
 type AgentInfo struct {
 	Version       string `json:"version"`
 	KernelRelease string `json:"kernel_release"`
-	// Root says what the agent's root file system is when it says hello:
-	// "initramfs" (it moves onto a tmpfs when its job runs containers).
+	// Root says what the agent's root file system is ("tmpfs" once it has
+	// left the initramfs).
 	Root string `json:"root"`
 	// Boot is the guest's own clock at the agent's start-up stages.
 	Boot *BootProfile `json:"boot,omitempty"`

@@ -37,8 +37,8 @@ const savedWait = 2 * time.Minute
 type Session struct {
 	Manifest *agentapi.Manifest
 	// Release and Machine are the guest kernel's uname -r and -m; Root
-	// says which root the agent runs on: RootInitramfs, then RootTmpfs
-	// once a job that needs one moved it (EnsureTmpfsRoot).
+	// says which root the agent runs on: RootTmpfs once it left the
+	// initramfs, RootInitramfs when it could not.
 	Release, Machine, Root string
 	// Verbose sends log lines to the host too.
 	Verbose bool
@@ -48,8 +48,6 @@ type Session struct {
 	dec   *agentapi.Decoder
 	data  *os.File
 	start time.Time
-	// switchTried is set once EnsureTmpfsRoot tried to switch.
-	switchTried bool
 	// hello is what the agent said in its hello, said again on a wake.
 	hello agentapi.AgentInfo
 }
@@ -308,22 +306,9 @@ func (s *Session) ExtraFiles() map[string]string {
 	return out
 }
 
-// EnsureTmpfsRoot moves the agent off the initramfs root onto a tmpfs
-// (SwitchRoot) before a job that runs containers: pivot_root does not work
-// on the initramfs root and CRIU cannot dump its files. The doctor, which
-// runs none, stays on the initramfs and saves the copy. An agent that
-// could not switch refuses the job.
-func (s *Session) EnsureTmpfsRoot() error {
-	if s.Root == RootInitramfs && !s.switchTried {
-		s.switchTried = true
-		start := time.Now()
-		if err := SwitchRoot(); err != nil {
-			s.Logf("stay on the initramfs root: %v", err)
-		} else {
-			s.Root = RootTmpfs
-			s.Logf("moved onto a tmpfs root in %s", time.Since(start).Round(time.Millisecond))
-		}
-	}
+// RequireTmpfsRoot refuses to run a container from the initramfs root:
+// pivot_root does not work there and CRIU cannot dump its files.
+func (s *Session) RequireTmpfsRoot() error {
 	if s.Root != RootTmpfs {
 		return fmt.Errorf("the agent runs on the %s root (it could not switch to a tmpfs): containers cannot be checkpointed from there", s.Root)
 	}

@@ -27,11 +27,6 @@ func Shell(_ context.Context, s *Session, job agentapi.Job) error {
 			return fmt.Errorf("shell options: %w", err)
 		}
 	}
-	// A shell user runs CRIU by hand: on the tmpfs root, as a
-	// checkpoint does.
-	if err := s.EnsureTmpfsRoot(); err != nil {
-		s.Logf("%v", err)
-	}
 	if job.LoadModules {
 		if err := s.LoadCRIUModules(); err != nil {
 			s.Logf("%v", err)
