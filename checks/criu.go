@@ -168,10 +168,10 @@ type (
 	checkRequiredKey struct{}
 )
 
-// requiredCheck runs `criu check` once per Run. It is the first criu
-// check the CRIU checks run: a criu that finds no kernel probe cache
-// probes the kernel and says which diag module is missing, where a later
-// one reads the cache and says nothing of it.
+// requiredCheck runs `criu check` once per Run, before the other CRIU
+// checks run criu (they wait for it): a criu that finds no kernel probe
+// cache probes the kernel and says which diag module is missing, where a
+// later one reads the cache and says nothing of it.
 func requiredCheck(ctx context.Context, env *Env) (criu.CheckResult, error) {
 	return memoize(ctx, checkRequiredKey{}, func() (criu.CheckResult, error) {
 		return env.CRIU.Check(ctx, criu.CategoryRequired)
