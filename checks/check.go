@@ -221,6 +221,11 @@ var treeCategories = map[string]bool{"process": true, "mount": true}
 func Predict(fs []reports.Finding) *reports.Prediction {
 	p := &reports.Prediction{DumpWillSucceed: true, WithOptions: true, TreeDumpable: true, EnvironmentReady: true}
 	for _, f := range fs {
+		if f.Status == reports.Pass && f.Fix != nil && f.Fix.Speedup {
+			p.CRIU = p.CRIU.Merge(f.Fix.CRIU)
+			p.Restore = p.Restore.Merge(f.Fix.Restore)
+			continue
+		}
 		if f.Status != reports.Fail && f.Status != reports.Error && f.Status != reports.Warn {
 			continue
 		}

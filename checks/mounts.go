@@ -31,6 +31,8 @@ func MountChecks() []Check {
 			Title: "filesystems CRIU can dump", Run: checkMountFilesystems},
 		{ID: "mount.tmpfs", Category: "mount", Level: reports.Required, Needs: need,
 			Title: "tmpfs mounts (saved with GNU tar)", Run: checkMountTmpfs},
+		{ID: "mount.masked-dirs", Category: "mount", Level: reports.Optional, Needs: need,
+			Title: "masked directories CRIU need not save", Run: checkMountMasked},
 	}
 }
 

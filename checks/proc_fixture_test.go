@@ -75,6 +75,7 @@ func TestProcFixtures(t *testing.T) {
 			"mount.external-bind":      {F, F, F, F},
 			"mount.filesystems":        {F, F, W},
 			"mount.tmpfs":              {S},
+			"mount.masked-dirs":        {S},
 		}},
 		// The init is its own session leader; the tree is found without
 		// children files, from every process's parent.
@@ -101,6 +102,7 @@ func TestProcFixtures(t *testing.T) {
 			"mount.external-bind":      {P},
 			"mount.filesystems":        {P},
 			"mount.tmpfs":              {P},
+			"mount.masked-dirs":        {P},
 		}},
 	}
 	for _, tc := range tests {

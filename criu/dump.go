@@ -63,6 +63,10 @@ type DumpOpts struct {
 	// stopped, waiting for the answer. kata-cr's fault tests kill CRIU
 	// there.
 	AtPostDump func(criuPID int)
+	// Frozen, when set, runs at CRIU's post-dump notification, the images
+	// written and the tree still frozen: an error aborts the dump (CRIU
+	// thaws the tree) and is part of the dump's error.
+	Frozen func() error
 	// Set holds the CRIU options (--leave-running, --file-locks,
 	// --external...); its DumpArgs are them as criu words.
 	criuopt.Set
@@ -122,6 +126,9 @@ type Error struct {
 	// Hung says CRIU did not answer within the call's time limit and was
 	// killed (ErrHung).
 	Hung bool
+	// Aborted is why kata-cr failed CRIU's post-dump notification, which
+	// made CRIU give the dump up (DumpOpts.Frozen).
+	Aborted error
 	// ErrorLines are the log's "Error (...)" lines, without timestamps.
 	ErrorLines   []string
 	Explanations []reports.Explanation
@@ -133,7 +140,9 @@ func (e *Error) Error() string {
 	if e.Hung {
 		msg = fmt.Sprintf("criu %s hung", e.Op)
 	}
-	if h := e.Headline(); h != "" && !e.Hung {
+	if e.Aborted != nil {
+		msg = fmt.Sprintf("criu %s aborted by kata-cr while the tree was frozen: %v", e.Op, e.Aborted)
+	} else if h := e.Headline(); h != "" && !e.Hung {
 		msg += ": " + h
 	} else {
 		msg += ": " + strings.ReplaceAll(e.Err.Error(), "\n", ": ")
@@ -218,19 +227,25 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	// The live tree is read at post-dump, while CRIU holds it frozen. It
 	// never fails the dump: a notification error would abort it.
 	var tree []Process
-	var treeErr error
+	var treeErr, frozenErr error
 	notify := func(n *rpc.CriuNotify, criuPID int) error {
 		if n.GetScript() == "post-dump" {
 			tree, treeErr = LiveTree(procRoot, o.PID)
 			if o.AtPostDump != nil {
 				o.AtPostDump(criuPID)
 			}
+			if o.Frozen != nil {
+				frozenErr = o.Frozen()
+				return frozenErr
+			}
 		}
 		return nil
 	}
 	_, d, err := b.call(ctx, &rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), Opts: opts}, notify, nil)
 	if err != nil {
-		return nil, newError("dump", dirs.logPath, err)
+		e := newError("dump", dirs.logPath, err)
+		e.Aborted = frozenErr
+		return nil, e
 	}
 	if tree == nil && treeErr == nil {
 		treeErr = errors.New("criu sent no post-dump notification")

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
@@ -47,6 +48,11 @@ func (j *cpJob) timeBench(ctx context.Context, bin *criu.Binary, do criu.DumpOpt
 	sources := map[string]string{}
 	for _, m := range j.spec.Sandbox.Binds() {
 		sources[m.Target] = m.Source
+	}
+	for _, m := range do.ExternalMounts {
+		if checks.IsMaskedKey(m.Key) {
+			sources[m.Path] = checks.MaskedDirSource
+		}
 	}
 	ro := criu.RestoreOpts{Set: do.RestoreNeeds()}
 	ro.ImagesDir = j.paths.images

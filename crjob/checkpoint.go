@@ -282,6 +282,19 @@ func (j *cpJob) dumpOpts(res checks.DoctorResult) (criu.DumpOpts, criuopt.Set, e
 	}
 	do.PID = j.ctr.PID()
 	do.ImagesDir = j.paths.images
+	if masked := checks.MaskedMounts("/proc", do.PID, do.Set); len(masked) > 0 {
+		// The masked directories declared external hold nothing only
+		// if nothing remounted and filled them since the check: look
+		// again while CRIU holds the tree frozen, and abort otherwise.
+		do.Frozen = func() error {
+			for _, d := range masked {
+				if err := checks.EmptyReadOnly(d); err != nil {
+					return fmt.Errorf("a masked directory declared external is no longer empty and read-only: %w", err)
+				}
+			}
+			return nil
+		}
+	}
 	do.LeaveRunning = j.opts.LeaveRunning
 	if j.spec.HasTerminal() {
 		// The pty's master stays with the agent: the slave is an external

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/criu/criuopt"
 	"github.com/kata-cr/kata-cr/images"
@@ -281,6 +282,15 @@ func restoreOpts(m images.Manifest, paths paths, sb container.SandboxFiles) (cri
 	ro.RestoreSibling = true
 	var mapped container.SandboxFiles
 	for _, em := range m.ExternalMounts {
+		if checks.IsMaskedKey(em.Key) {
+			// A masked directory comes back as a bind of this guest's
+			// empty read-only tmpfs.
+			if err := checks.EmptyReadOnly(checks.MaskedDirSource); err != nil {
+				return ro, mapped, fmt.Errorf("the checkpoint declares the masked directory %s external (key %s), and this guest has no empty read-only tmpfs to restore it from: %w", em.Target, em.Key, err)
+			}
+			ro.ExternalMounts = append(ro.ExternalMounts, criu.ExternalMount{Key: em.Key, Path: checks.MaskedDirSource})
+			continue
+		}
 		src := ""
 		for _, b := range sb.Binds() {
 			if b.Target == em.Target {

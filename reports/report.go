@@ -51,6 +51,9 @@ type Fix struct {
 	AutoFixable bool `json:"auto_fixable"`
 	// Fixer names the kata-cr fixer that applies it, when AutoFixable.
 	Fixer FixerID `json:"fixer,omitempty"`
+	// Speedup says the options only make the dump faster: the finding
+	// passes without them, and a plan takes them all the same.
+	Speedup bool `json:"speedup,omitempty"`
 }
 
 // Finding is the result of one check, or one item of a check that looks at

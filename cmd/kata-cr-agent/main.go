@@ -148,6 +148,10 @@ func run() error {
 	start := time.Now()
 	boot := &agentapi.BootProfile{AgentStart: uptime()}
 	guest.MountRun()
+	if err := guest.MountMaskedDirSource(); err != nil {
+		// Masked directories are then saved with tar, as CRIU does.
+		log.Printf("%v", err)
+	}
 	// Every job runs on the tmpfs root, the doctor too: CRIU answers its
 	// checks differently on the initramfs root, and the doctor checks the
 	// guest a checkpoint will see.

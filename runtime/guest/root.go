@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/internal/filecopy"
 	"github.com/kata-cr/kata-cr/runtime/container"
 	"golang.org/x/sys/unix"
@@ -78,6 +79,21 @@ func MountRun() {
 		return
 	}
 	_ = unix.Mount("tmpfs", "/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755")
+}
+
+// MountMaskedDirSource mounts the empty read-only tmpfs a restore binds
+// where the container had a masked directory (checks.MaskedDirSource),
+// after MountRun: SwitchRoot moves it along with /run. It is mounted as
+// the container's init masks a directory (MS_RDONLY, no options), so the
+// bind CRIU makes of it on restore looks the same.
+func MountMaskedDirSource() error {
+	if err := os.MkdirAll(checks.MaskedDirSource, 0o755); err != nil {
+		return fmt.Errorf("mount the masked-directory source: %w", err)
+	}
+	if err := unix.Mount("tmpfs", checks.MaskedDirSource, "tmpfs", unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("mount the masked-directory source: %w", err)
+	}
+	return nil
 }
 
 // copyTree copies the tree at src into dst, keeping modes, symlinks and
