@@ -39,6 +39,9 @@ type cpJob struct {
 	putBack *restoredWorkload
 	// preDumps are the pre-dumps that ran before the final dump.
 	preDumps []reports.PreDump
+	// warming says start waited for the workload's Up only: Ready is
+	// still to be waited for before the dump (warmUp).
+	warming bool
 }
 
 // Checkpoint starts the workload o names the way the Kata agent starts a
@@ -95,6 +98,11 @@ func (j *cpJob) checkpointStarted(ctx context.Context) error {
 		return err
 	}
 	j.cp.Container = containerInfo(j.ctr.PID(), specSource(j.bundleDir()), j.d.cgroupRoot(), j.notes())
+	if err := j.warmUp(ctx); err != nil {
+		j.cp.Error = err.Error()
+		j.r.Findings = append(j.r.Findings, res.Findings...)
+		return nil
+	}
 	sctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	if len(j.opts.VerifyExecBefore) > 0 {
 		j.d.Host.Progress("probe", "running %d command(s) in the container to record its state", len(j.opts.VerifyExecBefore))

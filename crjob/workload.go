@@ -84,10 +84,17 @@ func (j *cpJob) start(ctx context.Context) (*reports.Finding, error) {
 	j.ctr = ctr
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	err = j.w.Ready(rctx, container.Probe{PID: ctr.PID()})
+	wait := j.w.Ready
+	if j.w.Up != nil {
+		// The checks need the workload up, not its state built: they run
+		// while it builds, and warmUp waits for Ready before the dump.
+		wait, j.warming = j.w.Up, true
+	}
+	err = wait(rctx, container.Probe{PID: ctr.PID()})
 	if err == nil {
 		return nil, nil
 	}
+	j.warming = false
 	f := &reports.Finding{ID: "workload.start", Category: "workload", Level: reports.Required, Status: reports.Fail,
 		Summary:  fmt.Sprintf("the workload %s (%s) did not get ready: %v", j.w.Name, strings.Join(j.w.Args, " "), err),
 		Evidence: []string{"command: " + strings.Join(j.w.Args, " ")}}
@@ -134,6 +141,21 @@ func (j *cpJob) stop() {
 // calls setsid() before exec, as runc and the Kata agent 4.1.0 do).
 // Wrapping the entrypoint in setsid(1) cannot work in this container: the
 // init leads its own process group, so setsid(1) forks and pid 1 exits.
+// warmUp waits for Ready when start waited only for Up; the error says
+// what the workload did not reach.
+func (j *cpJob) warmUp(ctx context.Context) error {
+	if !j.warming {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := j.w.Ready(rctx, container.Probe{PID: j.ctr.PID()}); err != nil {
+		return fmt.Errorf("the workload %s (%s) did not get ready: %w", j.w.Name, strings.Join(j.w.Args, " "), err)
+	}
+	j.warming = false
+	return nil
+}
+
 func (j *cpJob) restartFixer() checks.Fixer {
 	return checks.Fixer{ID: checks.FixerIDRestartSetsid, Title: "restart the workload with its init a session leader", Destructive: true,
 		Apply: func(ctx context.Context, _ *checks.Env, _ reports.Finding) (reports.Action, error) {

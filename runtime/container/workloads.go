@@ -68,6 +68,11 @@ type Workload struct {
 	// Ready waits until the workload is up and has the state worth
 	// checkpointing.
 	Ready func(ctx context.Context, p Probe) error
+	// Up, when set, waits only until the workload runs as the checks will
+	// see it (its processes, files and sockets in place) while its state
+	// still builds up: the checks run then, and Ready is waited for
+	// before the dump.
+	Up func(ctx context.Context, p Probe) error
 	// Snapshot records the state Verify compares with, right before the
 	// dump.
 	Snapshot func(ctx context.Context, p Probe) (State, error)
@@ -174,6 +179,7 @@ var Workloads = []Workload{
 		Description: "a shell that counts in memory every 100 ms and reports the count in " + counterFile,
 		Args:        []string{"sh", "-c", counterScript},
 		Ready:       readyCounter,
+		Up:          upCounter,
 		Snapshot:    snapshotCounter,
 		Verify:      verifyCounter,
 	},
@@ -453,6 +459,15 @@ func (p Probe) counter() (int, error) {
 		return 0, notYet("%s holds %q", counterFile, data)
 	}
 	return n, nil
+}
+
+// upCounter waits for the counter's first count: the shell runs its loop,
+// which is all the checks look at.
+func upCounter(ctx context.Context, p Probe) error {
+	return p.poll(ctx, "wait for the counter to start", func() error {
+		_, err := p.counter()
+		return err
+	})
 }
 
 func readyCounter(ctx context.Context, p Probe) error {
