@@ -224,8 +224,9 @@ func (b *Binary) Dump(ctx context.Context, o DumpOpts) (*DumpResult, error) {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	// The live tree is read at post-dump, while CRIU holds it frozen. It
-	// never fails the dump: a notification error would abort it.
+	// The live tree is read at post-dump, while CRIU holds it frozen; it
+	// never fails the dump, since a notification error aborts it. Only
+	// o.Frozen may.
 	var tree []Process
 	var treeErr, frozenErr error
 	notify := func(n *rpc.CriuNotify, criuPID int) error {

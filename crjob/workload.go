@@ -136,11 +136,6 @@ func (j *cpJob) stop() {
 	}
 }
 
-// restartFixer is the "restart-setsid" fixer: it kills the workload and
-// starts it again with the container init a session leader (the runtime
-// calls setsid() before exec, as runc and the Kata agent 4.1.0 do).
-// Wrapping the entrypoint in setsid(1) cannot work in this container: the
-// init leads its own process group, so setsid(1) forks and pid 1 exits.
 // warmUp waits for Ready when start waited only for Up; the error says
 // what the workload did not reach.
 func (j *cpJob) warmUp(ctx context.Context) error {
@@ -156,6 +151,11 @@ func (j *cpJob) warmUp(ctx context.Context) error {
 	return nil
 }
 
+// restartFixer is the "restart-setsid" fixer: it kills the workload and
+// starts it again with the container init a session leader (the runtime
+// calls setsid() before exec, as runc and the Kata agent 4.1.0 do).
+// Wrapping the entrypoint in setsid(1) cannot work in this container: the
+// init leads its own process group, so setsid(1) forks and pid 1 exits.
 func (j *cpJob) restartFixer() checks.Fixer {
 	return checks.Fixer{ID: checks.FixerIDRestartSetsid, Title: "restart the workload with its init a session leader", Destructive: true,
 		Apply: func(ctx context.Context, _ *checks.Env, _ reports.Finding) (reports.Action, error) {
