@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/guestimage"
 	"github.com/kata-cr/kata-cr/images"
 	"github.com/kata-cr/kata-cr/kernel"
@@ -375,6 +376,17 @@ func TestCheckpointSeedWorkload(t *testing.T) {
 		if !slices.Contains(c.DumpOptions, "mnt[/etc/hosts]:hosts") {
 			t.Errorf("dump options %v do not declare /etc/hosts external", c.DumpOptions)
 		}
+		// The masked directories, empty read-only tmpfs mounts, are
+		// declared external too (no tar of each inside the freeze), and
+		// come back as read-only tmpfs mounts (assertSameMounts below).
+		for _, o := range []string{"mnt[/proc/acpi]:masked-proc-acpi", "mnt[/sys/firmware]:masked-sys-firmware"} {
+			if !slices.Contains(c.DumpOptions, o) {
+				t.Errorf("dump options %v do not declare %s", c.DumpOptions, o)
+			}
+		}
+		if f := guestFindings(r)["mount.masked-dirs"]; f.Status != reports.Pass || f.Fix == nil || !f.Fix.Speedup {
+			t.Errorf("mount.masked-dirs: %s %q, fix %+v: want a pass with a speed-up", f.Status, f.Summary, f.Fix)
+		}
 		if !slices.Contains(c.SandboxFilesSeen, "/etc/hosts") || c.RestoredPID == 0 {
 			t.Errorf("sandbox files seen %q (pid %d): the restored container must see the sandbox's /etc/hosts", c.SandboxFilesSeen, c.RestoredPID)
 		}
@@ -394,8 +406,16 @@ func TestCheckpointSeedWorkload(t *testing.T) {
 		if err != nil || fi.Mode().Perm() != 0o700 {
 			t.Errorf("images dir mode %v (%v), want 0700", fi.Mode(), err)
 		}
-		if m := set.Manifest; m.KernelRelease == "" || m.CRIUVersion == "" || m.Arch == "" || len(m.ExternalMounts) != 3 || m.Workload != "sleep" {
-			t.Errorf("manifest lacks what a restore needs: %+v", m)
+		binds, masked := 0, 0
+		for _, em := range set.Manifest.ExternalMounts {
+			if checks.IsMaskedKey(em.Key) {
+				masked++
+			} else {
+				binds++
+			}
+		}
+		if m := set.Manifest; m.KernelRelease == "" || m.CRIUVersion == "" || m.Arch == "" || binds != 3 || masked != 2 || m.Workload != "sleep" {
+			t.Errorf("manifest lacks what a restore needs (external mounts: %d sandbox binds, want 3; %d masked directories, want 2): %+v", binds, masked, m)
 		}
 		if c.ImageBytes != set.Size() || c.ImagesDir != dir {
 			t.Errorf("report says %s with %d bytes, the set is %s with %d", c.ImagesDir, c.ImageBytes, dir, set.Size())

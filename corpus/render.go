@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/kata-cr/kata-cr/checks"
 )
 
 // WriteMarkdown writes the cell's truth table: per entry, what kata-cr
@@ -83,8 +85,21 @@ func outcome(e EntryResult) string {
 // the table folds them into one word.
 const sandboxBind = "--external mnt[/etc/"
 
+// maskedDir reports whether w ("--external mnt[PATH]:KEY") declares a
+// masked directory external: a speed-up every entry's plan has
+// (mount.masked-dirs), not a fix, so the table leaves it out.
+func maskedDir(w string) bool {
+	v, ok := strings.CutPrefix(w, "--external mnt[")
+	if !ok {
+		return false
+	}
+	_, key, ok := strings.Cut(v, "]:")
+	return ok && checks.IsMaskedKey(key)
+}
+
 // fixWords are the fix's options, each option with its value, the
-// sandbox's three binds folded into one.
+// sandbox's three binds folded into one and the masked directories left
+// out.
 func fixWords(fix []string) []string {
 	var out []string
 	binds := 0
@@ -96,6 +111,9 @@ func fixWords(fix []string) []string {
 		}
 		if strings.HasPrefix(w, sandboxBind) {
 			binds++
+			continue
+		}
+		if maskedDir(w) {
 			continue
 		}
 		out = append(out, w)
