@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kata-cr/kata-cr/checks"
 	"github.com/kata-cr/kata-cr/criu"
 	"github.com/kata-cr/kata-cr/reports"
 	"github.com/kata-cr/kata-cr/runtime/agentapi"
@@ -45,22 +44,17 @@ func (j *cpJob) bench(ctx context.Context, cr CRIU, do criu.DumpOpts, dumped tim
 // timeBench takes the measurements of bench.
 func (j *cpJob) timeBench(ctx context.Context, bin *criu.Binary, do criu.DumpOpts, dumped time.Duration) (*agentapi.BenchResult, error) {
 	b := &agentapi.BenchResult{Workload: j.w.Name, KataCRDump: dumped.Seconds()}
-	sources := map[string]string{}
-	for _, m := range j.spec.Sandbox.Binds() {
-		sources[m.Target] = m.Source
-	}
-	for _, m := range do.ExternalMounts {
-		if checks.IsMaskedKey(m.Key) {
-			sources[m.Path] = checks.MaskedDirSource
-		}
-	}
 	ro := criu.RestoreOpts{Set: do.RestoreNeeds()}
 	ro.ImagesDir = j.paths.images
 	ro.WorkDir = filepath.Join(j.paths.root, "bench-work")
 	ro.Root = j.paths.rootfs
 	ro.RestoreSibling = true
 	for _, m := range do.ExternalMounts {
-		ro.ExternalMounts = append(ro.ExternalMounts, criu.ExternalMount{Key: m.Key, Path: sources[m.Path]})
+		src, err := externalSource(m.Key, m.Path, j.spec.Sandbox)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		ro.ExternalMounts = append(ro.ExternalMounts, criu.ExternalMount{Key: m.Key, Path: src})
 	}
 	if j.ctr != nil {
 		_ = j.ctr.Kill()

@@ -282,20 +282,9 @@ func restoreOpts(m images.Manifest, paths paths, sb container.SandboxFiles) (cri
 	ro.RestoreSibling = true
 	var mapped container.SandboxFiles
 	for _, em := range m.ExternalMounts {
-		if checks.IsMaskedKey(em.Key) {
-			// A masked directory comes back as a bind of this guest's
-			// empty read-only tmpfs.
-			if err := checks.EmptyReadOnly(checks.MaskedDirSource); err != nil {
-				return ro, mapped, fmt.Errorf("the checkpoint declares the masked directory %s external (key %s), and this guest has no empty read-only tmpfs to restore it from: %w", em.Target, em.Key, err)
-			}
-			ro.ExternalMounts = append(ro.ExternalMounts, criu.ExternalMount{Key: em.Key, Path: checks.MaskedDirSource})
-			continue
-		}
-		src := ""
-		for _, b := range sb.Binds() {
-			if b.Target == em.Target {
-				src = b.Source
-			}
+		src, err := externalSource(em.Key, em.Target, sb)
+		if err != nil {
+			return ro, mapped, err
 		}
 		switch em.Target {
 		case "/etc/hosts":
@@ -305,12 +294,27 @@ func restoreOpts(m images.Manifest, paths paths, sb container.SandboxFiles) (cri
 		case "/etc/resolv.conf":
 			mapped.ResolvConf = src
 		}
-		if src == "" {
-			return ro, mapped, fmt.Errorf("the checkpoint declares the mount %s external (key %s): kata-cr maps back only the sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf", em.Target, em.Key)
-		}
 		ro.ExternalMounts = append(ro.ExternalMounts, criu.ExternalMount{Key: em.Key, Path: src})
 	}
 	return ro, mapped, nil
+}
+
+// externalSource is where this guest has the source of the checkpoint's
+// external mount key at target: the sandbox's file or volume bound there,
+// or, for a masked directory, the agent's empty read-only tmpfs.
+func externalSource(key, target string, sb container.SandboxFiles) (string, error) {
+	if checks.IsMaskedKey(key) {
+		if err := checks.EmptyReadOnly(checks.MaskedDirSource); err != nil {
+			return "", fmt.Errorf("the checkpoint declares the masked directory %s external (key %s), and this guest has no empty read-only tmpfs to restore it from: %w", target, key, err)
+		}
+		return checks.MaskedDirSource, nil
+	}
+	for _, b := range sb.Binds() {
+		if b.Target == target {
+			return b.Source, nil
+		}
+	}
+	return "", fmt.Errorf("the checkpoint declares the mount %s external (key %s): kata-cr maps back only the sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf", target, key)
 }
 
 // ttyKey is the key of the external tty among the dump's options, "" when
