@@ -229,6 +229,11 @@ func (v *procMountView) externals() []procMountExt {
 		if count[k] > 1 {
 			k = procKeySafe(strings.ReplaceAll(strings.Trim(out[i].M.MountPoint, "/"), "/", "-"))
 		}
+		if IsMaskedKey(k) {
+			// Keys of masked directories are restored from the empty
+			// read-only tmpfs: a mount merely named so must not be.
+			k = "mnt-" + k
+		}
 		k0 := k
 		for n := 2; used[k]; n++ {
 			k = fmt.Sprintf("%s-%d", k0, n)

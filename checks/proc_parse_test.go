@@ -285,6 +285,7 @@ func TestProcMountExternals(t *testing.T) {
 8 7 0:72 /sys /proc/sys ro - proc proc rw
 9 1 0:73 /k8s/x /sys/fs/cgroup ro - cgroup2 cgroup2 rw
 10 1 0:74 / /fuse rw - fuse.sshfs host:/ rw
+11 1 0:70 /state /srv/masked-state rw - tmpfs tmpfs rw
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -310,6 +311,7 @@ func TestProcMountExternals(t *testing.T) {
 		{"/mnt/a b", "a_b", true},
 		{"/data", "data", false},
 		{"/fuse", "fuse", false},
+		{"/srv/masked-state", "mnt-masked-state", true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("externals:\ngot  %+v\nwant %+v", got, want)

@@ -303,16 +303,18 @@ func restoreOpts(m images.Manifest, paths paths, sb container.SandboxFiles) (cri
 // external mount key at target: the sandbox's file or volume bound there,
 // or, for a masked directory, the agent's empty read-only tmpfs.
 func externalSource(key, target string, sb container.SandboxFiles) (string, error) {
+	// The sandbox's binds come first: a masked directory is never one of
+	// their targets.
+	for _, b := range sb.Binds() {
+		if b.Target == target {
+			return b.Source, nil
+		}
+	}
 	if checks.IsMaskedKey(key) {
 		if err := checks.EmptyReadOnly(checks.MaskedDirSource); err != nil {
 			return "", fmt.Errorf("the checkpoint declares the masked directory %s external (key %s), and this guest has no empty read-only tmpfs to restore it from: %w", target, key, err)
 		}
 		return checks.MaskedDirSource, nil
-	}
-	for _, b := range sb.Binds() {
-		if b.Target == target {
-			return b.Source, nil
-		}
 	}
 	return "", fmt.Errorf("the checkpoint declares the mount %s external (key %s): kata-cr maps back only the sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf", target, key)
 }
